@@ -1,0 +1,222 @@
+// Command agentlab-pvesim serves a simulated Proxmox VE API over HTTPS for
+// development and tests. Its first line on stdout is
+//
+//	agentlab-pvesim: endpoint=https://127.0.0.1:8006/api2/json token=root@pam!agentlab=SECRET
+//
+// so that scripts can read the endpoint and token. SIGINT or SIGTERM stop it
+// gracefully (the state is written when --state-dir is set); a second signal
+// exits at once.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/agentlab/terraform-provider-agentlab/internal/pvesim"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal now kills the process
+	}()
+	m := NewMain(os.Stdout, os.Stderr)
+	if err := m.ParseFlags(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "agentlab-pvesim:", err)
+		os.Exit(2)
+	}
+	if err := m.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "agentlab-pvesim:", err)
+		os.Exit(1)
+	}
+}
+
+// Main is the program: flags, then Run until the context ends.
+type Main struct {
+	stdout, stderr io.Writer
+
+	listen       string
+	plainHTTP    bool
+	nodes        string
+	token        string
+	templates    []string
+	users        []string
+	pools        []string
+	latency      string
+	latencyScale float64
+	faults       float64
+	seed         int64
+	guestExec    bool
+	stateDir     string
+	legacyErrors bool
+	authDelay    time.Duration
+	debug        bool
+
+	// ready, when set, receives the endpoint once the server listens (tests).
+	ready chan<- string
+}
+
+// NewMain returns a Main writing to stdout and stderr.
+func NewMain(stdout, stderr io.Writer) *Main { return &Main{stdout: stdout, stderr: stderr} }
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+// ParseFlags reads the command line.
+func (m *Main) ParseFlags(args []string) error {
+	fs := flag.NewFlagSet("agentlab-pvesim", flag.ContinueOnError)
+	fs.SetOutput(m.stderr)
+	fs.StringVar(&m.listen, "listen", "127.0.0.1:8006", "address to listen on (host:port; :0 picks a free port)")
+	fs.BoolVar(&m.plainHTTP, "plain-http", false, "serve plain HTTP instead of HTTPS with a self-signed certificate")
+	fs.StringVar(&m.nodes, "nodes", "pve", "comma-separated node names; the first is the default node")
+	fs.StringVar(&m.token, "token", "", "API token USER@REALM!TOKENID=SECRET (default: root@pam!agentlab with a random secret)")
+	fs.Var((*multiFlag)(&m.templates), "template", "template VMID:NAME[@NODE] (repeatable; default 9000:debian-12-cloud)")
+	fs.Var((*multiFlag)(&m.users), "user", "user USER@REALM:PASSWORD that may log in with a ticket (repeatable)")
+	fs.Var((*multiFlag)(&m.pools), "pool", "resource pool that exists (repeatable)")
+	fs.StringVar(&m.latency, "latency", "zero", "latency model: zero or realistic")
+	fs.Float64Var(&m.latencyScale, "latency-scale", 1, "multiply every modelled duration by this factor")
+	fs.Float64Var(&m.faults, "faults", 0, "probability (0..1) of an injected fault per request")
+	fs.Int64Var(&m.seed, "seed", 1, "seed of the fault injection and MAC address generators")
+	fs.BoolVar(&m.guestExec, "guest-exec", false, "run guests' cloud-init user-data as processes (not supported yet)")
+	fs.StringVar(&m.stateDir, "state-dir", "", "directory to persist state in across restarts")
+	fs.BoolVar(&m.legacyErrors, "legacy-errors", false, `error bodies without "message", as before libpve-http-server-perl 5.2.0`)
+	fs.DurationVar(&m.authDelay, "auth-delay", 3*time.Second, "delay of answers to bad credentials (PVE: 3s)")
+	fs.BoolVar(&m.debug, "debug", false, "log every request on stderr")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if m.guestExec {
+		return errors.New("--guest-exec is not supported yet: the guest job runner arrives in a later release")
+	}
+	return nil
+}
+
+// options builds the simulator's options from the flags.
+func (m *Main) options() (pvesim.Options, string, error) {
+	o := pvesim.Options{
+		FaultRate: m.faults, Seed: m.seed, StateDir: m.stateDir, LegacyErrors: m.legacyErrors,
+		AuthFailureDelay: m.authDelay, Users: m.users, Pools: m.pools,
+	}
+	for _, n := range strings.Split(m.nodes, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			o.Nodes = append(o.Nodes, n)
+		}
+	}
+	for _, t := range m.templates {
+		tm, err := pvesim.ParseTemplate(t)
+		if err != nil {
+			return o, "", err
+		}
+		o.Templates = append(o.Templates, tm)
+	}
+	lat, err := pvesim.ParseLatency(m.latency)
+	if err != nil {
+		return o, "", err
+	}
+	if m.latencyScale <= 0 {
+		return o, "", fmt.Errorf("--latency-scale %v: want a positive factor", m.latencyScale)
+	}
+	o.Latency = lat.Scaled(m.latencyScale)
+	token := m.token
+	if token == "" {
+		b := make([]byte, 16)
+		if _, err := rand.Read(b); err != nil {
+			return o, "", fmt.Errorf("generate token: %w", err)
+		}
+		h := hex.EncodeToString(b)
+		token = fmt.Sprintf("root@pam!agentlab=%s-%s-%s-%s-%s", h[:8], h[8:12], h[12:16], h[16:20], h[20:])
+	}
+	o.Tokens = []string{token}
+	level := slog.LevelInfo
+	if m.debug {
+		level = slog.LevelDebug
+	}
+	o.Logger = slog.New(slog.NewTextHandler(m.stderr, &slog.HandlerOptions{Level: level}))
+	return o, token, nil
+}
+
+// Run serves until ctx ends, then shuts down gracefully.
+func (m *Main) Run(ctx context.Context) error {
+	opts, token, err := m.options()
+	if err != nil {
+		return err
+	}
+	srv, err := pvesim.New(opts)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", m.listen)
+	if err != nil {
+		_ = srv.Close()
+		return fmt.Errorf("listen: %w", err)
+	}
+	host, port, _ := net.SplitHostPort(ln.Addr().String())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	scheme := "https"
+	var tlsHosts []string
+	if h, _, err := net.SplitHostPort(m.listen); err == nil && h != "" {
+		tlsHosts = append(tlsHosts, h)
+	}
+	tlsConfig, _, err := pvesim.SelfSignedTLS(tlsHosts...)
+	if err != nil {
+		_ = ln.Close()
+		_ = srv.Close()
+		return err
+	}
+	if m.plainHTTP {
+		scheme, tlsConfig = "http", nil
+	}
+	endpoint := fmt.Sprintf("%s://%s/api2/json", scheme, net.JoinHostPort(host, port))
+	fmt.Fprintf(m.stdout, "agentlab-pvesim: endpoint=%s token=%s\n", endpoint, token)
+	opts.Logger.Info("serving", "endpoint", endpoint, "nodes", strings.Join(srv.Nodes(), ","),
+		"latency", m.latency, "faults", m.faults, "state_dir", m.stateDir)
+	if m.ready != nil {
+		m.ready <- endpoint
+	}
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln, tlsConfig) }()
+	select {
+	case err := <-errc:
+		_ = srv.Close()
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	opts.Logger.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return err
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}
