@@ -1,0 +1,126 @@
+package pve
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// AgentInterface is one network interface reported by the guest agent.
+type AgentInterface struct {
+	Name        string         `json:"name"`
+	MAC         string         `json:"hardware-address"`
+	IPAddresses []AgentAddress `json:"ip-addresses"`
+}
+
+// AgentAddress is one address of an AgentInterface.
+type AgentAddress struct {
+	Address string `json:"ip-address"`
+	Type    string `json:"ip-address-type"` // "ipv4" or "ipv6"
+	Prefix  int    `json:"prefix"`
+}
+
+// AgentInterfaces asks the guest agent for the guest's network interfaces,
+// retrying transient failures. "QEMU guest agent is not running" is returned
+// as an *APIError; WaitForIP treats it as "not yet".
+func (c *Client) AgentInterfaces(ctx context.Context, ref VMRef) ([]AgentInterface, error) {
+	if err := ref.validate(); err != nil {
+		return nil, err
+	}
+	var out struct {
+		Result []AgentInterface `json:"result"`
+	}
+	if err := c.get(ctx, pathf("/nodes/%s/qemu/%s/agent/network-get-interfaces", ref.Node, ref.VMID), nil, &out); err != nil {
+		return nil, err
+	}
+	return out.Result, nil
+}
+
+// Agent polling backs off from agentPollMin to agentPollMax.
+const (
+	agentPollMin = 250 * time.Millisecond
+	agentPollMax = 5 * time.Second
+)
+
+// WaitForIP waits until the guest agent reports a usable IPv4 address (not
+// loopback, not link-local) and returns it. Addresses on the interfaces whose
+// MAC matches one of the guest's netN devices are preferred (a container
+// bridge such as docker0 is not the guest's address). "QEMU guest agent is
+// not running" means "not yet"; a stopped guest or a guest without agent
+// fails at once. The context bounds the wait: give it a deadline.
+func (c *Client) WaitForIP(ctx context.Context, ref VMRef) (netip.Addr, error) {
+	if err := ref.validate(); err != nil {
+		return netip.Addr{}, err
+	}
+	cfg, err := c.Config(ctx, ref)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("wait for ip of %s: %w", ref, err)
+	}
+	macs := map[string]bool{}
+	for _, n := range cfg.NICs() {
+		if n.MAC != "" {
+			macs[strings.ToLower(n.MAC)] = true
+		}
+	}
+	path := pathf("/nodes/%s/qemu/%s/agent/network-get-interfaces", ref.Node, ref.VMID)
+	delay := agentPollMin
+	failures := 0
+	for {
+		var out struct {
+			Result []AgentInterface `json:"result"`
+		}
+		err := c.send(ctx, request{method: http.MethodGet, path: path}, &out)
+		switch {
+		case err == nil:
+			failures = 0
+			if ip := pickIPv4(out.Result, macs); ip.IsValid() {
+				return ip, nil
+			}
+		case ctx.Err() != nil:
+			return netip.Addr{}, fmt.Errorf("wait for ip of %s: %w", ref, ctx.Err())
+		case matchesAny(err, []string{"guest agent is not running"}):
+			// the guest is still booting
+		case IsTransient(err):
+			failures++
+			if failures >= c.retry.MaxAttempts {
+				return netip.Addr{}, fmt.Errorf("wait for ip of %s: %w", ref, err)
+			}
+		case matchesAny(err, []string{"no qemu guest agent configured"}):
+			return netip.Addr{}, fmt.Errorf("wait for ip of %s: the guest agent is not enabled (set agent=1 in the template and install qemu-guest-agent in the image): %w", ref, err)
+		default:
+			return netip.Addr{}, fmt.Errorf("wait for ip of %s: %w", ref, err)
+		}
+		if err := c.sleep(ctx, delay); err != nil {
+			return netip.Addr{}, fmt.Errorf("wait for ip of %s: %w", ref, err)
+		}
+		delay = min(delay*3/2, agentPollMax)
+	}
+}
+
+// pickIPv4 returns the first usable IPv4 address, looking only at interfaces
+// with a MAC in macs when any interface has one.
+func pickIPv4(ifaces []AgentInterface, macs map[string]bool) netip.Addr {
+	matched := false
+	for _, i := range ifaces {
+		if macs[strings.ToLower(i.MAC)] {
+			matched = true
+			break
+		}
+	}
+	for _, i := range ifaces {
+		if matched && !macs[strings.ToLower(i.MAC)] {
+			continue
+		}
+		for _, a := range i.IPAddresses {
+			ip, err := netip.ParseAddr(a.Address)
+			if err != nil || !ip.Is4() || ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsUnspecified() {
+				continue
+			}
+			return ip
+		}
+	}
+	return netip.Addr{}
+}

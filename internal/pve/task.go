@@ -1,0 +1,155 @@
+package pve
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// UPID is a parsed PVE task id,
+// "UPID:node:pid:pstart:starttime:type:id:user:".
+type UPID struct {
+	Node      string
+	PID       int64
+	PStart    int64
+	StartTime time.Time
+	Type      string // e.g. qmclone
+	ID        string // e.g. the source VMID of a clone
+	User      string // e.g. root@pam!agentlab
+}
+
+// ParseUPID parses a task id.
+func ParseUPID(s string) (UPID, error) {
+	f := strings.Split(s, ":")
+	if len(f) < 8 || f[0] != "UPID" || f[1] == "" {
+		return UPID{}, fmt.Errorf("invalid task id %q", s)
+	}
+	pid, err1 := strconv.ParseInt(f[2], 16, 64)
+	pstart, err2 := strconv.ParseInt(f[3], 16, 64)
+	start, err3 := strconv.ParseInt(f[4], 16, 64)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return UPID{}, fmt.Errorf("invalid task id %q: pid, pstart and starttime must be hex", s)
+	}
+	return UPID{
+		Node:      f[1],
+		PID:       pid,
+		PStart:    pstart,
+		StartTime: time.Unix(start, 0),
+		Type:      f[5],
+		ID:        f[6],
+		User:      f[7],
+	}, nil
+}
+
+// TaskStatus is the answer of /nodes/{node}/tasks/{upid}/status.
+type TaskStatus struct {
+	UPID   string `json:"upid"`
+	Node   string `json:"node"`
+	Type   string `json:"type"`
+	ID     string `json:"id"`
+	User   string `json:"user"`
+	Status string `json:"status"` // "running" or "stopped"
+	// ExitStatus is set once stopped: "OK", "WARNINGS: N" or the error text.
+	ExitStatus string `json:"exitstatus"`
+}
+
+// Running reports whether the task has not finished yet.
+func (s TaskStatus) Running() bool { return s.Status == "running" }
+
+// OK reports whether a finished task succeeded (possibly with warnings).
+func (s TaskStatus) OK() bool {
+	return s.ExitStatus == "OK" || strings.HasPrefix(s.ExitStatus, "WARNINGS")
+}
+
+// Task polling: the interval grows with the time already waited, so the
+// delay between a task's end and its detection stays below
+// max(50 ms, 5 % of the wait) (the interval plus one round trip), while a long
+// task costs few requests.
+const (
+	taskPollMin      = 20 * time.Millisecond
+	taskPollMax      = 10 * time.Second
+	taskPollFraction = 0.04
+)
+
+// taskPollInterval returns the delay before the next status poll after
+// elapsed time spent waiting.
+func taskPollInterval(elapsed time.Duration) time.Duration {
+	d := time.Duration(float64(elapsed) * taskPollFraction)
+	if d < taskPollMin {
+		return taskPollMin
+	}
+	if d > taskPollMax {
+		return taskPollMax
+	}
+	return d
+}
+
+// TaskStatus reads a task's status once (with retries of transient errors).
+func (c *Client) TaskStatus(ctx context.Context, upid string) (TaskStatus, error) {
+	u, err := ParseUPID(upid)
+	if err != nil {
+		return TaskStatus{}, err
+	}
+	var st TaskStatus
+	err = c.get(ctx, pathf("/nodes/%s/tasks/%s/status", u.Node, upid), nil, &st)
+	return st, err
+}
+
+// WaitTask waits until the task upid has finished. It polls fast at first
+// (every 20 ms) and backs off in proportion to the time waited. A task that
+// fails returns its status and a *TaskError carrying the exit status.
+// Transient polling failures are tolerated up to the retry policy's attempt
+// count in a row; the context bounds the whole wait.
+func (c *Client) WaitTask(ctx context.Context, upid string) (TaskStatus, error) {
+	u, err := ParseUPID(upid)
+	if err != nil {
+		return TaskStatus{}, err
+	}
+	path := pathf("/nodes/%s/tasks/%s/status", u.Node, upid)
+	start := c.clock.Now()
+	failures := 0
+	for {
+		var st TaskStatus
+		err := c.send(ctx, request{method: "GET", path: path}, &st)
+		switch {
+		case err == nil:
+			failures = 0
+			if !st.Running() {
+				st.UPID = upid
+				if st.Node == "" {
+					st.Node = u.Node
+				}
+				c.log.Debug("pve task finished", "upid", upid, "exitstatus", st.ExitStatus, "waited", c.clock.Now().Sub(start))
+				if st.OK() {
+					return st, nil
+				}
+				exit := st.ExitStatus
+				if exit == "" {
+					exit = "task stopped without exit status"
+				}
+				return st, &TaskError{UPID: upid, Node: u.Node, Type: u.Type, ID: u.ID, ExitStatus: exit}
+			}
+		case ctx.Err() != nil:
+			return TaskStatus{}, &waitError{UPID: upid, Err: ctx.Err()}
+		case IsTransient(err):
+			failures++
+			if failures >= c.retry.MaxAttempts {
+				return TaskStatus{}, &waitError{UPID: upid, Err: err}
+			}
+			c.log.Warn("pve: task status poll failed, polling on", "upid", upid, "err", err)
+		default:
+			return TaskStatus{}, &waitError{UPID: upid, Err: err}
+		}
+		d := taskPollInterval(c.clock.Now().Sub(start))
+		if failures > 0 {
+			if b := c.backoff(failures); b > d {
+				d = b
+			}
+		}
+		if err := c.sleep(ctx, d); err != nil {
+			return TaskStatus{}, &waitError{UPID: upid, Err: err}
+		}
+	}
+}
