@@ -595,6 +595,21 @@ func TestStorage(t *testing.T) {
 	if _, ok := sim.Server.Volume("local", "iso/seed.iso"); ok {
 		t.Errorf("seed.iso still exists after delete")
 	}
+	// Deleting a file that is gone from a directory storage only warns, as
+	// Plugin::free_image does: the task succeeds with "WARNINGS: 1".
+	upid = data(t, sim, "DELETE", "/nodes/pve/storage/local/content/local:iso%2Fseed.iso", "").(string)
+	st := data(t, sim, "GET", "/nodes/pve/tasks/"+upid+"/status", "").(map[string]any)
+	if st["exitstatus"] != "WARNINGS: 1" {
+		t.Errorf("delete of a missing iso: exitstatus %v; want WARNINGS: 1", st["exitstatus"])
+	}
+	var log struct {
+		Data []map[string]any `json:"data"`
+	}
+	doJSON(t, sim, "GET", "/nodes/pve/tasks/"+upid+"/log", "", "", &log)
+	if n := len(log.Data); n < 2 || log.Data[n-1]["t"] != "TASK WARNINGS: 1" ||
+		log.Data[n-2]["t"] != "WARN: disk image '/var/lib/vz/template/iso/seed.iso' does not exist" {
+		t.Errorf("delete of a missing iso: log %v; want the WARN line, then TASK WARNINGS: 1", log.Data)
+	}
 }
 
 func TestLegacyErrorBody(t *testing.T) {

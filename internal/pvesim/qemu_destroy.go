@@ -58,7 +58,7 @@ func handleDestroy(c *call) (any, error) {
 			}
 			if err == nil {
 				if base := s.linkedClonesOfLocked(v); base != "" {
-					err = fail("base volume '%s' is still in use by linked cloned", base)
+					err = fail("base volume '%s' is still in use by linked clones", base)
 				}
 			}
 			if err != nil {

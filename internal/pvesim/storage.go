@@ -221,13 +221,19 @@ func handleContentInfo(c *call) (any, error) {
 
 func volumePath(v *volume) string {
 	_, name, _ := strings.Cut(v.Volid, ":")
-	if v.Storage == "local-lvm" {
+	return storagePath(v.Storage, name)
+}
+
+// storagePath is where a volume name lives on the node, by storage and the
+// name's content directory (iso/, vztmpl/, else images).
+func storagePath(storage, name string) string {
+	if storage == "local-lvm" {
 		return "/dev/pve/" + name
 	}
-	switch v.Content {
-	case "iso":
+	switch {
+	case strings.HasPrefix(name, "iso/"):
 		return "/var/lib/vz/template/" + name
-	case "vztmpl":
+	case strings.HasPrefix(name, "vztmpl/"):
 		return "/var/lib/vz/template/cache/" + strings.TrimPrefix(name, "vztmpl/")
 	}
 	return "/var/lib/vz/images/" + name
@@ -268,13 +274,16 @@ func handleContentDelete(c *call) (any, error) {
 				if storage == "local-lvm" {
 					return fail("lvremove 'pve/%s' error:   Failed to find logical volume \"pve/%s\"", name, name)
 				}
-				return fail("unable to delete '%s' - no such file", volid)
+				// Directory storages only warn (Plugin::free_image); the
+				// task still succeeds, with exitstatus "WARNINGS: 1".
+				tr.warnLocked("disk image '%s' does not exist", storagePath(storage, name))
+				return nil
 			}
 			_, name, _ := strings.Cut(volid, ":")
 			if v.Content == "images" && isBaseVolume(volid) {
 				for _, o := range s.st.Volumes {
 					if o.Node == node && o.Parent == name {
-						return fail("base volume '%s' is still in use by linked cloned", name)
+						return fail("base volume '%s' is still in use by linked clones", name)
 					}
 				}
 			}

@@ -20,7 +20,8 @@ import (
 // duration is zero, so with ZeroLatency a task has finished before the call
 // that started it returns). Its status is "running" until the work returns,
 // then "stopped" with exitstatus "OK" or the error text; its log ends with
-// "TASK OK" or "TASK ERROR: msg".
+// "TASK OK", "TASK WARNINGS: N" (exitstatus "WARNINGS: N", a success for
+// clients) or "TASK ERROR: msg".
 
 // maxTasks bounds the task history kept in memory and on disk.
 const maxTasks = 5000
@@ -44,6 +45,15 @@ type taskRun struct {
 	s   *Server
 	t   *task
 	ctx context.Context
+	// warnings counts lines logged with warnLocked; a task that ends without an
+	// error but with warnings stops with exitstatus "WARNINGS: N", as in PVE.
+	warnings int
+}
+
+// warnLocked logs a warning line ("WARN: ...") and counts it; s.mu is held.
+func (tr *taskRun) warnLocked(format string, args ...any) {
+	tr.t.Log = append(tr.t.Log, "WARN: "+fmt.Sprintf(format, args...))
+	tr.warnings++
 }
 
 // logf appends a line to the task log.
@@ -103,7 +113,10 @@ func (s *Server) startTask(spec taskSpec) (string, error) {
 			// Interrupted by Close: left "running" for the next start to clean up.
 			return
 		}
-		s.finishTask(t, err)
+		s.mu.Lock()
+		warnings := tr.warnings
+		s.mu.Unlock()
+		s.finishTask(t, warnings, err)
 	}
 	if inline {
 		run()
@@ -116,7 +129,7 @@ func (s *Server) startTask(spec taskSpec) (string, error) {
 	return upid, nil
 }
 
-func (s *Server) finishTask(t *task, err error) {
+func (s *Server) finishTask(t *task, warnings int, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t.Running = false
@@ -132,6 +145,9 @@ func (s *Server) finishTask(t *task, err error) {
 		}
 		t.ExitStatus = msg
 		t.Log = append(t.Log, "TASK ERROR: "+msg)
+	} else if warnings > 0 {
+		t.ExitStatus = fmt.Sprintf("WARNINGS: %d", warnings)
+		t.Log = append(t.Log, "TASK "+t.ExitStatus)
 	} else {
 		t.ExitStatus = "OK"
 		t.Log = append(t.Log, "TASK OK")
