@@ -1,0 +1,105 @@
+// Command agentlab-reaper is the AgentLab lease daemon: it destroys (or
+// stops) sandboxes whose lease has expired, accepts heartbeats from inside
+// sandboxes and keeps an audit log of every decision.
+//
+// Usage:
+//
+//	agentlab-reaper serve   --config FILE          run the daemon
+//	agentlab-reaper leases  [--all] [--json]       list leases
+//	agentlab-reaper renew   VMID DURATION [--json] renew a lease
+//	agentlab-reaper events  [--vmid N] [--since T] [--limit N] [--json]
+//	agentlab-reaper version
+//
+// Every subcommand takes --config FILE (default /etc/agentlab/reaper.yaml);
+// the operator subcommands read only control.socket from it and talk to the
+// running daemon through that socket.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// errUsage marks a usage error; the message has been printed.
+var errUsage = errors.New("usage")
+
+// run dispatches to a subcommand and returns the process exit status: 0
+// success, 1 failure, 2 usage error.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	cmd, args := args[0], args[1:]
+	var err error
+	switch cmd {
+	case "serve":
+		err = serve(ctx, args, stdout, stderr)
+	case "leases":
+		err = newOpCommand(stdout, stderr).leases(ctx, args)
+	case "renew":
+		err = newOpCommand(stdout, stderr).renew(ctx, args)
+	case "events":
+		err = newOpCommand(stdout, stderr).events(ctx, args)
+	case "version":
+		err = newOpCommand(stdout, stderr).version(ctx, args)
+	case "artifacts":
+		err = newOpCommand(stdout, stderr).notYet(ctx, "artifacts", "JOB", args,
+			"artifacts are not available yet in this version of agentlab-reaper (they come with jobs)")
+	case "egress":
+		err = newOpCommand(stdout, stderr).notYet(ctx, "egress", "--print", args,
+			"egress filtering is not available yet in this version of agentlab-reaper")
+	case "help", "-h", "-help", "--help":
+		usage(stdout)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "agentlab-reaper: unknown command %q\n\n", cmd)
+		usage(stderr)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	}
+	fmt.Fprintf(stderr, "agentlab-reaper %s: %v\n", cmd, err)
+	return 1
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, strings.TrimLeft(`
+agentlab-reaper destroys AgentLab sandboxes whose lease has expired.
+
+Usage:
+
+	agentlab-reaper <command> [arguments]
+
+Commands:
+
+	serve      run the daemon (--config FILE, --check, --log-level, --log-format)
+	leases     list the sandboxes' leases (--all, --json)
+	renew      renew a lease: renew VMID DURATION (--json)
+	events     show the audit log (--vmid N, --since 1h|RFC3339, --limit N, --json)
+	version    print the version (and the running daemon's)
+	artifacts  list a job's artifacts (not available yet)
+	egress     print the egress rules (not available yet)
+
+Every command takes --config FILE (default /etc/agentlab/reaper.yaml); the
+operator commands use its control.socket, or --socket PATH.
+`, "\n"))
+}

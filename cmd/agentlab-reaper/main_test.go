@@ -1,0 +1,200 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentlab/terraform-provider-agentlab/internal/pvesim/pvesimtest"
+	"github.com/agentlab/terraform-provider-agentlab/reaper"
+	"github.com/agentlab/terraform-provider-agentlab/reaper/api"
+	"github.com/agentlab/terraform-provider-agentlab/reaper/reapertest"
+)
+
+func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }
+
+func runCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestCommandLine(t *testing.T) {
+	dir := t.TempDir()
+	good := reapertest.Config{Dir: dir, Endpoint: "https://127.0.0.1:8006", Token: "root@pam!reaper=secret"}.Write(t)
+	write := func(name, content string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	unknown := write("unknown.yaml", "intervall: 30s\n", 0o644)
+	openToken := write("open-token", "root@pam!reaper=secret\n", 0o644)
+	badPerm := write("badperm.yaml", "proxmox:\n  api_token_file: "+openToken+"\n", 0o644)
+
+	tests := []struct {
+		name       string
+		args       []string
+		code       int
+		wantOut    string
+		wantErrOut string
+	}{
+		{"no command", nil, 2, "", "Usage:"},
+		{"unknown command", []string{"reap"}, 2, "", `unknown command "reap"`},
+		{"help", []string{"help"}, 0, "Commands:", ""},
+		{"check valid", []string{"serve", "--config", good, "--check"}, 0, "configuration is valid", ""},
+		{"unknown key", []string{"serve", "--config", unknown}, 1, "", "line 1: intervall: unknown key; did you mean interval?"},
+		{"token readable by others", []string{"serve", "--config", badPerm, "--check"}, 1, "", "chmod 600 " + openToken},
+		{"missing config", []string{"serve", "--config", filepath.Join(dir, "nope.yaml")}, 1, "", "does not exist"},
+		{"serve arguments", []string{"serve", "--config", good, "extra"}, 2, "", "serve takes no arguments"},
+		{"bad log level", []string{"serve", "--config", good, "--log-level", "loud"}, 1, "", "--log-level"},
+		{"artifacts", []string{"artifacts", "job-1"}, 1, "", "not available yet"},
+		{"egress", []string{"egress", "--print"}, 1, "", "not available yet"},
+		{"renew usage", []string{"renew", "101"}, 2, "", "Usage: agentlab-reaper renew VMID DURATION"},
+		{"renew bad duration", []string{"renew", "101", "soon", "--config", good}, 1, "", `DURATION "soon"`},
+		{"leases without daemon", []string{"leases", "--config", good}, 1, "", "is agentlab-reaper running"},
+		{"version", []string{"version", "--config", good}, 0, "agentlab-reaper dev", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := runCmd(t, tt.args...)
+			if code != tt.code || !strings.Contains(out, tt.wantOut) || !strings.Contains(errOut, tt.wantErrOut) {
+				t.Errorf("run(%q) = %d, stdout %q, stderr %q; want %d, %q, %q", tt.args, code, out, errOut, tt.code, tt.wantOut, tt.wantErrOut)
+			}
+		})
+	}
+}
+
+// TestMain runs the whole daemon in-process against the simulator, the way
+// benbjohnson/wtf's main_test does: listeners on :0, a temporary database.
+func TestMainInProcess(t *testing.T) {
+	ctx := context.Background()
+	sim := pvesimtest.Start(t)
+	pveAPI := &reapertest.PVE{Endpoint: sim.URL, Token: sim.Token, HTTP: sim.Client}
+	now := time.Now().UTC().Truncate(time.Second)
+	for _, s := range []reapertest.Sandbox{
+		{VMID: 101, Created: now.Add(-2 * time.Hour), TTL: time.Hour},
+		{VMID: 102, Created: now.Add(-time.Minute), TTL: time.Hour, MaxTTL: 3 * time.Hour, Token: "heartbeat-102"},
+		{VMID: 103, Created: now.Add(-2 * time.Hour), TTL: time.Hour, Tags: []string{"agentlab-keep"}},
+	} {
+		if _, err := pveAPI.Create(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := reapertest.Config{Dir: t.TempDir(), Endpoint: sim.URL, Token: sim.Token, Insecure: true, Interval: time.Hour,
+		GuestListen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0", ControlListen: "127.0.0.1:0", ControlToken: "ctl-secret"}
+	var logs bytes.Buffer
+	m := NewMain(&logs)
+	if err := m.ParseFlags(ctx, []string{"--config", cfg.Write(t)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	// Run ticked at once; this tick waits for it and makes sure it is done.
+	if err := m.loop.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	if ok, _ := pveAPI.Exists(ctx, 101); ok {
+		t.Error("expired VM 101 not destroyed")
+	}
+	if ok, _ := pveAPI.Exists(ctx, 103); !ok {
+		t.Error("protected VM 103 destroyed")
+	}
+
+	// Control API over the socket and over TCP with the token.
+	unix := api.NewUnixClient(cfg.Socket())
+	ls, err := unix.Leases(ctx, true)
+	if err != nil || len(ls) != 3 {
+		t.Fatalf("Leases = %d, %v; want 3", len(ls), err)
+	}
+	tcp := &api.Client{BaseURL: "http://" + m.Addr("control").String(), Token: "ctl-secret"}
+	ren, err := tcp.Renew(ctx, 102, 2*time.Hour)
+	if err != nil || !ren.Lease.ExpiresAt.After(now.Add(time.Hour)) {
+		t.Errorf("Renew over TCP = %+v, %v; want a later expiry", ren, err)
+	}
+	if _, err := (&api.Client{BaseURL: tcp.BaseURL}).Leases(ctx, false); err == nil {
+		t.Error("TCP control API answered without a token")
+	}
+
+	// The operator commands over the socket.
+	code, out, errOut := runCmd(t, "leases", "--socket", cfg.Socket())
+	if code != 0 || !regexpMatch(`(?m)^VMID\s+NODE\s+NAME\s+STATE\s+EXPIRES`, out) ||
+		!regexpMatch(`(?m)^103\s+pve\s+sbx-103\s+protected\s+.*tagged agentlab-keep$`, out) || strings.Contains(out, "\n101 ") {
+		t.Errorf("leases = %d %q %q; want a table with 102 and 103 (not the destroyed 101)", code, out, errOut)
+	}
+	code, out, _ = runCmd(t, "events", "--vmid", "101", "--socket", cfg.Socket())
+	if code != 0 || !regexpMatch(`(?m)^\S+\s+101\s+destroy\s+intent\s+reaper\s+lease expired at`, out) ||
+		!regexpMatch(`(?m)^\S+\s+101\s+destroy\s+done\s+reaper\s+destroyed`, out) {
+		t.Errorf("events --vmid 101 = %d %q; want the intent and the outcome", code, out)
+	}
+	code, out, _ = runCmd(t, "version", "--socket", cfg.Socket())
+	if code != 0 || !strings.Contains(out, "daemon: dev, interval 1h0m0s") {
+		t.Errorf("version = %d %q; want the daemon's version too", code, out)
+	}
+
+	// A heartbeat through the guest listener.
+	req, _ := http.NewRequest(http.MethodPost, "http://"+m.Addr("guest").String()+"/v1/heartbeat", nil)
+	req.Header.Set("Authorization", "Bearer heartbeat-102")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"vmid":102`) {
+		t.Errorf("heartbeat = %d %s; want 200 for vm 102", resp.StatusCode, body)
+	}
+	evs, err := unix.Events(ctx, reaper.EventFilter{VMID: 102})
+	if err != nil || len(evs) == 0 || evs[len(evs)-1].Kind != reaper.KindHeartbeat {
+		t.Errorf("events of 102 = %+v, %v; want a heartbeat last", evs, err)
+	}
+	sum := sha256.Sum256([]byte("heartbeat-102"))
+	if l, _ := m.db.LeaseByToken(ctx, hex.EncodeToString(sum[:])); l.VMID != 102 {
+		t.Errorf("lease by token = %d; want 102", l.VMID)
+	}
+
+	// Metrics.
+	resp, err = http.Get("http://" + m.Addr("metrics").String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		"agentlab_sandboxes_destroyed_total 1",
+		`agentlab_sandboxes{state="protected"} 1`,
+		`agentlab_proxmox_requests_total{code="200",method="GET"}`,
+		`agentlab_heartbeats_total{result="ok"} 1`,
+		`agentlab_build_info{goversion=`,
+		"agentlab_last_successful_tick_timestamp_seconds 1.",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+
+	code, out, errOut = runCmd(t, "renew", "102", "3h", "--socket", cfg.Socket())
+	if code != 1 || !strings.Contains(out, "vm 102: lease expires at") || !strings.Contains(errOut, "capped by max_ttl") {
+		t.Errorf("renew past max_ttl = %d %q %q; want status 1, the new expiry and 'capped by max_ttl'", code, out, errOut)
+	}
+	if err := m.Close(); err != nil {
+		t.Errorf("Close = %v", err)
+	}
+	if _, err := os.Stat(cfg.Socket()); !os.IsNotExist(err) {
+		t.Errorf("control socket left behind after Close (stat: %v)", err)
+	}
+}

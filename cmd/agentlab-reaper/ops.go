@@ -1,0 +1,319 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"runtime"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/agentlab/terraform-provider-agentlab/reaper"
+	"github.com/agentlab/terraform-provider-agentlab/reaper/api"
+	"github.com/agentlab/terraform-provider-agentlab/reaper/config"
+)
+
+// opCommand runs the operator subcommands against the daemon's socket.
+type opCommand struct {
+	stdout, stderr io.Writer
+	now            func() time.Time
+
+	configPath string
+	socket     string
+	jsonOut    bool
+}
+
+func newOpCommand(stdout, stderr io.Writer) *opCommand {
+	return &opCommand{stdout: stdout, stderr: stderr, now: time.Now}
+}
+
+// flags returns a flag set with the options every operator command takes.
+func (c *opCommand) flags(name, synopsis string) *flag.FlagSet {
+	fs := flag.NewFlagSet("agentlab-reaper "+name, flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	fs.StringVar(&c.configPath, "config", config.DefaultPath, "configuration `file` naming control.socket")
+	fs.StringVar(&c.socket, "socket", "", "control socket `path` (default: control.socket from --config)")
+	fs.BoolVar(&c.jsonOut, "json", false, "print JSON instead of a table")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: agentlab-reaper %s %s\n", name, synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses args, allowing flags after positional arguments
+// ("renew 101 2h --json"), and returns the positional ones.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, errUsage
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// client connects to the socket named by --socket or the configuration.
+func (c *opCommand) client() (*api.Client, error) {
+	sock := c.socket
+	if sock == "" {
+		cfg, err := config.Load(c.configPath)
+		if err != nil {
+			return nil, err
+		}
+		sock = cfg.Control.Socket
+	}
+	return api.NewUnixClient(sock), nil
+}
+
+func (c *opCommand) explain(err error) error {
+	if api.IsUnavailable(err) {
+		return fmt.Errorf("%w\nis agentlab-reaper running, and can you open its socket? (try sudo, or --socket PATH)", err)
+	}
+	return err
+}
+
+func (c *opCommand) leases(ctx context.Context, args []string) error {
+	fs := c.flags("leases", "[--all] [--json]")
+	all := fs.Bool("all", false, "include destroyed and gone sandboxes")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		fs.Usage()
+		return errUsage
+	}
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	ls, err := cl.Leases(ctx, *all)
+	if err != nil {
+		return c.explain(err)
+	}
+	if c.jsonOut {
+		return c.printJSON(ls)
+	}
+	if len(ls) == 0 {
+		fmt.Fprintln(c.stdout, "no sandboxes")
+		return nil
+	}
+	now := c.now()
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VMID\tNODE\tNAME\tSTATE\tEXPIRES\tMAX\tON EXPIRY\tOWNER\tREASON")
+	for _, l := range ls {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.VMID, dash(l.Node), dash(l.Name), l.State,
+			when(l.ExpiresAt, now), when(l.MaxExpiresAt, now), dash(l.OnExpiry), dash(l.Owner), dash(l.Reason))
+	}
+	return tw.Flush()
+}
+
+func (c *opCommand) renew(ctx context.Context, args []string) error {
+	fs := c.flags("renew", "VMID DURATION [--json]")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		fs.Usage()
+		return errUsage
+	}
+	vmid, err := strconv.Atoi(pos[0])
+	if err != nil || vmid <= 0 {
+		return fmt.Errorf("VMID %q is not a VM ID", pos[0])
+	}
+	d, err := time.ParseDuration(pos[1])
+	if err != nil || d <= 0 {
+		return fmt.Errorf("DURATION %q is not a positive Go duration such as 30m or 2h", pos[1])
+	}
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	ren, err := cl.Renew(ctx, vmid, d)
+	var ae *api.Error
+	capped := errors.As(err, &ae) && ren.Capped
+	if err != nil && !capped {
+		return c.explain(err)
+	}
+	if c.jsonOut {
+		if perr := c.printJSON(ren); perr != nil {
+			return perr
+		}
+	} else {
+		now := c.now()
+		msg := fmt.Sprintf("vm %d: lease expires at %s (was %s)", vmid, when(ren.Lease.ExpiresAt, now), stampOrDash(ren.Previous))
+		if ren.DryRun {
+			msg += " [dry run: not written]"
+		}
+		fmt.Fprintln(c.stdout, msg)
+	}
+	if capped {
+		return fmt.Errorf("vm %d: capped by max_ttl: %w", vmid, err)
+	}
+	return nil
+}
+
+func (c *opCommand) events(ctx context.Context, args []string) error {
+	fs := c.flags("events", "[--vmid N] [--since DURATION|RFC3339] [--limit N] [--json]")
+	vmid := fs.Int("vmid", 0, "only the events of this `VMID`")
+	since := fs.String("since", "", "only events after `T`: a duration ago (1h) or an RFC 3339 time")
+	limit := fs.Int("limit", 50, "the latest `N` events")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		fs.Usage()
+		return errUsage
+	}
+	f := reaper.EventFilter{VMID: *vmid, Limit: *limit}
+	if *since != "" {
+		if d, err := time.ParseDuration(*since); err == nil {
+			f.Since = c.now().Add(-d)
+		} else if t, err := time.Parse(time.RFC3339, *since); err == nil {
+			f.Since = t
+		} else {
+			return fmt.Errorf("--since %q: want a duration (1h) or an RFC 3339 time (2026-03-01T12:00:00Z)", *since)
+		}
+	}
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	evs, err := cl.Events(ctx, f)
+	if err != nil {
+		return c.explain(err)
+	}
+	if c.jsonOut {
+		return c.printJSON(evs)
+	}
+	if len(evs) == 0 {
+		fmt.Fprintln(c.stdout, "no events")
+		return nil
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tVMID\tKIND\tDECISION\tACTOR\tREASON")
+	for _, e := range evs {
+		decision := string(e.Decision)
+		if e.DryRun && e.Decision != reaper.DecisionDryRun {
+			decision += " (dry run)"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", e.Time.UTC().Format(time.RFC3339), e.VMID, e.Kind, decision, e.Actor, e.Reason)
+	}
+	return tw.Flush()
+}
+
+func (c *opCommand) version(ctx context.Context, args []string) error {
+	fs := c.flags("version", "[--json]")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		fs.Usage()
+		return errUsage
+	}
+	out := struct {
+		Version   string      `json:"version"`
+		GoVersion string      `json:"go_version"`
+		Daemon    *api.Status `json:"daemon,omitempty"`
+	}{Version: version, GoVersion: runtime.Version()}
+	if cl, err := c.client(); err == nil {
+		ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		if st, err := cl.Status(ctx); err == nil {
+			out.Daemon = &st
+		}
+	}
+	if c.jsonOut {
+		return c.printJSON(out)
+	}
+	fmt.Fprintf(c.stdout, "agentlab-reaper %s (%s)\n", out.Version, out.GoVersion)
+	if out.Daemon != nil {
+		line := fmt.Sprintf("daemon: %s, interval %s", out.Daemon.Version, out.Daemon.Interval)
+		if out.Daemon.DryRun {
+			line += ", dry run"
+		}
+		if !out.Daemon.LastTick.IsZero() {
+			line += ", last tick " + when(out.Daemon.LastTick, c.now())
+		}
+		fmt.Fprintln(c.stdout, line)
+	}
+	return nil
+}
+
+// notYet is a subcommand of a later version: it checks its usage and says so.
+func (c *opCommand) notYet(ctx context.Context, name, synopsis string, args []string, msg string) error {
+	fs := c.flags(name, synopsis)
+	fs.Bool("print", false, "print the rules")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	return errors.New(msg)
+}
+
+func (c *opCommand) printJSON(v any) error {
+	enc := json.NewEncoder(c.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func stampOrDash(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// when formats t as RFC 3339 with how far it is from now: "... (in 5m)",
+// "... (3m ago)".
+func when(t, now time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := t.Sub(now).Round(time.Second)
+	rel := "now"
+	switch {
+	case d > 0:
+		rel = "in " + short(d)
+	case d < 0:
+		rel = short(-d) + " ago"
+	}
+	return t.UTC().Format(time.RFC3339) + " (" + rel + ")"
+}
+
+// short renders d with at most two units: 2h5m, 3m20s, 45s, 3d4h.
+func short(d time.Duration) string {
+	if d >= 48*time.Hour {
+		days := d / (24 * time.Hour)
+		return fmt.Sprintf("%dd%dh", days, (d-days*24*time.Hour)/time.Hour)
+	}
+	s := d.Round(time.Second).String()
+	if d >= time.Hour {
+		s = d.Round(time.Minute).String()
+		s = strings.TrimSuffix(s, "0s")
+	}
+	return s
+}

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestSystemdUnitVerifies runs systemd-analyze verify on the shipped unit
+// (with ExecStart pointing at an executable that exists here) and fails on
+// any message about it.
+func TestSystemdUnitVerifies(t *testing.T) {
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze not installed")
+	}
+	unit, err := os.ReadFile("../../deploy/systemd/agentlab-reaper.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bin = "/usr/local/bin/agentlab-reaper"
+	if !strings.Contains(string(unit), "ExecStart="+bin+" serve --config /etc/agentlab/reaper.yaml") {
+		t.Fatalf("unit's ExecStart is not %s serve --config /etc/agentlab/reaper.yaml", bin)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "agentlab-reaper.service")
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(string(unit), bin, self)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(analyze, "verify", path).CombinedOutput()
+	var ours []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, "agentlab-reaper") {
+			ours = append(ours, l)
+		}
+	}
+	if len(ours) > 0 {
+		t.Errorf("systemd-analyze verify reports:\n%s", strings.Join(ours, "\n"))
+	}
+	if err != nil && len(ours) == 0 {
+		t.Logf("systemd-analyze verify exited with %v (about other units):\n%s", err, out)
+	}
+}

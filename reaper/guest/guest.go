@@ -1,0 +1,201 @@
+// Package guest is the reaper's listener for sandboxes (guest.listen).
+//
+// A sandbox proves who it is with its heartbeat token, a secret the provider
+// puts in the guest while the VM's metadata keeps only its sha256:
+//
+//	POST /v1/heartbeat
+//	Authorization: Bearer TOKEN
+//
+// extends the sandbox's lease by its TTL from now, never past max_ttl. The
+// answer is the lease: 200 {"vmid","expires_at","max_expires_at","ttl"},
+// 409 when max_ttl capped it (the lease then ends at the cap; the body says
+// so) or when the lease already expired, 401 for an unknown token, 429 when a
+// token or an address sends too fast (Retry-After says when to come back).
+// Job bootstrap and artifact uploads come later and answer 501 for now.
+package guest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/agentlab/terraform-provider-agentlab/internal/clock"
+	"github.com/agentlab/terraform-provider-agentlab/internal/lease"
+	"github.com/agentlab/terraform-provider-agentlab/reaper"
+)
+
+// Heartbeater extends leases; *reconcile.Loop is one.
+type Heartbeater interface {
+	Heartbeat(ctx context.Context, token string) (reaper.Renewal, error)
+}
+
+// Limits are the rate limits of the listener.
+type Limits struct {
+	// PerToken is the sustained heartbeats per second one token may send,
+	// with bursts of TokenBurst. Default one every 10 s, bursts of 3.
+	PerToken   float64
+	TokenBurst int
+	// PerAddress is the sustained requests per second one remote address
+	// may send, with bursts of AddressBurst. Default 2/s, bursts of 20.
+	PerAddress   float64
+	AddressBurst int
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.PerToken <= 0 {
+		l.PerToken = 0.1
+	}
+	if l.TokenBurst <= 0 {
+		l.TokenBurst = 3
+	}
+	if l.PerAddress <= 0 {
+		l.PerAddress = 2
+	}
+	if l.AddressBurst <= 0 {
+		l.AddressBurst = 20
+	}
+	return l
+}
+
+// Server serves the guest listener. Create it with New.
+type Server struct {
+	hb      Heartbeater
+	log     *slog.Logger
+	tokens  *limiter
+	address *limiter
+}
+
+// New returns a guest listener handler over hb. clk drives the rate limits
+// (nil: the wall clock); logger may be nil.
+func New(hb Heartbeater, limits Limits, clk clock.Clock, logger *slog.Logger) *Server {
+	if clk == nil {
+		clk = clock.Real{}
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	limits = limits.withDefaults()
+	return &Server{
+		hb: hb, log: logger,
+		tokens:  newLimiter(clk, limits.PerToken, limits.TokenBurst),
+		address: newLimiter(clk, limits.PerAddress, limits.AddressBurst),
+	}
+}
+
+// MaxBodyBytes bounds a heartbeat's body (which is ignored).
+const MaxBodyBytes = 4 << 10
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.URL.Path == "/v1/heartbeat" && r.Method == http.MethodPost:
+		s.heartbeat(w, r)
+	case r.URL.Path == "/v1/heartbeat":
+		w.Header().Set("Allow", http.MethodPost)
+		writeError(w, http.StatusMethodNotAllowed, "use POST")
+	case strings.HasPrefix(r.URL.Path, "/v1/jobs") || strings.HasPrefix(r.URL.Path, "/v1/artifacts") || strings.HasPrefix(r.URL.Path, "/v1/bootstrap"):
+		writeError(w, http.StatusNotImplemented, "jobs and artifacts are not available yet in this version of agentlab-reaper")
+	default:
+		writeError(w, http.StatusNotFound, "no such endpoint")
+	}
+}
+
+// HeartbeatResponse is the answer to a heartbeat.
+type HeartbeatResponse struct {
+	VMID         int       `json:"vmid"`
+	ExpiresAt    time.Time `json:"expires_at"`
+	MaxExpiresAt time.Time `json:"max_expires_at,omitzero"`
+	TTL          string    `json:"ttl"`
+	Capped       bool      `json:"capped,omitempty"`
+	DryRun       bool      `json:"dry_run,omitempty"`
+	Error        string    `json:"error,omitempty"`
+}
+
+func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
+	if wait, ok := s.address.allow(remoteIP(r)); !ok {
+		tooFast(w, wait, "too many requests from this address")
+		return
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, MaxBodyBytes)) // the body carries nothing
+	token, ok := bearer(r)
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="agentlab-reaper"`)
+		writeError(w, http.StatusUnauthorized, "send the sandbox's heartbeat token: Authorization: Bearer <token>")
+		return
+	}
+	sum := sha256.Sum256([]byte(token))
+	if wait, ok := s.tokens.allow(hex.EncodeToString(sum[:])); !ok {
+		tooFast(w, wait, "heartbeats too frequent for this token")
+		return
+	}
+	ren, err := s.hb.Heartbeat(r.Context(), token)
+	resp := HeartbeatResponse{VMID: ren.Lease.VMID, ExpiresAt: ren.Lease.ExpiresAt, MaxExpiresAt: ren.Lease.MaxExpiresAt,
+		TTL: ren.Lease.TTL.String(), Capped: ren.Capped, DryRun: ren.DryRun}
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, resp)
+	case errors.Is(err, lease.ErrPastMaxTTL):
+		resp.Error = err.Error()
+		writeJSON(w, http.StatusConflict, resp)
+	case errors.Is(err, reaper.ErrUnauthorized):
+		w.Header().Set("WWW-Authenticate", `Bearer realm="agentlab-reaper", error="invalid_token"`)
+		writeError(w, http.StatusUnauthorized, "unknown heartbeat token")
+	case errors.Is(err, reaper.ErrConflict), errors.Is(err, reaper.ErrProtected):
+		writeError(w, http.StatusConflict, err.Error())
+	case errors.Is(err, reaper.ErrNotFound):
+		writeError(w, http.StatusNotFound, "this sandbox no longer exists")
+	default:
+		s.log.Error("heartbeat failed", "remote", r.RemoteAddr, "err", err)
+		writeError(w, http.StatusServiceUnavailable, "the reaper cannot renew the lease now; try again later")
+	}
+}
+
+func tooFast(w http.ResponseWriter, wait time.Duration, msg string) {
+	secs := int(math.Ceil(wait.Seconds()))
+	if secs < 1 {
+		secs = 1
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	writeError(w, http.StatusTooManyRequests, fmt.Sprintf("%s; retry in %ds", msg, secs))
+}
+
+func bearer(r *http.Request) (string, bool) {
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
+}
+
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, struct {
+		Error string `json:"error"`
+	}{msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
