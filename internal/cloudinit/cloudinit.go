@@ -44,6 +44,9 @@ type Config struct {
 	User User
 	// NIC is the network interface cloud-init configures with DHCP.
 	NIC NIC
+	// Heartbeat, when set, installs the sandbox's heartbeat token and the
+	// agentlab-heartbeat command that extends its lease.
+	Heartbeat *Heartbeat
 }
 
 // User is the guest account. It never has a password: it logs in with SSH keys.
@@ -134,7 +137,7 @@ func (c Config) Validate() error {
 	if name := c.nicName(); !ifaceName.MatchString(name) {
 		return fmt.Errorf("nic name %q: want a Linux interface name such as %q", name, DefaultInterface)
 	}
-	return nil
+	return c.Heartbeat.validate()
 }
 
 func validateHostname(h string) error {

@@ -34,6 +34,9 @@ func TestUserDataSchema(t *testing.T) {
 	noSudo.User = User{Name: "dev"}
 	noSudo.Hostname = "sbx-2.lab.example"
 	configs["minimal"] = noSudo
+	withHeartbeat := testConfig()
+	withHeartbeat.Heartbeat = &Heartbeat{URL: "http://10.77.0.1:8846", Token: "Zm9vYmFyYmF6cXV4MTIzNDU2"}
+	configs["heartbeat"] = withHeartbeat
 	for name, c := range configs {
 		t.Run(name, func(t *testing.T) {
 			seed, err := c.Render()

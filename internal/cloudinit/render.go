@@ -16,6 +16,16 @@ type cloudConfig struct {
 	Users          []cloudUser `yaml:"users"`
 	DisableRoot    bool        `yaml:"disable_root"`
 	SSHPwauth      bool        `yaml:"ssh_pwauth"`
+	WriteFiles     []writeFile `yaml:"write_files,omitempty"`
+}
+
+// writeFile is one write_files entry; Defer writes it after users exist.
+type writeFile struct {
+	Path        string `yaml:"path"`
+	Owner       string `yaml:"owner"`
+	Permissions string `yaml:"permissions"`
+	Content     string `yaml:"content"`
+	Defer       bool   `yaml:"defer,omitempty"`
 }
 
 type cloudUser struct {
@@ -65,6 +75,7 @@ func (c Config) userData() ([]byte, error) {
 		Users:          []cloudUser{u},
 		DisableRoot:    true,
 		SSHPwauth:      false,
+		WriteFiles:     c.heartbeatFiles(),
 	}
 	return marshal("#cloud-config\n", doc)
 }

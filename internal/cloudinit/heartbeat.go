@@ -1,0 +1,83 @@
+package cloudinit
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+)
+
+// Paths the heartbeat files are written to in the guest.
+const (
+	// HeartbeatEnvFile holds AGENTLAB_HEARTBEAT_URL and AGENTLAB_HEARTBEAT_TOKEN,
+	// readable by the sandbox's user only (0600).
+	HeartbeatEnvFile = "/etc/agentlab/heartbeat.env"
+	// HeartbeatCommand extends the sandbox's lease when run inside the guest.
+	HeartbeatCommand = "/usr/local/bin/agentlab-heartbeat"
+)
+
+// Heartbeat lets the agent inside a sandbox extend its own lease: the reaper's
+// guest listener accepts POST /v1/heartbeat with the token as a bearer
+// credential and extends the lease by its TTL, never past max_ttl. The VM's
+// metadata keeps only the token's sha256.
+type Heartbeat struct {
+	// URL is the reaper's guest listener as the sandbox reaches it, e.g.
+	// "http://10.77.0.1:8846".
+	URL string
+	// Token is the sandbox's heartbeat token (random, URL-safe).
+	Token string
+}
+
+// heartbeatToken keeps the token to characters that need no quoting in a
+// shell environment file or an HTTP header.
+var heartbeatToken = regexp.MustCompile(`^[A-Za-z0-9_-]{16,128}$`)
+
+func (h *Heartbeat) validate() error {
+	if h == nil {
+		return nil
+	}
+	u, err := url.Parse(h.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("heartbeat url %q: want the reaper's guest listener as http(s)://HOST:PORT", h.URL)
+	}
+	if !heartbeatToken.MatchString(h.Token) {
+		return fmt.Errorf("heartbeat token: want 16 to 128 letters, digits, '_' or '-'")
+	}
+	return nil
+}
+
+// heartbeatScript POSTs one heartbeat and prints the reaper's answer (the
+// lease). It exits non-zero when the lease was not extended, so an agent
+// can tell; a lease capped by max_ttl answers 409 and says so.
+const heartbeatScript = `#!/bin/sh
+# agentlab-heartbeat: extend this sandbox's lease (written by AgentLab).
+set -eu
+. ` + HeartbeatEnvFile + `
+exec curl --silent --show-error --fail-with-body --max-time 10 \
+  --request POST --header "Authorization: Bearer ${AGENTLAB_HEARTBEAT_TOKEN}" \
+  "${AGENTLAB_HEARTBEAT_URL%/}/v1/heartbeat"
+`
+
+// heartbeatFiles are the write_files entries that deliver h; deferred, so the
+// sandbox's user exists when its files are chowned.
+func (c Config) heartbeatFiles() []writeFile {
+	if c.Heartbeat == nil {
+		return nil
+	}
+	user := c.userName()
+	return []writeFile{
+		{
+			Path:        HeartbeatEnvFile,
+			Owner:       user + ":" + user,
+			Permissions: "0600",
+			Content:     fmt.Sprintf("AGENTLAB_HEARTBEAT_URL=%s\nAGENTLAB_HEARTBEAT_TOKEN=%s\n", c.Heartbeat.URL, c.Heartbeat.Token),
+			Defer:       true,
+		},
+		{
+			Path:        HeartbeatCommand,
+			Owner:       "root:root",
+			Permissions: "0755",
+			Content:     heartbeatScript,
+			Defer:       true,
+		},
+	}
+}
