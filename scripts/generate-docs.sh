@@ -31,10 +31,12 @@ terraform {
   }
 }
 TF
-TF_CLI_CONFIG_FILE="$tmp/cli.tfrc" "$tf" -chdir="$tmp/cfg" providers schema -json >"$tmp/schema.json"
+# tfplugindocs looks the schema up by the provider's short name; terraform keys it by address.
+TF_CLI_CONFIG_FILE="$tmp/cli.tfrc" "$tf" -chdir="$tmp/cfg" providers schema -json |
+  sed -E 's#"registry\.(terraform|opentofu)\.io/agentlab/agentlab"#"agentlab"#' >"$tmp/schema.json"
 
 cd "$root"
 go tool tfplugindocs generate \
-  --provider-name terraform-provider-agentlab \
+  --provider-name agentlab \
   --rendered-provider-name AgentLab \
   --providers-schema "$tmp/schema.json"

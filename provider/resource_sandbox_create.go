@@ -1,0 +1,310 @@
+package provider
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/agentlab/terraform-provider-agentlab/internal/cloudinit"
+	"github.com/agentlab/terraform-provider-agentlab/internal/lease"
+	"github.com/agentlab/terraform-provider-agentlab/internal/profile"
+	"github.com/agentlab/terraform-provider-agentlab/internal/pve"
+)
+
+// cleanupTimeout bounds the removal of a half-made sandbox. It runs on a
+// fresh context, since the request's may be cancelled or expired.
+const cleanupTimeout = 3 * time.Minute
+
+// isoDrive is the drive the cloud-init seed ISO is attached as.
+const isoDrive = "ide2"
+
+// isoFileName is the name of a sandbox's seed ISO in its ISO storage.
+func isoFileName(vmid int) string { return "agentlab-" + strconv.Itoa(vmid) + "-cidata.iso" }
+
+// isoVolume is the volid of a sandbox's seed ISO.
+func isoVolume(storage string, vmid int) string { return storage + ":iso/" + isoFileName(vmid) }
+
+// Create clones the template and builds the sandbox: clone (with the
+// metadata block in its description), cloud-init ISO, configure, resize,
+// start, and optionally wait for the IP. A failure after the clone destroys
+// the half-made VM and its ISO; when that fails too, the VM is saved to state
+// so Terraform marks it tainted and destroys it on the next apply.
+func (r *sandboxResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	if !r.configured(&resp.Diagnostics) {
+		return
+	}
+	var plan sandboxModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := plan.Timeouts.Create(ctx, defaultCreateTimeout)
+	resp.Diagnostics.Append(diags...)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c := r.data.client
+
+	// The template decides the source node and, by default, the target.
+	tmplID := int(plan.TemplateVMID.ValueInt64())
+	tmpl, err := c.FindVM(ctx, tmplID)
+	switch {
+	case pve.IsNotFound(err):
+		resp.Diagnostics.AddAttributeError(path.Root("template_vmid"), "Template not found",
+			fmt.Sprintf("Proxmox VE has no VM %d. Set template_vmid (or the profile's template_vmid) to the VMID of "+
+				"an existing template.", tmplID))
+		return
+	case err != nil:
+		resp.Diagnostics.AddError("Cannot look up the template", fmt.Sprintf("Looking up VM %d failed: %s.", tmplID, err))
+		return
+	case !tmpl.Template:
+		resp.Diagnostics.AddAttributeError(path.Root("template_vmid"), "Not a template",
+			fmt.Sprintf("VM %d (%q) is not a template. Convert it first (qm template %d, or More > Convert to "+
+				"template in the web interface), or use the VMID of a template.", tmplID, tmpl.Name, tmplID))
+		return
+	}
+	node := tmpl.Node
+	if known(plan.Node) && !plan.Node.IsNull() && plan.Node.ValueString() != "" {
+		node = plan.Node.ValueString()
+	}
+
+	// The lease and its metadata are written with the clone itself.
+	ttl, _ := time.ParseDuration(plan.TTL.ValueString())
+	var maxTTL time.Duration
+	if !plan.MaxTTL.IsNull() {
+		maxTTL, _ = time.ParseDuration(plan.MaxTTL.ValueString())
+	}
+	l, err := lease.New(r.data.clock.Now(), ttl, maxTTL, lease.Action(plan.OnExpiry.ValueString()))
+	if err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("ttl"), "Invalid lease", leaseErrorText(err)+".")
+		return
+	}
+	meta := lease.Metadata{
+		Owner:   plan.Owner.ValueString(),
+		Profile: plan.Profile.ValueString(),
+		Nonce:   lease.NewNonce(),
+		Lease:   l,
+	}
+	description, err := lease.Encode("", meta)
+	if err != nil {
+		resp.Diagnostics.AddError("Cannot write the sandbox's metadata", err.Error()+".")
+		return
+	}
+	meta.Version = lease.Version
+
+	cloneReq := pve.CloneRequest{
+		Node:        tmpl.Node,
+		SourceVMID:  tmplID,
+		Description: description,
+		Nonce:       meta.Nonce,
+		Full:        plan.FullClone.ValueBool(),
+		Storage:     plan.Storage.ValueString(),
+	}
+	if known(plan.Name) && !plan.Name.IsNull() {
+		cloneReq.Name = plan.Name.ValueString()
+	}
+	if node != tmpl.Node {
+		cloneReq.TargetNode = node
+	}
+	ref, err := c.Clone(ctx, cloneReq)
+	if err != nil {
+		if !ref.IsZero() {
+			// The clone may exist although the call failed.
+			if cerr := r.cleanup(ctx, ref, plan.ISOStorage.ValueString()); cerr != nil {
+				r.saveTainted(ctx, resp, plan, ref, meta)
+				resp.Diagnostics.AddError("Cloning failed and the clone could not be removed",
+					fmt.Sprintf("Cloning template %d failed: %s.\n\nRemoving the possibly half-made VM %s failed too: %s. "+
+						"It is saved in state as tainted, so the next apply destroys it.", tmplID, err, ref, cerr))
+				return
+			}
+		}
+		resp.Diagnostics.AddError("Cloning the template failed",
+			fmt.Sprintf("Cloning template %d on %s failed: %s.", tmplID, tmpl.Node, err))
+		return
+	}
+
+	state, err := r.provision(ctx, ref, plan, meta)
+	if err != nil {
+		if cerr := r.cleanup(ctx, ref, plan.ISOStorage.ValueString()); cerr != nil {
+			r.saveTainted(ctx, resp, plan, ref, meta)
+			resp.Diagnostics.AddError("Creating the sandbox failed and it could not be removed",
+				fmt.Sprintf("Setting up VM %s failed: %s.\n\nRemoving it failed too: %s. It is saved in state as "+
+					"tainted, so the next apply destroys it (or run terraform destroy).", ref, err, cerr))
+			return
+		}
+		resp.Diagnostics.AddError("Creating the sandbox failed",
+			fmt.Sprintf("Setting up VM %s failed: %s.\n\nThe half-made VM and its cloud-init ISO were removed.", ref, err))
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
+	resp.Diagnostics.Append(setPrivateMeta(ctx, resp.Private, meta)...)
+}
+
+// provision turns a fresh clone into a running sandbox and returns its state.
+func (r *sandboxResource) provision(ctx context.Context, ref pve.VMRef, plan sandboxModel, meta lease.Metadata) (sandboxModel, error) {
+	c := r.data.client
+	cfg, err := c.Config(ctx, ref)
+	if err != nil {
+		return plan, fmt.Errorf("reading the clone's config: %w", err)
+	}
+	name := plan.Name.ValueString()
+	if !known(plan.Name) || plan.Name.IsNull() {
+		name = "agentlab-" + strconv.Itoa(ref.VMID)
+	}
+	nic, ok := cfg.NIC("net0")
+	if !ok {
+		return plan, errors.New("the template has no net0 network device; give it one (the MAC is generated per clone)")
+	}
+	nic.Bridge = plan.Bridge.ValueString()
+	nic.Firewall = plan.Firewall.ValueBool()
+	if model := r.profileNICModel(plan); model != "" {
+		nic.Model = model
+	}
+
+	// The cloud-init seed, uploaded through the API as ISO content.
+	var keys []string
+	resp := plan.SSHAuthorizedKeys.ElementsAs(ctx, &keys, false)
+	if resp.HasError() {
+		return plan, fmt.Errorf("reading ssh_authorized_keys: %v", resp)
+	}
+	seed, err := cloudinit.Config{
+		InstanceID: "agentlab-" + strconv.Itoa(ref.VMID) + "-" + meta.Nonce,
+		Hostname:   name,
+		User:       cloudinit.User{SSHAuthorizedKeys: keys, Sudo: true},
+		NIC:        cloudinit.NIC{MAC: nic.MAC},
+	}.Render()
+	if err != nil {
+		return plan, fmt.Errorf("rendering cloud-init: %w", err)
+	}
+	iso, err := seed.ISO()
+	if err != nil {
+		return plan, fmt.Errorf("building the cloud-init iso: %w", err)
+	}
+	volid, err := c.UploadISO(ctx, ref.Node, plan.ISOStorage.ValueString(), isoFileName(ref.VMID), bytes.NewReader(iso), int64(len(iso)))
+	if err != nil {
+		return plan, fmt.Errorf("uploading the cloud-init iso: %w", err)
+	}
+
+	var userTags []string
+	resp = plan.Tags.ElementsAs(ctx, &userTags, false)
+	if resp.HasError() {
+		return plan, fmt.Errorf("reading tags: %v", resp)
+	}
+	tags, err := lease.SandboxTags(userTags, meta.ExpiresAt)
+	if err != nil {
+		return plan, err
+	}
+	err = c.UpdateConfig(ctx, ref, pve.ConfigUpdate{Set: map[string]string{
+		"name":   name,
+		"cores":  strconv.FormatInt(plan.Cores.ValueInt64(), 10),
+		"memory": strconv.FormatInt(plan.Memory.ValueInt64(), 10),
+		"net0":   nic.String(),
+		"tags":   tags,
+		"agent":  "1",
+		isoDrive: volid + ",media=cdrom",
+	}, Digest: cfg.Digest()})
+	if err != nil {
+		return plan, fmt.Errorf("configuring the clone: %w", err)
+	}
+
+	bootDisk := cfg.BootDisk()
+	if known(plan.DiskSize) && !plan.DiskSize.IsNull() {
+		if bootDisk == "" {
+			return plan, errors.New("the template has no boot disk to resize; set its boot order or leave disk_size unset")
+		}
+		if err := c.Resize(ctx, ref, bootDisk, plan.DiskSize.ValueString()); err != nil {
+			if errors.Is(err, pve.ErrShrink) {
+				return plan, fmt.Errorf("disk_size %s is smaller than the template's disk; Proxmox VE cannot shrink disks, so set disk_size to at least the template's size: %w",
+					plan.DiskSize.ValueString(), err)
+			}
+			return plan, fmt.Errorf("resizing %s: %w", bootDisk, err)
+		}
+	}
+
+	if err := c.Start(ctx, ref); err != nil {
+		return plan, fmt.Errorf("starting: %w", err)
+	}
+	state := plan
+	state.ID = types.StringValue(sandboxID(ref.Node, int64(ref.VMID)))
+	state.VMID = types.Int64Value(int64(ref.VMID))
+	state.Node = types.StringValue(ref.Node)
+	state.Name = types.StringValue(name)
+	state.LeaseExpiresAt = types.StringValue(meta.ExpiresAt.UTC().Format(time.RFC3339))
+	state.IPAddress = types.StringNull()
+	if plan.WaitForIP.ValueBool() {
+		ip, err := c.WaitForIP(ctx, ref)
+		if err != nil {
+			return plan, fmt.Errorf("waiting for the guest agent to report an IPv4 address: %w", err)
+		}
+		state.IPAddress = types.StringValue(ip.String())
+	}
+	st, err := c.Status(ctx, ref)
+	if err != nil {
+		return plan, fmt.Errorf("reading the status: %w", err)
+	}
+	state.Status = types.StringValue(st.Status)
+	if !known(plan.DiskSize) || plan.DiskSize.IsNull() {
+		state.DiskSize = types.StringNull()
+		if d, ok := cfg.Drive(bootDisk); ok && d.SizeBytes > 0 {
+			state.DiskSize = types.StringValue(formatSize(d.SizeBytes))
+		}
+	}
+	return state, nil
+}
+
+// cleanup removes a half-made sandbox and its ISO on a fresh, bounded
+// context: the request's context may be the reason the creation failed.
+func (r *sandboxResource) cleanup(ctx context.Context, ref pve.VMRef, isoStorage string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	c := r.data.client
+	vmErr := c.Destroy(ctx, ref)
+	var isoErr error
+	if isoStorage != "" {
+		isoErr = deleteISO(ctx, c, ref.Node, isoVolume(isoStorage, ref.VMID))
+	}
+	return errors.Join(vmErr, isoErr)
+}
+
+// saveTainted records a half-made sandbox in state: Terraform marks a
+// resource whose create failed with a state as tainted, and destroys it on
+// the next apply. Unknown values become null.
+func (r *sandboxResource) saveTainted(ctx context.Context, resp *resource.CreateResponse, plan sandboxModel, ref pve.VMRef, meta lease.Metadata) {
+	s := plan
+	s.ID = types.StringValue(sandboxID(ref.Node, int64(ref.VMID)))
+	s.VMID = types.Int64Value(int64(ref.VMID))
+	s.Node = types.StringValue(ref.Node)
+	if !known(s.Name) {
+		s.Name = types.StringNull()
+	}
+	if !known(s.DiskSize) {
+		s.DiskSize = types.StringNull()
+	}
+	if !known(s.Owner) {
+		s.Owner = types.StringNull()
+	}
+	s.IPAddress = types.StringNull()
+	s.Status = types.StringValue("unknown")
+	s.LeaseExpiresAt = types.StringValue(meta.ExpiresAt.UTC().Format(time.RFC3339))
+	resp.Diagnostics.Append(resp.State.Set(ctx, &s)...)
+	resp.Diagnostics.Append(setPrivateMeta(ctx, resp.Private, meta)...)
+}
+
+// profileNICModel returns the NIC model the sandbox's profile asks for, ""
+// for none (the clone keeps the template's model).
+func (r *sandboxResource) profileNICModel(plan sandboxModel) string {
+	if plan.Profile.IsNull() || plan.Profile.IsUnknown() {
+		return ""
+	}
+	p, err := profile.Load(r.data.settings.ProfilesDir, plan.Profile.ValueString())
+	if err != nil || p.Network.Model == nil {
+		return "" // the plan has checked the profile
+	}
+	return *p.Network.Model
+}

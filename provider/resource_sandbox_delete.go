@@ -1,0 +1,107 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+
+	"github.com/agentlab/terraform-provider-agentlab/internal/lease"
+	"github.com/agentlab/terraform-provider-agentlab/internal/pve"
+)
+
+// Delete destroys the sandbox's VM (stopping it first, purging its disks) and
+// removes its cloud-init ISO. A VM that is already gone is success; a VM at
+// the same VMID that is not this sandbox (no agentlab tag, or another
+// sandbox's metadata) is left alone.
+func (r *sandboxResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	if !r.configured(&resp.Diagnostics) {
+		return
+	}
+	var state sandboxModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := state.Timeouts.Delete(ctx, defaultDeleteTimeout)
+	resp.Diagnostics.Append(diags...)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c := r.data.client
+
+	ref, err := stateRef(state)
+	if err != nil {
+		resp.Diagnostics.AddError("Invalid sandbox ID", err.Error()+". Remove it with terraform state rm.")
+		return
+	}
+	isoStorage := state.ISOStorage.ValueString()
+	if isoStorage == "" {
+		isoStorage = defaultISOStorage
+	}
+
+	cfg, err := c.Config(ctx, ref)
+	switch {
+	case pve.IsNotFound(err):
+		// Gone already (e.g. reaped); no other VM has this VMID, so its ISO
+		// name is free to clean up.
+		if err := deleteISO(ctx, c, ref.Node, isoVolume(isoStorage, ref.VMID)); err != nil {
+			resp.Diagnostics.AddWarning("Cloud-init ISO left behind",
+				fmt.Sprintf("The sandbox's VM is gone, but deleting its ISO failed: %s. Delete %s by hand.",
+					err, isoVolume(isoStorage, ref.VMID)))
+		}
+		return
+	case err != nil:
+		resp.Diagnostics.AddError("Cannot read the sandbox", fmt.Sprintf("Reading VM %s failed: %s.", ref, err))
+		return
+	}
+	if d, ok := cfg.Drive(isoDrive); ok && d.Storage != "" && d.Volume == isoVolume(d.Storage, ref.VMID) {
+		isoStorage = d.Storage
+	}
+	if !lease.Owned(cfg.Tags()) {
+		resp.Diagnostics.AddWarning("Sandbox already gone",
+			fmt.Sprintf("VM %s no longer carries the %q tag: the sandbox was deleted outside Terraform and its "+
+				"VMID reused. The other VM is left alone.", ref, lease.TagOwned))
+		return
+	}
+	priv, diags := privateMeta(ctx, req.Private)
+	resp.Diagnostics.Append(diags...)
+	if m, err := lease.Decode(cfg.Description()); err == nil && priv != nil && m.Nonce != priv.Nonce {
+		resp.Diagnostics.AddWarning("Sandbox already gone",
+			fmt.Sprintf("VM %s is another sandbox now (its VMID was reused after this one was deleted). "+
+				"It is left alone.", ref))
+		return
+	}
+
+	if err := c.Destroy(ctx, ref); err != nil {
+		resp.Diagnostics.AddError("Destroying the sandbox failed",
+			fmt.Sprintf("Destroying VM %s failed: %s. Run terraform destroy again.", ref, err))
+		return
+	}
+	if err := deleteISO(ctx, c, ref.Node, isoVolume(isoStorage, ref.VMID)); err != nil {
+		resp.Diagnostics.AddError("Deleting the cloud-init ISO failed",
+			fmt.Sprintf("VM %s is destroyed, but deleting its ISO %s failed: %s. Run terraform destroy again, or "+
+				"delete the ISO by hand.", ref, isoVolume(isoStorage, ref.VMID), err))
+	}
+}
+
+// deleteISO removes a sandbox's seed ISO. A volume that is already gone is
+// success, whatever words the storage uses to say so: after a failed delete
+// the storage's content list decides.
+func deleteISO(ctx context.Context, c *pve.Client, node, volid string) error {
+	err := c.DeleteVolume(ctx, node, volid)
+	if err == nil {
+		return nil
+	}
+	storage, _, _ := strings.Cut(volid, ":")
+	vols, lerr := c.StorageContent(ctx, node, storage, "iso", 0)
+	if lerr != nil {
+		return err
+	}
+	for _, v := range vols {
+		if v.VolID == volid {
+			return err
+		}
+	}
+	return nil
+}
