@@ -89,6 +89,14 @@ func (p *agentlabProvider) Schema(_ context.Context, _ provider.SchemaRequest, r
 					"never need the reaper, which reads leases from the VMs themselves.",
 				Optional: true,
 			},
+			"reaper_guest_url": schema.StringAttribute{
+				MarkdownDescription: "The reaper's guest listener as sandboxes reach it, where the " +
+					"`agentlab-heartbeat` command inside a sandbox extends the sandbox's lease (never past " +
+					"`max_ttl`). Each sandbox gets its own heartbeat token through cloud-init; its VM metadata keeps " +
+					"only the token's sha256. Defaults to the `" + envReaperGuestURL + "` environment variable, else `" +
+					defaultReaperGuestURL + "` (the reaper's default `guest.listen`).",
+				Optional: true,
+			},
 			"reaper_token": schema.StringAttribute{
 				MarkdownDescription: "The bearer token for the reaper's control API. Defaults to the `" +
 					envReaperToken + "` environment variable. Accepted now and used by later features.",

@@ -21,7 +21,12 @@ const (
 	envProfilesDir = "AGENTLAB_PROFILES_DIR"
 	envReaperURL   = "AGENTLAB_REAPER_URL"
 	envReaperToken = "AGENTLAB_REAPER_TOKEN"
+
+	envReaperGuestURL = "AGENTLAB_REAPER_GUEST_URL"
 )
+
+// defaultReaperGuestURL is the reaper's default guest listener (guest.listen).
+const defaultReaperGuestURL = "http://10.77.0.1:8846"
 
 // defaultProfilesDir is where profiles are looked up when neither the
 // provider block nor the environment names a directory.
@@ -36,6 +41,8 @@ type providerModel struct {
 	ProfilesDir types.String `tfsdk:"profiles_dir"`
 	ReaperURL   types.String `tfsdk:"reaper_url"`
 	ReaperToken types.String `tfsdk:"reaper_token"`
+
+	ReaperGuestURL types.String `tfsdk:"reaper_guest_url"`
 }
 
 // providerSettings is the provider block resolved against the environment
@@ -51,6 +58,8 @@ type providerSettings struct {
 	ProfilesDir string
 	ReaperURL   string
 	ReaperToken string
+	// ReaperGuestURL is where sandboxes send heartbeats.
+	ReaperGuestURL string
 }
 
 // unknownProviderAttributes lists the attributes of m whose values are not
@@ -68,6 +77,7 @@ func unknownProviderAttributes(m providerModel) []string {
 		{"profiles_dir", m.ProfilesDir.IsUnknown()},
 		{"reaper_url", m.ReaperURL.IsUnknown()},
 		{"reaper_token", m.ReaperToken.IsUnknown()},
+		{"reaper_guest_url", m.ReaperGuestURL.IsUnknown()},
 	} {
 		if a.unknown {
 			names = append(names, a.name)
@@ -92,9 +102,21 @@ func resolveProviderSettings(m providerModel, getenv func(string) string) (provi
 		ProfilesDir: pick(m.ProfilesDir, envProfilesDir),
 		ReaperURL:   pick(m.ReaperURL, envReaperURL),
 		ReaperToken: pick(m.ReaperToken, envReaperToken),
+
+		ReaperGuestURL: strings.TrimSpace(pick(m.ReaperGuestURL, envReaperGuestURL)),
 	}
 	if s.ProfilesDir == "" {
 		s.ProfilesDir = defaultProfilesDir
+	}
+	if s.ReaperGuestURL == "" {
+		s.ReaperGuestURL = defaultReaperGuestURL
+	}
+	if u, err := url.Parse(s.ReaperGuestURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		u.RawQuery != "" || u.Fragment != "" {
+		diags.AddAttributeError(path.Root("reaper_guest_url"), "Invalid reaper guest URL",
+			fmt.Sprintf("The reaper guest URL %q is not an http(s) URL with a host. Use the address sandboxes reach "+
+				"the reaper's guest listener at, such as %q, or unset reaper_guest_url and %s.",
+				s.ReaperGuestURL, defaultReaperGuestURL, envReaperGuestURL))
 	}
 
 	rawEndpoint := strings.TrimSpace(pick(m.Endpoint, envEndpoint))

@@ -18,7 +18,7 @@ func TestResolveProviderSettings(t *testing.T) {
 	null := providerModel{
 		Endpoint: types.StringNull(), APIToken: types.StringNull(), Insecure: types.BoolNull(),
 		Node: types.StringNull(), ProfilesDir: types.StringNull(), ReaperURL: types.StringNull(),
-		ReaperToken: types.StringNull(),
+		ReaperToken: types.StringNull(), ReaperGuestURL: types.StringNull(),
 	}
 	tests := []struct {
 		name    string
@@ -32,7 +32,8 @@ func TestResolveProviderSettings(t *testing.T) {
 			env: map[string]string{envEndpoint: "https://pve.example.com:8006", envAPIToken: token,
 				envInsecure: "true", envProfilesDir: "/etc/agentlab/profiles"},
 			want: providerSettings{Endpoint: "https://pve.example.com:8006/api2/json", APIToken: token,
-				TokenUser: "terraform@pve", Insecure: true, ProfilesDir: "/etc/agentlab/profiles"},
+				TokenUser: "terraform@pve", Insecure: true, ProfilesDir: "/etc/agentlab/profiles",
+				ReaperGuestURL: defaultReaperGuestURL},
 		},
 		{
 			name: "block beats environment, endpoint with suffix",
@@ -44,13 +45,21 @@ func TestResolveProviderSettings(t *testing.T) {
 			},
 			env: map[string]string{envEndpoint: "https://b:8006", envInsecure: "true"},
 			want: providerSettings{Endpoint: "https://a:8006/api2/json", APIToken: token, TokenUser: "terraform@pve",
-				Node: "pve2", ProfilesDir: defaultProfilesDir},
+				Node: "pve2", ProfilesDir: defaultProfilesDir, ReaperGuestURL: defaultReaperGuestURL},
+		},
+		{
+			name: "reaper guest url from the environment",
+			env: map[string]string{envEndpoint: "https://x:8006", envAPIToken: token,
+				envReaperGuestURL: "http://192.0.2.1:8846"},
+			want: providerSettings{Endpoint: "https://x:8006/api2/json", APIToken: token, TokenUser: "terraform@pve",
+				ProfilesDir: defaultProfilesDir, ReaperGuestURL: "http://192.0.2.1:8846"},
 		},
 		{name: "missing endpoint", env: map[string]string{envAPIToken: token}, wantErr: "Missing Proxmox VE endpoint"},
 		{name: "bad endpoint scheme", env: map[string]string{envEndpoint: "ftp://x", envAPIToken: token}, wantErr: "Invalid Proxmox VE endpoint"},
 		{name: "missing token", env: map[string]string{envEndpoint: "https://x:8006"}, wantErr: "Missing Proxmox VE API token"},
 		{name: "token without secret", env: map[string]string{envEndpoint: "https://x:8006", envAPIToken: "root@pam!tf"}, wantErr: "Malformed Proxmox VE API token"},
 		{name: "bad insecure", env: map[string]string{envEndpoint: "https://x:8006", envAPIToken: token, envInsecure: "maybe"}, wantErr: "Invalid " + envInsecure},
+		{name: "bad reaper guest url", env: map[string]string{envEndpoint: "https://x:8006", envAPIToken: token, envReaperGuestURL: "10.77.0.1:8846"}, wantErr: "Invalid reaper guest URL"},
 		{name: "bad reaper url", env: map[string]string{envEndpoint: "https://x:8006", envAPIToken: token, envReaperURL: "localhost:8847"}, wantErr: "Invalid reaper URL"},
 	}
 	for _, tt := range tests {

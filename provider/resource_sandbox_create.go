@@ -3,6 +3,10 @@ package provider
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -85,11 +89,18 @@ func (r *sandboxResource) Create(ctx context.Context, req resource.CreateRequest
 		resp.Diagnostics.AddAttributeError(path.Root("ttl"), "Invalid lease", leaseErrorText(err)+".")
 		return
 	}
+	// The heartbeat token reaches only the guest; the VM keeps its sha256.
+	heartbeatToken, heartbeatSum, err := newHeartbeatToken()
+	if err != nil {
+		resp.Diagnostics.AddError("Cannot create the sandbox's heartbeat token", err.Error()+".")
+		return
+	}
 	meta := lease.Metadata{
-		Owner:   plan.Owner.ValueString(),
-		Profile: plan.Profile.ValueString(),
-		Nonce:   lease.NewNonce(),
-		Lease:   l,
+		Owner:                plan.Owner.ValueString(),
+		Profile:              plan.Profile.ValueString(),
+		Nonce:                lease.NewNonce(),
+		Lease:                l,
+		HeartbeatTokenSHA256: heartbeatSum,
 	}
 	description, err := lease.Encode("", meta)
 	if err != nil {
@@ -129,7 +140,7 @@ func (r *sandboxResource) Create(ctx context.Context, req resource.CreateRequest
 		return
 	}
 
-	state, err := r.provision(ctx, ref, plan, meta)
+	state, err := r.provision(ctx, ref, plan, meta, heartbeatToken)
 	if err != nil {
 		if cerr := r.cleanup(ctx, ref, plan.ISOStorage.ValueString()); cerr != nil {
 			r.saveTainted(ctx, resp, plan, ref, meta)
@@ -147,7 +158,7 @@ func (r *sandboxResource) Create(ctx context.Context, req resource.CreateRequest
 }
 
 // provision turns a fresh clone into a running sandbox and returns its state.
-func (r *sandboxResource) provision(ctx context.Context, ref pve.VMRef, plan sandboxModel, meta lease.Metadata) (sandboxModel, error) {
+func (r *sandboxResource) provision(ctx context.Context, ref pve.VMRef, plan sandboxModel, meta lease.Metadata, heartbeatToken string) (sandboxModel, error) {
 	c := r.data.client
 	cfg, err := c.Config(ctx, ref)
 	if err != nil {
@@ -178,6 +189,7 @@ func (r *sandboxResource) provision(ctx context.Context, ref pve.VMRef, plan san
 		Hostname:   name,
 		User:       cloudinit.User{SSHAuthorizedKeys: keys, Sudo: true},
 		NIC:        cloudinit.NIC{MAC: nic.MAC},
+		Heartbeat:  &cloudinit.Heartbeat{URL: r.data.settings.ReaperGuestURL, Token: heartbeatToken},
 	}.Render()
 	if err != nil {
 		return plan, fmt.Errorf("rendering cloud-init: %w", err)
@@ -294,6 +306,18 @@ func (r *sandboxResource) saveTainted(ctx context.Context, resp *resource.Create
 	s.LeaseExpiresAt = types.StringValue(meta.ExpiresAt.UTC().Format(time.RFC3339))
 	resp.Diagnostics.Append(resp.State.Set(ctx, &s)...)
 	resp.Diagnostics.Append(setPrivateMeta(ctx, resp.Private, meta)...)
+}
+
+// newHeartbeatToken returns a random heartbeat token and its hex sha256, the
+// form the reaper's guest listener matches it in.
+func newHeartbeatToken() (token, sum string, err error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", "", fmt.Errorf("reading random bytes: %w", err)
+	}
+	token = base64.RawURLEncoding.EncodeToString(b)
+	h := sha256.Sum256([]byte(token))
+	return token, hex.EncodeToString(h[:]), nil
 }
 
 // profileNICModel returns the NIC model the sandbox's profile asks for, ""

@@ -1,7 +1,11 @@
 package provider
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -91,7 +95,7 @@ resource "agentlab_sandbox" "test" {
 					if isos := e.isos(t); len(isos) != 1 || isos[0] != isoVolume("local", vmid) {
 						return fmt.Errorf("ISOs = %v; want only %s", isos, isoVolume("local", vmid))
 					}
-					return nil
+					return checkHeartbeat(e, vmid, md)
 				},
 			},
 			{
@@ -814,4 +818,28 @@ resource "agentlab_sandbox" "hw" {
 			},
 		},
 	})
+}
+
+// checkHeartbeat checks that the sandbox's cloud-init ISO carries a heartbeat
+// token for the reaper's default guest listener, and that the VM's metadata
+// keeps its sha256.
+func checkHeartbeat(e *accEnv, vmid int, md lease.Metadata) error {
+	iso, ok := e.sim.Server.Volume("local", "iso/"+isoFileName(vmid))
+	if !ok {
+		return fmt.Errorf("no cloud-init ISO for VM %d", vmid)
+	}
+	if !bytes.Contains(iso, []byte("AGENTLAB_HEARTBEAT_URL="+defaultReaperGuestURL+"\n")) {
+		return fmt.Errorf("the ISO does not name the reaper's guest listener %s", defaultReaperGuestURL)
+	}
+	const key = "AGENTLAB_HEARTBEAT_TOKEN="
+	i := bytes.Index(iso, []byte(key))
+	if i < 0 {
+		return errors.New("the ISO carries no heartbeat token")
+	}
+	token, _, _ := bytes.Cut(iso[i+len(key):], []byte("\n"))
+	sum := sha256.Sum256(token)
+	if got, want := md.HeartbeatTokenSHA256, hex.EncodeToString(sum[:]); got != want || len(token) < 32 {
+		return fmt.Errorf("metadata heartbeat sha256 = %q; want %q, the sha256 of the %d-byte token in the ISO", got, want, len(token))
+	}
+	return nil
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# make demo: build everything, start the Proxmox VE simulator with the realistic latency model,
-# apply examples/quickstart (three sandboxes from a profile), print the outputs, destroy them.
-# Leaves no process behind: the simulator is stopped on every exit path.
+# make demo: build everything, start the Proxmox VE simulator with the realistic latency model and
+# the reaper next to it, apply examples/lease (one sandbox with a one-minute lease) and
+# examples/quickstart (three sandboxes from a profile), print the outputs, destroy the quickstart,
+# then watch the reaper destroy the one-minute sandbox on its own.
+# Leaves no process behind: the simulator and the reaper are stopped on every exit path.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,21 +17,24 @@ fi
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 started=$(date +%s)
 
-step "building the provider and the simulator"
+step "building the provider, the reaper and the simulator"
 make -C "$root" --no-print-directory build
 
 rm -rf "$work"
 mkdir -p "$work"
 cp -r "$root/examples/quickstart" "$work/quickstart"
+cp -r "$root/examples/lease" "$work/lease"
 
 step "starting agentlab-pvesim (latency model: realistic)"
 # The simulator prints "agentlab-pvesim: endpoint=URL token=TOKEN" as its first line.
 exec 3< <(exec "$root/bin/agentlab-pvesim" --listen 127.0.0.1:0 --latency realistic \
   --template 9000:debian-12-cloud 2>"$work/pvesim.log")
 sim_pid=$!
+reaper_pid=""
 cleanup() {
+  [ -n "$reaper_pid" ] && kill "$reaper_pid" 2>/dev/null || true
   kill "$sim_pid" 2>/dev/null || true
-  wait "$sim_pid" 2>/dev/null || true
+  wait 2>/dev/null || true
 }
 trap cleanup EXIT INT TERM
 if ! IFS= read -r -t 30 first <&3; then
@@ -59,12 +64,64 @@ export PROXMOX_VE_API_TOKEN="$token"
 export PROXMOX_VE_INSECURE=true
 export AGENTLAB_PROFILES_DIR="$work/quickstart/profiles"
 
+step "starting agentlab-reaper (interval 5s)"
+umask 077
+printf '%s\n' "$token" >"$work/pve-token"
+cat >"$work/reaper.yaml" <<CFG
+proxmox:
+  endpoint: $endpoint
+  api_token_file: $work/pve-token
+  insecure: true            # the simulator's certificate is self-signed
+database: $work/reaper.db
+interval: 5s
+warn_before: 30s
+control:
+  socket: $work/reaper.sock
+guest:
+  listen: 127.0.0.1:0
+metrics:
+  listen: ""
+CFG
+umask 022
+"$root/bin/agentlab-reaper" serve --config "$work/reaper.yaml" >"$work/reaper.log" 2>&1 &
+reaper_pid=$!
+reaper() { "$root/bin/agentlab-reaper" "$@" --config "$work/reaper.yaml"; }
+for _ in $(seq 100); do [ -S "$work/reaper.sock" ] && break; sleep 0.1; done
+[ -S "$work/reaper.sock" ] || { echo "demo: the reaper did not start; its log:" >&2; cat "$work/reaper.log" >&2; exit 1; }
+
+cd "$work/lease"
+step "$(basename "$tf") apply examples/lease (one sandbox, ttl = 1m)"
+"$tf" apply -auto-approve -input=false -compact-warnings
+short_vmid=$("$tf" output -raw vmid)
+
 cd "$work/quickstart"
 step "$(basename "$tf") apply examples/quickstart"
 "$tf" apply -auto-approve -input=false -compact-warnings
 step "outputs"
 "$tf" output
-step "$(basename "$tf") destroy"
-"$tf" destroy -auto-approve -input=false -compact-warnings
+step "$(basename "$tf") destroy examples/quickstart"
+if ! "$tf" destroy -auto-approve -input=false -compact-warnings -no-color >"$work/destroy.log" 2>&1; then
+  cat "$work/destroy.log" >&2
+  exit 1
+fi
+grep -E 'Destruction complete|Destroy complete' "$work/destroy.log"
 
-step "done in $(( $(date +%s) - started ))s; simulator stopped"
+step "agentlab-reaper leases"
+reaper leases
+step "waiting for the reaper to destroy VM $short_vmid when its one-minute lease ends"
+deadline=$(( $(date +%s) + 120 ))
+until reaper events --vmid "$short_vmid" | grep -Eq 'destroy +done'; do
+  if [ "$(date +%s)" -gt "$deadline" ]; then
+    echo "demo: VM $short_vmid was not reaped in time; the reaper's log:" >&2
+    cat "$work/reaper.log" >&2
+    exit 1
+  fi
+  sleep 1
+done
+reaper events --vmid "$short_vmid"
+
+cd "$work/lease"
+step "$(basename "$tf") plan examples/lease: the reaped sandbox left state, so the next apply recreates it"
+"$tf" plan -input=false -compact-warnings -no-color | grep -E '^Plan:|will be created'
+
+step "done in $(( $(date +%s) - started ))s; simulator and reaper stopped"
