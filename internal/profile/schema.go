@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/agentlab/terraform-provider-agentlab/internal/suggest"
 )
 
 // key describes one key of the profile format. A section has children; a
@@ -174,7 +176,7 @@ func (ps *parser) walk(prefix string, m *yaml.Node) {
 func (ps *parser) unknown(line int, prefix, full string) {
 	known := ps.children(prefix)
 	msg := fmt.Sprintf("unknown key %q", full)
-	if s := closest(full, known); s != "" {
+	if s := suggest.Closest(full, known); s != "" {
 		msg += fmt.Sprintf(" (did you mean %q?)", s)
 	}
 	ps.fail(line, full, "%s; known keys: %s", msg, strings.Join(known, ", "))
@@ -195,38 +197,6 @@ func (ps *parser) children(prefix string) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// closest returns the candidate within edit distance 2 of s, if any.
-func closest(s string, candidates []string) string {
-	best, bestDist := "", 3
-	for _, c := range candidates {
-		if d := distance(s, c); d < bestDist {
-			best, bestDist = c, d
-		}
-	}
-	return best
-}
-
-// distance is the Levenshtein distance between a and b.
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // yamlErrorLine matches the line number in yaml.v3 syntax errors.

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/agentlab/terraform-provider-agentlab/internal/suggest"
 )
 
 // Error is one problem in the configuration file: the key it concerns, the
@@ -141,12 +143,7 @@ func unknownKeyMsg(name, prefix string, fields map[string]int) string {
 		known = append(known, k)
 	}
 	sort.Strings(known)
-	best, bestDist := "", 3
-	for _, k := range known {
-		if dist := editDistance(name, k); dist < bestDist {
-			best, bestDist = k, dist
-		}
-	}
+	best := suggest.Closest(name, known)
 	where := "at the top level"
 	if prefix != "" {
 		where = "under " + prefix
@@ -155,25 +152,4 @@ func unknownKeyMsg(name, prefix string, fields map[string]int) string {
 		return fmt.Sprintf("unknown key; did you mean %s? (keys %s: %s)", best, where, strings.Join(known, ", "))
 	}
 	return fmt.Sprintf("unknown key; remove it (keys %s: %s)", where, strings.Join(known, ", "))
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
