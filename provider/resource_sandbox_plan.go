@@ -183,8 +183,8 @@ func planSandbox(in planInput) (planOutput, diag.Diagnostics) {
 	}
 
 	// Configurable attributes: configuration, else profile, else default.
-	p.Name = pickString(c.Name, nil, keepString(func(m *sandboxModel) types.String { return m.Name }))
-	p.TemplateVMID = pickInt(c.TemplateVMID, profInt(prof.TemplateVMID), keepInt(st, func(m *sandboxModel) types.Int64 { return m.TemplateVMID }))
+	p.Name = pick(c.Name, nil, keepString(func(m *sandboxModel) types.String { return m.Name }))
+	p.TemplateVMID = pick(c.TemplateVMID, profInt(prof.TemplateVMID), keepInt(st, func(m *sandboxModel) types.Int64 { return m.TemplateVMID }))
 	if creating && p.TemplateVMID.IsUnknown() && c.TemplateVMID.IsNull() && !in.ProfileUnknown {
 		diags.AddAttributeError(path.Root("template_vmid"), "Missing template_vmid",
 			"The sandbox needs a template to clone. Set template_vmid, or set profile to a profile whose file sets template_vmid.")
@@ -193,24 +193,24 @@ func planSandbox(in planInput) (planOutput, diag.Diagnostics) {
 	if in.DefaultNode == "" {
 		nodeDefault = keepString(func(m *sandboxModel) types.String { return m.Node })
 	}
-	p.Node = pickString(c.Node, nil, nodeDefault)
-	p.Cores = pickInt(c.Cores, profInt(prof.Resources.Cores), types.Int64Value(defaultCores))
-	p.Memory = pickInt(c.Memory, profInt(prof.Resources.MemoryMiB), types.Int64Value(defaultMemory))
-	p.DiskSize = pickString(c.DiskSize, profString(prof.Resources.DiskSize), keepString(func(m *sandboxModel) types.String { return m.DiskSize }))
-	p.FullClone = pickBool(c.FullClone, nil, types.BoolValue(defaultFullClone))
-	p.Storage = pickString(c.Storage, nil, types.StringNull())
-	p.Bridge = pickString(c.Bridge, profString(prof.Network.Bridge), types.StringValue(defaultBridge))
-	p.Firewall = pickBool(c.Firewall, profBool(prof.Network.Firewall), types.BoolValue(defaultFirewall))
+	p.Node = pick(c.Node, nil, nodeDefault)
+	p.Cores = pick(c.Cores, profInt(prof.Resources.Cores), types.Int64Value(defaultCores))
+	p.Memory = pick(c.Memory, profInt(prof.Resources.MemoryMiB), types.Int64Value(defaultMemory))
+	p.DiskSize = pick(c.DiskSize, profString(prof.Resources.DiskSize), keepString(func(m *sandboxModel) types.String { return m.DiskSize }))
+	p.FullClone = pick(c.FullClone, nil, types.BoolValue(defaultFullClone))
+	p.Storage = pick(c.Storage, nil, types.StringNull())
+	p.Bridge = pick(c.Bridge, profString(prof.Network.Bridge), types.StringValue(defaultBridge))
+	p.Firewall = pick(c.Firewall, profBool(prof.Network.Firewall), types.BoolValue(defaultFirewall))
 	p.SSHAuthorizedKeys = c.SSHAuthorizedKeys
 	if c.SSHAuthorizedKeys.IsNull() {
 		p.SSHAuthorizedKeys = types.ListValueMust(types.StringType, nil)
 	}
-	p.TTL = pickString(c.TTL, profString(profTTL), types.StringValue(defaultTTL))
-	p.MaxTTL = pickString(c.MaxTTL, nil, types.StringNull())
-	p.OnExpiry = pickString(c.OnExpiry, nil, types.StringValue(defaultOnExpiry))
-	p.RenewOnApply = pickBool(c.RenewOnApply, profBool(prof.Behavior.KeepaliveDefault), types.BoolValue(false))
-	p.RebootOnChange = pickBool(c.RebootOnChange, nil, types.BoolValue(false))
-	p.WaitForIP = pickBool(c.WaitForIP, nil, types.BoolValue(defaultWaitForIP))
+	p.TTL = pick(c.TTL, profString(profTTL), types.StringValue(defaultTTL))
+	p.MaxTTL = pick(c.MaxTTL, nil, types.StringNull())
+	p.OnExpiry = pick(c.OnExpiry, nil, types.StringValue(defaultOnExpiry))
+	p.RenewOnApply = pick(c.RenewOnApply, profBool(prof.Behavior.KeepaliveDefault), types.BoolValue(false))
+	p.RebootOnChange = pick(c.RebootOnChange, nil, types.BoolValue(false))
+	p.WaitForIP = pick(c.WaitForIP, nil, types.BoolValue(defaultWaitForIP))
 	p.Profile = c.Profile
 	ownerDefault := types.StringUnknown()
 	switch {
@@ -219,12 +219,12 @@ func planSandbox(in planInput) (planOutput, diag.Diagnostics) {
 	case in.DefaultOwner != "":
 		ownerDefault = types.StringValue(in.DefaultOwner)
 	}
-	p.Owner = pickString(c.Owner, nil, ownerDefault)
+	p.Owner = pick(c.Owner, nil, ownerDefault)
 	p.Tags = c.Tags
 	if c.Tags.IsNull() {
 		p.Tags = types.SetValueMust(types.StringType, nil)
 	}
-	p.ISOStorage = pickString(c.ISOStorage, nil, types.StringValue(defaultISOStorage))
+	p.ISOStorage = pick(c.ISOStorage, nil, types.StringValue(defaultISOStorage))
 
 	// Cross-attribute rules.
 	if known(p.Storage) && !p.Storage.IsNull() && known(p.FullClone) && !p.FullClone.ValueBool() {
@@ -407,30 +407,12 @@ func formatDuration(d time.Duration) string {
 // known reports whether v's value is known (null counts as known).
 func known(v interface{ IsUnknown() bool }) bool { return !v.IsUnknown() }
 
-// pickString returns the configured value, else the profile's, else def.
-func pickString(cfg types.String, prof *types.String, def types.String) types.String {
-	switch {
-	case cfg.IsUnknown() || !cfg.IsNull():
-		return cfg
-	case prof != nil:
-		return *prof
-	}
-	return def
-}
-
-// pickInt returns the configured value, else the profile's, else def.
-func pickInt(cfg types.Int64, prof *types.Int64, def types.Int64) types.Int64 {
-	switch {
-	case cfg.IsUnknown() || !cfg.IsNull():
-		return cfg
-	case prof != nil:
-		return *prof
-	}
-	return def
-}
-
-// pickBool returns the configured value, else the profile's, else def.
-func pickBool(cfg types.Bool, prof *types.Bool, def types.Bool) types.Bool {
+// pick returns the configured value, else the profile's, else def. An
+// unknown configured value stays unknown.
+func pick[T interface {
+	IsUnknown() bool
+	IsNull() bool
+}](cfg T, prof *T, def T) T {
 	switch {
 	case cfg.IsUnknown() || !cfg.IsNull():
 		return cfg
