@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# make bench: the project's benchmarks, each reported against a baseline measured in the same run.
+# Figures and how to read them: docs/performance.md.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+step "simulator: simple GET and clone+wait with the zero model (go test -bench)"
+go test -run '^$' -bench . -benchtime 2s -count 1 ./internal/pvesim/
+
+step "reaper: one tick over 10,000 VMs, expiry-to-destroy delay (go test -bench)"
+go test -run '^$' -bench . -benchtime 1x -count 1 ./reaper/...
+
+step "provider: terraform apply of 50 sandboxes, -parallelism=10, realistic model"
+make --no-print-directory build
+go run ./tools/applybench -provider-dir bin -n 50 -parallelism 10
+
+step "client path: 50 sandboxes through the Telmate library as-is vs internal/pve (about 3 minutes)"
+go run ./tools/libbench -n 50 -workers 10

@@ -1,0 +1,195 @@
+// Command applybench measures `terraform apply` of a pool of sandboxes against the simulator
+// with the realistic latency model, and reports the wall time as a ratio to the critical path:
+// ceil(N / parallelism) waves times one sandbox's Proxmox task time, read from the same latency
+// model the simulator runs. It also applies a single sandbox in the same run, as a measured
+// baseline for one wave.
+//
+//	go run ./tools/applybench -provider-dir bin -n 50 -parallelism 10
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/agentlab/terraform-provider-agentlab/internal/pvesim"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "applybench:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	providerDir string
+	terraform   string
+	n           int
+	parallelism int
+}
+
+func run(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("applybench", flag.ContinueOnError)
+	var o options
+	fs.StringVar(&o.providerDir, "provider-dir", "bin", "directory holding the built terraform-provider-agentlab")
+	fs.StringVar(&o.terraform, "terraform", "", "terraform or tofu binary (default: the one on PATH)")
+	fs.IntVar(&o.n, "n", 50, "sandboxes to apply")
+	fs.IntVar(&o.parallelism, "parallelism", 10, "terraform -parallelism")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if o.terraform == "" {
+		for _, name := range []string{"terraform", "tofu"} {
+			if p, err := exec.LookPath(name); err == nil {
+				o.terraform = p
+				break
+			}
+		}
+		if o.terraform == "" {
+			return errors.New("terraform or tofu must be on PATH (or pass -terraform)")
+		}
+	}
+	dir, err := filepath.Abs(o.providerDir)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(dir, "terraform-provider-agentlab")); err != nil {
+		return fmt.Errorf("no provider binary in %s: run make build first", dir)
+	}
+	o.providerDir = dir
+
+	model := pvesim.RealisticLatency()
+	// One sandbox's Proxmox task time, in the order the provider waits for them.
+	perSandbox := model.LinkedClone + model.Upload + model.Resize + model.Start + model.GuestAgentIP
+	waves := (o.n + o.parallelism - 1) / o.parallelism
+
+	one, _, err := applyOnce(o, 1, model)
+	if err != nil {
+		return fmt.Errorf("baseline apply of 1 sandbox: %w", err)
+	}
+	pool, stats, err := applyOnce(o, o.n, model)
+	if err != nil {
+		return fmt.Errorf("apply of %d sandboxes: %w", o.n, err)
+	}
+	critical := time.Duration(waves) * perSandbox
+	fmt.Fprintf(out, "latency model: realistic (linked clone %v, upload %v, resize %v, start %v, guest agent IP %v)\n",
+		model.LinkedClone, model.Upload, model.Resize, model.Start, model.GuestAgentIP)
+	fmt.Fprintf(out, "one sandbox's Proxmox task time: %v; waves: %d (n=%d, parallelism=%d)\n", perSandbox, waves, o.n, o.parallelism)
+	fmt.Fprintf(out, "critical path (waves x task time): %v\n", critical)
+	fmt.Fprintf(out, "apply 1 sandbox (measured baseline): %v\n", one.Round(time.Millisecond))
+	fmt.Fprintf(out, "apply %d sandboxes: %v\n", o.n, pool.Round(time.Millisecond))
+	fmt.Fprintf(out, "ratio to critical path: %.3f (goal <= 1.15)\n", pool.Seconds()/critical.Seconds())
+	fmt.Fprintf(out, "ratio to %d x measured single apply: %.3f\n", waves, pool.Seconds()/(float64(waves)*one.Seconds()))
+	fmt.Fprintf(out, "simulator: %d API requests, %d tasks for %d sandboxes (apply and destroy)\n", total(stats), stats.TasksStarted, o.n)
+	return nil
+}
+
+func total(st pvesim.Stats) int {
+	n := 0
+	for _, byStatus := range st.Requests {
+		for _, c := range byStatus {
+			n += c
+		}
+	}
+	return n
+}
+
+// applyOnce starts a fresh simulator, applies n sandboxes and returns the apply's wall time,
+// then destroys them (not timed).
+func applyOnce(o options, n int, model pvesim.Latency) (time.Duration, pvesim.Stats, error) {
+	const token = "root@pam!bench=applybench-secret"
+	srv, err := pvesim.New(pvesim.Options{
+		Tokens:  []string{token},
+		Latency: model,
+		Logger:  slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		return 0, pvesim.Stats{}, err
+	}
+	defer srv.Close()
+	tlsConf, _, err := pvesim.SelfSignedTLS("127.0.0.1")
+	if err != nil {
+		return 0, pvesim.Stats{}, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, pvesim.Stats{}, err
+	}
+	go srv.Serve(ln, tlsConf) //nolint:errcheck // ends with Shutdown below
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}()
+
+	work, err := os.MkdirTemp("", "applybench-")
+	if err != nil {
+		return 0, pvesim.Stats{}, err
+	}
+	defer os.RemoveAll(work)
+	cli := fmt.Sprintf(`provider_installation {
+  dev_overrides {
+    "registry.terraform.io/agentlab/agentlab" = %q
+    "registry.opentofu.org/agentlab/agentlab" = %q
+  }
+  direct {}
+}
+`, o.providerDir, o.providerDir)
+	if err := os.WriteFile(filepath.Join(work, "cli.tfrc"), []byte(cli), 0o600); err != nil {
+		return 0, pvesim.Stats{}, err
+	}
+	cfg := fmt.Sprintf(`terraform {
+  required_providers {
+    agentlab = { source = "agentlab/agentlab" }
+  }
+}
+
+provider "agentlab" {
+  endpoint  = "https://%s"
+  api_token = %q
+  insecure  = true
+  node      = "pve"
+}
+
+resource "agentlab_sandbox" "bench" {
+  count         = %d
+  name          = "bench-${count.index}"
+  template_vmid = 9000
+  ttl           = "1h"
+  wait_for_ip   = true
+}
+`, ln.Addr().String(), token, n)
+	if err := os.WriteFile(filepath.Join(work, "main.tf"), []byte(cfg), 0o600); err != nil {
+		return 0, pvesim.Stats{}, err
+	}
+	env := append(os.Environ(), "TF_CLI_CONFIG_FILE="+filepath.Join(work, "cli.tfrc"), "TF_IN_AUTOMATION=1")
+	tf := func(args ...string) error {
+		cmd := exec.Command(o.terraform, args...)
+		cmd.Dir = work
+		cmd.Env = env
+		outb, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s %s: %w\n%s", filepath.Base(o.terraform), strings.Join(args, " "), err, outb)
+		}
+		return nil
+	}
+	start := time.Now()
+	if err := tf("apply", "-auto-approve", "-input=false", fmt.Sprintf("-parallelism=%d", o.parallelism)); err != nil {
+		return 0, pvesim.Stats{}, err
+	}
+	elapsed := time.Since(start)
+	if err := tf("destroy", "-auto-approve", "-input=false", fmt.Sprintf("-parallelism=%d", o.parallelism)); err != nil {
+		return 0, pvesim.Stats{}, err
+	}
+	return elapsed, srv.Stats(), nil
+}
