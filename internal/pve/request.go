@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -90,7 +91,23 @@ func (c *Client) send(ctx context.Context, r request, out any) error {
 		return err
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
+	if sd, ok := out.(streamDecoder); ok && resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+		decoded, err := sd.decodeStream(io.LimitReader(resp.Body, maxResponseBody), resp.ContentLength)
+		if err != nil {
+			err = c.transportError(ctx, attemptCtx, r, fmt.Errorf("reading response: %w", err))
+			c.log.Debug("pve request failed", "method", r.method, "path", r.path, "status", resp.StatusCode, "duration", c.clock.Now().Sub(start), "err", err)
+			return err
+		}
+		c.log.Debug("pve request", "method", r.method, "path", r.path, "status", resp.StatusCode, "duration", c.clock.Now().Sub(start))
+		if decoded {
+			return nil
+		}
+		// An answer the stream decoder does not take (see streamDecoder):
+		// ask again and decode it with encoding/json.
+		resp.Body.Close()
+		return c.send(ctx, r, sd.jsonValue())
+	}
+	data, err := readBody(resp)
 	if err != nil {
 		err = c.transportError(ctx, attemptCtx, r, fmt.Errorf("reading response: %w", err))
 		c.log.Debug("pve request failed", "method", r.method, "path", r.path, "status", resp.StatusCode, "duration", c.clock.Now().Sub(start), "err", err)
@@ -103,10 +120,80 @@ func (c *Client) send(ctx context.Context, r request, out any) error {
 	if out == nil {
 		return nil
 	}
+	return decodeData(r, data, out)
+}
+
+// readBody reads a response body, at most maxResponseBody bytes of it, into
+// a buffer sized by the Content-Length when the server sent one (PVE does,
+// unless it compresses the answer).
+func readBody(resp *http.Response) ([]byte, error) {
+	r := io.LimitReader(resp.Body, maxResponseBody)
+	size := 4 << 10
+	if n := resp.ContentLength; n >= 0 && n < maxResponseBody {
+		size = int(n) + 1 // room for the read that meets the end
+	}
+	b := make([]byte, 0, size)
+	for {
+		if len(b) == cap(b) {
+			b = append(make([]byte, 0, min(2*cap(b), maxResponseBody+1)), b...)
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+}
+
+// streamDecoder is data that decodes a whole 2xx answer, {"data": ...}, as
+// it arrives, faster and with less memory than encoding/json. decodeStream
+// reports false, leaving the value as it was, when it cannot decode the
+// answer exactly as encoding/json would (invalid JSON included); send then
+// requests it again and decodes it into jsonValue, the same value without
+// the stream decoder, so that encoding/json gives the answer or the error.
+// An error from decodeStream is a failed read of the body.
+type streamDecoder interface {
+	decodeStream(r io.Reader, size int64) (bool, error)
+	jsonValue() any
+}
+
+// decodeData decodes the data member of a 2xx answer's body into out, a
+// non-nil pointer to a zero value, with numbers in interface values as
+// json.Number. The body is decoded in one pass; when that fails, it is
+// decoded again by decodeDataStrictly, for its errors: errNotEnvelope when
+// the body is not a JSON object, else "decoding response data". (One
+// difference remains: a body with the data member twice, which PVE never
+// sends, is decoded twice into out rather than once from the last one.)
+func decodeData(r request, body []byte, out any) error {
+	rv := reflect.ValueOf(out)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() {
+		return decodeDataStrictly(r, body, out)
+	}
+	env := struct {
+		Data any `json:"data"`
+	}{Data: out}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&env); err == nil && isJSONSpace(body[dec.InputOffset():]) {
+		return nil
+	}
+	// out may hold part of the data: decode into a fresh value.
+	fresh := reflect.New(rv.Type().Elem())
+	err := decodeDataStrictly(r, body, fresh.Interface())
+	rv.Elem().Set(fresh.Elem())
+	return err
+}
+
+// decodeDataStrictly is decodeData in two passes: the body as an envelope,
+// then its data.
+func decodeDataStrictly(r request, body []byte, out any) error {
 	var env struct {
 		Data json.RawMessage `json:"data"`
 	}
-	if err := json.Unmarshal(data, &env); err != nil {
+	if err := json.Unmarshal(body, &env); err != nil {
 		return fmt.Errorf("pve %s %s: %w: %v", r.method, r.path, errNotEnvelope, err)
 	}
 	if len(env.Data) == 0 {
@@ -118,6 +205,16 @@ func (c *Client) send(ctx context.Context, r request, out any) error {
 		return fmt.Errorf("pve %s %s: decoding response data: %w", r.method, r.path, err)
 	}
 	return nil
+}
+
+// isJSONSpace reports whether b is only JSON white space.
+func isJSONSpace(b []byte) bool {
+	for _, c := range b {
+		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+			return false
+		}
+	}
+	return true
 }
 
 // transportError classifies an error of the HTTP exchange itself.

@@ -105,7 +105,7 @@ func (l *Loop) act(ctx context.Context, vmid int) {
 		}
 		return
 	}
-	meta := e.meta
+	meta := e.metadata()
 	l.mu.Unlock()
 
 	detach, err := workspaceKeys(cfg, meta.Workspace, vmid)

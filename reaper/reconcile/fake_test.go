@@ -31,6 +31,7 @@ type fakePVE struct {
 	staleTags   map[int]string // tags ListVMs shows instead of the config's
 	configErr   map[int]error
 	beforeWrite func(vmid int)               // runs before UpdateConfig checks the digest
+	mismatch    string                       // UpdateConfig's message for a stale digest (default qemu-server's)
 	onDestroy   func(vmid int) (bool, error) // runs instead of the destroy when set; true: destroy anyway
 }
 
@@ -149,7 +150,11 @@ func (f *fakePVE) UpdateConfig(ctx context.Context, ref pve.VMRef, upd pve.Confi
 		return notFound(ref.VMID)
 	}
 	if upd.Digest != "" && upd.Digest != v.digest {
-		return &pve.APIError{Method: "PUT", Status: 500, Message: "detected modified configuration - file changed by other user? Try again."}
+		msg := f.mismatch
+		if msg == "" {
+			msg = "checksum mismatch (file change by other user?)"
+		}
+		return &pve.APIError{Method: "PUT", Path: fmt.Sprintf("/nodes/%s/qemu/%d/config", v.node, ref.VMID), Status: 500, Message: msg}
 	}
 	keys := slices.Sorted(maps.Keys(upd.Set))
 	for _, k := range keys {

@@ -196,21 +196,13 @@ func (l *Loop) tick(ctx context.Context) error {
 	if err := l.load(ctx); err != nil {
 		return err
 	}
-	vms, err := l.pve.ListVMs(ctx)
+	reads, listed, now, err := l.list(ctx)
 	if err != nil {
-		return fmt.Errorf("list vms: %w", err)
+		return err
 	}
-	now := l.clock.Now()
+	l.readConfigs(ctx, reads, now)
 
 	l.mu.Lock()
-	l.tickNo++
-	reads := l.observe(vms, now)
-	l.mu.Unlock()
-
-	results := l.readConfigs(ctx, reads)
-
-	l.mu.Lock()
-	l.applyReads(results, now)
 	d := l.decideAll(now)
 	counts := l.countStates()
 	tracked := len(l.vms)
@@ -238,9 +230,24 @@ func (l *Loop) tick(ctx context.Context) error {
 		l.log.Warn("cannot update last_seen", "err", err)
 	}
 	l.prune(ctx, now)
-	l.log.Debug("tick", "vms", len(vms), "sandboxes", tracked, "config_reads", len(reads),
+	l.log.Debug("tick", "vms", listed, "sandboxes", tracked, "config_reads", len(reads),
 		"events", len(d.events), "actions", len(d.todo))
 	return nil
+}
+
+// list lists the VMs and updates the loop's memory from the list. It
+// returns the configs to read, how many VMs were listed and when. The list
+// itself, 10,000 entries in a large cluster, is not kept.
+func (l *Loop) list(ctx context.Context) (reads []configRead, listed int, now time.Time, err error) {
+	vms, err := l.pve.ListVMs(ctx)
+	if err != nil {
+		return nil, 0, time.Time{}, fmt.Errorf("list vms: %w", err)
+	}
+	now = l.clock.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.tickNo++
+	return l.observe(vms, now), len(vms), now, nil
 }
 
 // prune deletes old destroyed and gone leases, at most once an hour.

@@ -280,6 +280,80 @@ func TestWarnOncePerLease(t *testing.T) {
 	h.wantEvents(120, "observe/track", "warn/track", "heartbeat/done", "observe/track", "warn/track")
 }
 
+func TestUnrecordedDecisionsAreDecidedAgain(t *testing.T) {
+	h := newHarness(t, Options{WarnBefore: 5 * time.Minute})
+	addSandbox(t, h.pve, sandbox{vmid: 121, created: t0, ttl: time.Hour})
+	addSandbox(t, h.pve, sandbox{vmid: 122, created: t0, ttl: 2 * time.Hour})
+	cs := &crashingStore{DB: h.db, crashed: true}
+	h.loop = New(h.pve, cs, Options{Clock: h.clock, WarnBefore: 5 * time.Minute})
+	if err := h.loop.Tick(context.Background()); err == nil {
+		t.Fatal("Tick with a store that refuses the decisions = nil; want an error")
+	}
+	cs.crashed = false
+	h.tick()
+	h.wantEvents(121, "observe/track")
+	h.wantEvents(122, "observe/track")
+
+	// The warning is due, but the store refuses it: the next tick warns.
+	h.clock.Set(t0.Add(56 * time.Minute))
+	cs.crashed = true
+	if err := h.loop.Tick(context.Background()); err == nil {
+		t.Fatal("Tick with a store that refuses the decisions = nil; want an error")
+	}
+	cs.crashed = false
+	h.clock.Advance(time.Minute)
+	h.tick()
+	h.tick()
+	h.wantState(121, reaper.StateExpiring)
+	h.wantEvents(121, "observe/track", "warn/track")
+	if got := h.lease(121); !got.WarnedFor.Equal(t0.Add(time.Hour)) || !got.LastSeen.Equal(t0.Add(57*time.Minute)) {
+		t.Errorf("lease = warned for %v, last seen %v; want %v, %v", got.WarnedFor, got.LastSeen, t0.Add(time.Hour), t0.Add(57*time.Minute))
+	}
+	h.wantState(122, reaper.StateActive)
+	h.wantEvents(122, "observe/track")
+}
+
+// countingStore counts the store's writes.
+type countingStore struct {
+	*sqlite.DB
+	leases, events, touches int
+}
+
+func (c *countingStore) Record(ctx context.Context, leases []reaper.Lease, events []reaper.Event) error {
+	c.leases += len(leases)
+	c.events += len(events)
+	return c.DB.Record(ctx, leases, events)
+}
+
+func (c *countingStore) Touch(ctx context.Context, at time.Time) error {
+	c.touches++
+	return c.DB.Touch(ctx, at)
+}
+
+func TestUnchangedTickWritesOneRow(t *testing.T) {
+	h := newHarness(t, Options{WarnBefore: 5 * time.Minute})
+	for i := range 20 {
+		addSandbox(t, h.pve, sandbox{vmid: 300 + i, created: t0, ttl: 24 * time.Hour})
+	}
+	cs := &countingStore{DB: h.db}
+	h.loop = New(h.pve, cs, Options{Clock: h.clock, WarnBefore: 5 * time.Minute})
+	h.tick()
+	if cs.leases != 20 || cs.events != 20 {
+		t.Fatalf("first tick recorded %d leases and %d events; want 20 and 20", cs.leases, cs.events)
+	}
+	*cs = countingStore{DB: h.db}
+	for range 5 {
+		h.clock.Advance(30 * time.Second)
+		h.tick()
+	}
+	if cs.leases != 0 || cs.events != 0 || cs.touches != 5 {
+		t.Errorf("5 unchanged ticks: %d leases, %d events, %d touches; want 0, 0 and 5 (one row a tick)", cs.leases, cs.events, cs.touches)
+	}
+	if got := h.lease(300).LastSeen; !got.Equal(h.clock.Now()) {
+		t.Errorf("last seen = %v; want the last tick's %v", got, h.clock.Now())
+	}
+}
+
 func TestListFailureChangesNothing(t *testing.T) {
 	h := newHarness(t, Options{})
 	addSandbox(t, h.pve, sandbox{vmid: 130, created: t0, ttl: time.Hour})

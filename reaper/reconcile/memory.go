@@ -21,8 +21,9 @@ type entry struct {
 	lock     string
 	template bool
 
-	metaRead bool // meta/metaErr hold the result of a config read (or of the store)
-	meta     lease.Metadata
+	// metaRead: metaErr holds the result of a config read (or of the store);
+	// when it is nil, the lease holds the metadata (see metadata).
+	metaRead bool
 	metaErr  error
 	readAt   time.Time
 	needRead bool // read the config at the next tick
@@ -66,7 +67,6 @@ func (l *Loop) load(ctx context.Context) error {
 		e := &entry{lease: s, rawTags: slices.Clone(s.Tags), kind: "qemu"}
 		if !s.ExpiresAt.IsZero() && s.State != reaper.StateInvalid && s.State != reaper.StateUnknown {
 			e.metaRead = true
-			e.meta = metadataFromLease(s)
 		}
 		e.needRead = !e.metaRead && lease.Owned(s.Tags)
 		l.vms[s.VMID] = e
@@ -75,8 +75,13 @@ func (l *Loop) load(ctx context.Context) error {
 	return nil
 }
 
+// metadata returns the VM's metadata block as far as the decisions use it,
+// when metaRead is set and metaErr is nil. The entry keeps it in its lease
+// only: 10,000 sandboxes would otherwise hold it twice.
+func (e *entry) metadata() lease.Metadata { return metadataFromLease(e.lease) }
+
 // metadataFromLease rebuilds the parts of a metadata block the decisions use
-// from a stored lease.
+// from a lease.
 func metadataFromLease(s reaper.Lease) lease.Metadata {
 	m := lease.Metadata{
 		Version: lease.Version, Owner: s.Owner, Profile: s.Profile, JobID: s.JobID,
@@ -149,81 +154,105 @@ func joinRaw(tags []string) string {
 	return string(b)
 }
 
+// configRead is a config the tick reads: the VM, and its entry's gen when
+// the tick decided to read it.
 type configRead struct {
 	ref pve.VMRef
 	gen uint64
-	cfg pve.VMConfig
-	err error
 }
 
-// readConfigs reads the configs, ReadConcurrency at a time.
-func (l *Loop) readConfigs(ctx context.Context, reads []configRead) []configRead {
-	if len(reads) == 0 {
-		return nil
-	}
+// configFacts is what the loop keeps of a config it read: the metadata block
+// and the tags. The config itself is dropped at once: the first tick reads
+// every sandbox's config, and holding them until the tick's end would make
+// that tick the daemon's peak of memory.
+type configFacts struct {
+	meta    lease.Metadata
+	metaErr error
+	tags    string
+	hasTags bool
+}
+
+// factsOf returns what the loop keeps of cfg.
+func factsOf(cfg pve.VMConfig) configFacts {
+	var f configFacts
+	f.meta, f.metaErr = lease.Decode(cfg.Description())
+	f.tags, f.hasTags = cfg.Get("tags")
+	return f
+}
+
+// readConfigs reads the configs, ReadConcurrency at a time, and applies
+// each one as it arrives.
+func (l *Loop) readConfigs(ctx context.Context, reads []configRead, now time.Time) {
 	sem := make(chan struct{}, l.opts.ReadConcurrency)
 	var wg sync.WaitGroup
-	for i := range reads {
+	for _, r := range reads {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			reads[i].cfg, reads[i].err = l.pve.Config(ctx, reads[i].ref)
+			cfg, err := l.pve.Config(ctx, r.ref)
+			var f configFacts
+			if err == nil {
+				f = factsOf(cfg)
+			}
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			l.applyRead(r, f, err, now)
 		})
 	}
 	wg.Wait()
-	return reads
 }
 
 // maxHeldReads is how many consecutive config reads may fail before a VM
 // with valid metadata turns unknown.
 const maxHeldReads = 3
 
-// applyReads stores what the config reads found. Called with l.mu held.
-func (l *Loop) applyReads(results []configRead, now time.Time) {
-	for _, r := range results {
-		e := l.vms[r.ref.VMID]
-		if e == nil || e.gen != r.gen || e.inFlight {
-			if e != nil {
-				e.needRead = true // a renewal changed the config meanwhile
-			}
-			continue
+// applyRead stores what a config read found: f, or the error err. Called
+// with l.mu held.
+func (l *Loop) applyRead(r configRead, f configFacts, err error, now time.Time) {
+	e := l.vms[r.ref.VMID]
+	if e == nil || e.gen != r.gen || e.inFlight {
+		if e != nil {
+			e.needRead = true // a renewal changed the config meanwhile
 		}
-		e.decided = false
-		switch {
-		case pve.IsNotFound(r.err):
-			// Gone between the list and the read: the next list will tell.
-			e.needRead = true
-			continue
-		case r.err != nil:
-			e.needRead = true
-			e.readFailures++
-			if e.metaRead && e.metaErr == nil && e.lease.State != "" && e.readFailures < maxHeldReads {
-				e.hold = true
-				continue
-			}
-			e.metaRead, e.metaErr = true, r.err
-			continue
+		return
+	}
+	e.decided = false
+	switch {
+	case pve.IsNotFound(err):
+		// Gone between the list and the read: the next list will tell.
+		e.needRead = true
+		return
+	case err != nil:
+		e.needRead = true
+		e.readFailures++
+		if e.metaRead && e.metaErr == nil && e.lease.State != "" && e.readFailures < maxHeldReads {
+			e.hold = true
+			return
 		}
-		e.needRead, e.readFailures, e.hold = false, 0, false
-		e.readAt = now
-		before := e.lease
-		e.setConfig(r.cfg)
-		if !sameLease(before, e.lease) {
-			e.dirty = true // e.g. a new heartbeat token hash: the store must know it
-		}
+		e.metaRead, e.metaErr = true, err
+		return
+	}
+	e.needRead, e.readFailures, e.hold = false, 0, false
+	e.readAt = now
+	before := e.lease
+	e.setFacts(f)
+	if !sameLease(before, e.lease) {
+		e.dirty = true // e.g. a new heartbeat token hash: the store must know it
 	}
 }
 
 // setConfig takes the metadata and tags from a config just read.
-func (e *entry) setConfig(cfg pve.VMConfig) {
-	e.metaRead = true
-	e.meta, e.metaErr = lease.Decode(cfg.Description())
-	if tags, ok := cfg.Get("tags"); ok || len(e.lease.Tags) > 0 {
-		e.lease.Tags = lease.ParseTags(tags)
+func (e *entry) setConfig(cfg pve.VMConfig) { e.setFacts(factsOf(cfg)) }
+
+// setFacts takes the metadata and tags read from a config.
+func (e *entry) setFacts(f configFacts) {
+	e.metaRead, e.metaErr = true, f.metaErr
+	if f.hasTags || len(e.lease.Tags) > 0 {
+		e.lease.Tags = lease.ParseTags(f.tags)
 		e.rawTags = pve.SplitTags(lease.JoinTags(e.lease.Tags))
 	}
 	if e.metaErr == nil {
-		m := e.meta
+		m := f.meta
 		e.lease.CreatedAt, e.lease.ExpiresAt, e.lease.MaxExpiresAt = m.CreatedAt, m.ExpiresAt, m.MaxExpiry()
 		e.lease.TTL, e.lease.OnExpiry = m.TTL, string(m.OnExpiry)
 		e.lease.Owner, e.lease.Profile, e.lease.JobID = m.Owner, m.Profile, m.JobID
@@ -233,10 +262,14 @@ func (e *entry) setConfig(cfg pve.VMConfig) {
 
 // facts returns what decide needs.
 func (e *entry) facts() facts {
-	return facts{
+	f := facts{
 		tags: e.lease.Tags, template: e.template, kind: e.kind, status: e.lease.Status, lock: e.lock,
-		meta: e.meta, metaErr: e.metaErr, metaRead: e.metaRead,
+		metaErr: e.metaErr, metaRead: e.metaRead,
 	}
+	if e.metaRead && e.metaErr == nil {
+		f.meta = e.metadata()
+	}
+	return f
 }
 
 // sameLease reports whether a and b hold the same values.

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/lease"
@@ -130,7 +129,7 @@ func (l *Loop) extend(ctx context.Context, ref pve.VMRef, x extension) (reaper.R
 	defer unlock()
 	for attempt := 1; ; attempt++ {
 		r, cfg, err := l.extendOnce(ctx, ref, x)
-		if errDigest(err) && attempt < maxDigestRetries {
+		if pve.IsDigestMismatch(err) && attempt < maxDigestRetries {
 			continue
 		}
 		if err != nil && !errors.Is(err, lease.ErrPastMaxTTL) {
@@ -315,11 +314,4 @@ func (l *Loop) rejected(ctx context.Context, ref pve.VMRef, x extension, err err
 	if rerr := l.store.Record(ctx, nil, []reaper.Event{ev}); rerr != nil {
 		l.log.Error("cannot record refused renewal", "vmid", ref.VMID, "err", rerr)
 	}
-}
-
-// errDigest reports whether err is PVE refusing a change because the config
-// changed since it was read ("file changed by other user").
-func errDigest(err error) bool {
-	var ae *pve.APIError
-	return errors.As(err, &ae) && strings.Contains(ae.Message, "file changed by other user")
 }

@@ -177,34 +177,46 @@ func TestRenew(t *testing.T) {
 }
 
 func TestRenewRetriesOnDigestMismatch(t *testing.T) {
-	h := newHarness(t, Options{})
-	addSandbox(t, h.pve, sandbox{vmid: 101, created: t0, ttl: time.Hour})
-	h.tick()
-	races := 0
-	h.pve.beforeWrite = func(vmid int) {
-		if races < 2 {
-			races++
-			h.pve.set(vmid, "cores", strconv.Itoa(races)) // another writer gets in first
-		}
-	}
-	if _, err := h.loop.Renew(context.Background(), 101, 2*time.Hour, "test"); err != nil {
-		t.Fatalf("Renew = %v; want nil after retries", err)
-	}
-	if got := h.pve.count("update"); got != 3 {
-		t.Errorf("update attempts = %d; want 3", got)
-	}
-	v := h.pve.vm(101)
-	if v.cfg["cores"] != "2" {
-		t.Errorf("other writer's change lost: cores = %v; want 2", v.cfg["cores"])
-	}
-	if got := vmLease(t, h.pve, 101).ExpiresAt; !got.Equal(t0.Add(2 * time.Hour)) {
-		t.Errorf("expiry = %v; want %v", got, t0.Add(2*time.Hour))
-	}
+	for _, mismatch := range []string{
+		"checksum mismatch (file change by other user?)",                           // qemu-server's config update
+		"detected modified configuration - file changed by other user? Try again.", // PVE::Tools::assert_if_modified
+	} {
+		t.Run(mismatch, func(t *testing.T) {
+			h := newHarness(t, Options{})
+			h.pve.mismatch = mismatch
+			addSandbox(t, h.pve, sandbox{vmid: 101, created: t0, ttl: time.Hour})
+			h.tick()
+			races := 0
+			h.pve.beforeWrite = func(vmid int) {
+				if races < 2 {
+					races++
+					h.pve.set(vmid, "cores", strconv.Itoa(races)) // another writer gets in first
+				}
+			}
+			if _, err := h.loop.Renew(context.Background(), 101, 2*time.Hour, "test"); err != nil {
+				t.Fatalf("Renew = %v; want nil after retries", err)
+			}
+			if got := h.pve.count("update"); got != 3 {
+				t.Errorf("update attempts = %d; want 3", got)
+			}
+			v := h.pve.vm(101)
+			if v.cfg["cores"] != "2" {
+				t.Errorf("other writer's change lost: cores = %v; want 2", v.cfg["cores"])
+			}
+			if got := vmLease(t, h.pve, 101).ExpiresAt; !got.Equal(t0.Add(2 * time.Hour)) {
+				t.Errorf("expiry = %v; want %v", got, t0.Add(2*time.Hour))
+			}
 
-	// A writer that always wins makes the renewal fail, never clobber.
-	h.pve.beforeWrite = func(vmid int) { h.pve.set(vmid, "cores", "9") }
-	if _, err := h.loop.Renew(context.Background(), 101, 3*time.Hour, "test"); err == nil {
-		t.Error("Renew against a writer that always wins = nil; want an error")
+			// A writer that always wins makes the renewal fail, never clobber.
+			h.pve.beforeWrite = func(vmid int) { h.pve.set(vmid, "cores", "9") }
+			_, err := h.loop.Renew(context.Background(), 101, 3*time.Hour, "test")
+			if !pve.IsDigestMismatch(err) {
+				t.Errorf("Renew against a writer that always wins = %v; want a digest mismatch", err)
+			}
+			if got := h.pve.count("update"); got != 3+maxDigestRetries {
+				t.Errorf("update attempts = %d; want %d", got, 3+maxDigestRetries)
+			}
+		})
 	}
 }
 

@@ -11,20 +11,29 @@ import (
 
 // decision is what one tick decided: leases to save and events to record
 // (together, in one transaction), VMs to forget once that is done, VMs to
-// act on, and the leases as they were, to restore if recording fails.
+// act on, and what the decisions changed, to undo if recording fails.
 type decision struct {
 	leases []reaper.Lease
 	events []reaper.Event
 	gone   []int
 	todo   []int
-	prev   map[int]reaper.Lease
+	undo   []undo
+}
+
+// undo is the part of a VM's lease that deciding changes (see transition),
+// as it was before.
+type undo struct {
+	vmid                int
+	state               reaper.State
+	reason              string
+	warnedFor, lastSeen time.Time
 }
 
 // decideAll decides for every VM whose facts changed or whose next deadline
 // passed and notes the VMs that disappeared. Called with l.mu held.
 func (l *Loop) decideAll(now time.Time) decision {
 	p := policy{grace: l.opts.Grace, warnBefore: l.opts.WarnBefore}
-	d := decision{prev: map[int]reaper.Lease{}}
+	var d decision
 	for id, e := range l.vms {
 		if e.seenTick != l.tickNo {
 			if ev, gone, ok := l.vanished(e, now); ok {
@@ -42,14 +51,15 @@ func (l *Loop) decideAll(now time.Time) decision {
 			// verdict until a read succeeds (an action re-reads anyway).
 			e.hold = false
 		} else if !e.decided || !now.Before(e.nextCheck) {
-			before := e.lease
+			before := undo{vmid: id, state: e.lease.State, reason: e.lease.Reason,
+				warnedFor: e.lease.WarnedFor, lastSeen: e.lease.LastSeen}
 			v := decide(e.facts(), now, p)
 			e.verdict, e.decided, e.nextCheck = v, true, nextCheck(e, v, p)
 			if ev, ok := l.transition(e, v, now); ok {
 				d.events = append(d.events, ev)
 			}
 			if e.dirty {
-				d.prev[id] = before
+				d.undo = append(d.undo, before)
 			}
 		}
 		if e.dirty {
@@ -77,14 +87,14 @@ func (l *Loop) recorded(d decision) {
 // tick decides (and records) again. Called with l.mu held.
 func (l *Loop) unrecorded(d decision) {
 	for _, s := range d.leases {
-		e := l.vms[s.VMID]
-		if e == nil {
-			continue
+		if e := l.vms[s.VMID]; e != nil {
+			e.dirty, e.decided = true, false
 		}
-		if prev, ok := d.prev[s.VMID]; ok {
-			e.lease = prev
+	}
+	for _, u := range d.undo {
+		if e := l.vms[u.vmid]; e != nil {
+			e.lease.State, e.lease.Reason, e.lease.WarnedFor, e.lease.LastSeen = u.state, u.reason, u.warnedFor, u.lastSeen
 		}
-		e.dirty, e.decided = true, false
 	}
 }
 
@@ -93,7 +103,7 @@ func nextCheck(e *entry, v verdict, p policy) time.Time {
 	if v.act != actNone || !e.metaRead || e.metaErr != nil {
 		return time.Time{} // decide again at every tick
 	}
-	exp := e.meta.ExpiresAt
+	exp := e.lease.ExpiresAt // the metadata's, as metaErr is nil
 	switch v.state {
 	case reaper.StateActive:
 		if p.warnBefore > 0 {
@@ -150,8 +160,8 @@ func (l *Loop) transition(e *entry, v verdict, now time.Time) (reaper.Event, boo
 		ev.Reason = "interrupted destroy abandoned: " + reason
 		level = slog.LevelWarn
 	case state == reaper.StateExpiring:
-		if !e.lease.WarnedFor.Equal(e.meta.ExpiresAt) {
-			e.lease.WarnedFor = e.meta.ExpiresAt
+		if !e.lease.WarnedFor.Equal(e.lease.ExpiresAt) {
+			e.lease.WarnedFor = e.lease.ExpiresAt
 			ev.Kind = reaper.KindWarn
 		}
 	case state == reaper.StateExpired:
