@@ -35,7 +35,8 @@ func TestUpdateConfigLostAnswerWithDigest(t *testing.T) {
 				dropConnection(t, w)
 				return
 			}
-			writeRaw(t, w, 500, "detected modified configuration - file changed by other user? Try again.", `{"data":null}`)
+			// qemu-server's text for a stale digest on a config update
+			writeRaw(t, w, 500, "checksum mismatch (file change by other user?)", `{"data":null}`)
 		case http.MethodGet:
 			writeData(w, cfg)
 		}

@@ -2,7 +2,6 @@ package pve
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -53,7 +52,7 @@ func (c *Client) UpdateConfig(ctx context.Context, ref VMRef, upd ConfigUpdate) 
 	uncertain := false
 	err := c.withRetry(ctx, "update config of "+ref.String(), func(ctx context.Context) error {
 		err := c.send(ctx, request{method: http.MethodPut, path: path, form: form}, nil)
-		if err != nil && upd.Digest != "" && uncertain && digestMismatch(err) {
+		if err != nil && upd.Digest != "" && uncertain && IsDigestMismatch(err) {
 			if ok, cerr := c.configHas(ctx, ref, upd); cerr == nil && ok {
 				return nil
 			}
@@ -67,11 +66,6 @@ func (c *Client) UpdateConfig(ctx context.Context, ref VMRef, upd ConfigUpdate) 
 		return fmt.Errorf("update config of %s: %w", ref, err)
 	}
 	return nil
-}
-
-func digestMismatch(err error) bool {
-	var ae *APIError
-	return errors.As(err, &ae) && strings.Contains(ae.text(), "file changed by other user")
 }
 
 // configHas reports whether the guest's config carries the change.

@@ -83,18 +83,8 @@ func (c VMConfig) Template() bool { return c.Int("template") == 1 }
 // Tags returns the guest's tags.
 func (c VMConfig) Tags() []string { return SplitTags(c.Value("tags")) }
 
-var reTagSep = regexp.MustCompile(`[;,\s]+`)
-
 // SplitTags splits a PVE tag list ("a;b", "a,b" or "a b").
-func SplitTags(s string) []string {
-	var tags []string
-	for _, t := range reTagSep.Split(s, -1) {
-		if t != "" {
-			tags = append(tags, t)
-		}
-	}
-	return tags
-}
+func SplitTags(s string) []string { return splitTags(s) }
 
 // JoinTags joins tags the way PVE stores them: lower-cased, sorted,
 // de-duplicated, separated by ';'.
