@@ -11,7 +11,8 @@ step "simulator: simple GET and clone+wait with the zero model (go test -bench)"
 go test -run '^$' -bench . -benchtime 2s -count 1 ./internal/pvesim/
 
 step "reaper: one tick over 10,000 VMs, expiry-to-destroy delay (go test -bench)"
-go test -run '^$' -bench . -benchtime 1x -count 1 ./reaper/...
+go test -run '^$' -bench 'Tick' -benchtime 20x -count 1 ./reaper/reconcile/
+go test -run '^$' -bench 'ExpiryToDestroy' -benchtime 3x -count 1 ./reaper/reconcile/
 
 step "provider: terraform apply of 50 sandboxes, -parallelism=10, realistic model"
 make --no-print-directory build
