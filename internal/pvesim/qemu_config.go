@@ -219,8 +219,10 @@ func (u *configUpdate) checkLocked(v *vmState) error {
 	return nil
 }
 
-// handlePutConfig is PUT .../config: synchronous, answers null.
-func handlePutConfig(c *call) (any, error) {
+// checkedConfigUpdate parses a config update and checks it against the VM
+// as it is now (node, existence, locks), before either form takes the VM's
+// config lock.
+func (c *call) checkedConfigUpdate() (*configUpdate, error) {
 	if err := c.checkNode(); err != nil {
 		return nil, err
 	}
@@ -229,16 +231,26 @@ func handlePutConfig(c *call) (any, error) {
 		return nil, err
 	}
 	s := c.s
-	node, vmid := c.node(), c.vmid()
 	s.mu.Lock()
-	v, err := s.vmLocked(node, vmid)
-	if err == nil {
-		err = u.checkLocked(v)
-	}
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	v, err := s.vmLocked(c.node(), c.vmid())
 	if err != nil {
 		return nil, err
 	}
+	if err := u.checkLocked(v); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// handlePutConfig is PUT .../config: synchronous, answers null.
+func handlePutConfig(c *call) (any, error) {
+	u, err := c.checkedConfigUpdate()
+	if err != nil {
+		return nil, err
+	}
+	s := c.s
+	node, vmid := c.node(), c.vmid()
 	unlock, err := s.lockVM(c.r.Context(), vmid, true, s.opts.Latency.configLockTimeout())
 	if err != nil {
 		return nil, err
@@ -254,24 +266,12 @@ func handlePutConfig(c *call) (any, error) {
 
 // handlePostConfig is POST .../config: the same update in a qmconfig task.
 func handlePostConfig(c *call) (any, error) {
-	if err := c.checkNode(); err != nil {
-		return nil, err
-	}
-	u, err := c.parseConfigUpdate()
+	u, err := c.checkedConfigUpdate()
 	if err != nil {
 		return nil, err
 	}
 	s := c.s
 	node, vmid := c.node(), c.vmid()
-	s.mu.Lock()
-	v, err := s.vmLocked(node, vmid)
-	if err == nil {
-		err = u.checkLocked(v)
-	}
-	s.mu.Unlock()
-	if err != nil {
-		return nil, err
-	}
 	d := s.opts.Latency.ConfigTask
 	return s.startTask(taskSpec{
 		node: node, typ: "qmconfig", id: vmidString(vmid), user: c.user, duration: d,
