@@ -138,6 +138,8 @@ type Loop struct {
 	tickNo    uint64
 	lastPrune time.Time
 	lastTick  time.Time
+	// lastCatchUp is when a heartbeat with an unknown token last ran a tick.
+	lastCatchUp time.Time
 }
 
 // New returns a loop over p and s.

@@ -39,6 +39,26 @@ func (l *Loop) Renew(ctx context.Context, vmid int, d time.Duration, actor strin
 	return r, err
 }
 
+// catchUpEvery bounds the ticks that heartbeats with unknown tokens may run,
+// so such requests cannot make the reaper list Proxmox on demand.
+const catchUpEvery = 10 * time.Second
+
+// catchUp runs a tick for a heartbeat whose token no lease knows yet (a
+// sandbox created since the last tick, so its agent need not wait a whole
+// interval), at most once per catchUpEvery. It reports whether it ran one
+// that succeeded.
+func (l *Loop) catchUp(ctx context.Context) bool {
+	now := l.clock.Now()
+	l.mu.Lock()
+	if !l.lastCatchUp.IsZero() && now.Sub(l.lastCatchUp) < catchUpEvery {
+		l.mu.Unlock()
+		return false
+	}
+	l.lastCatchUp = now
+	l.mu.Unlock()
+	return l.Tick(ctx) == nil
+}
+
 // Heartbeat extends, by its TTL from now, the lease of the sandbox whose
 // heartbeat token is token, never past max_ttl. The reaper knows only the
 // token's sha256, from the VM's metadata; the comparison is constant-time.
@@ -47,6 +67,10 @@ func (l *Loop) Renew(ctx context.Context, vmid int, d time.Duration, actor strin
 func (l *Loop) Heartbeat(ctx context.Context, token string) (reaper.Renewal, error) {
 	sum := sha256.Sum256([]byte(token))
 	known, err := l.store.LeaseByToken(ctx, hex.EncodeToString(sum[:]))
+	if errors.Is(err, reaper.ErrNotFound) && l.catchUp(ctx) {
+		// A sandbox created since the last tick: the catch-up tick has seen it.
+		known, err = l.store.LeaseByToken(ctx, hex.EncodeToString(sum[:]))
+	}
 	if errors.Is(err, reaper.ErrNotFound) {
 		l.m.Heartbeat("unauthorized")
 		return reaper.Renewal{}, reaper.ErrUnauthorized

@@ -38,8 +38,22 @@ func TestHeartbeat(t *testing.T) {
 	addSandbox(t, h.pve, sandbox{vmid: 102, created: t0, ttl: 4 * time.Hour, token: "secret-102"})
 	ctx := context.Background()
 
-	if _, err := h.loop.Heartbeat(ctx, "secret-101"); !errors.Is(err, reaper.ErrUnauthorized) {
-		t.Errorf("Heartbeat before the reaper saw the VM = %v; want ErrUnauthorized", err)
+	// Before any tick, a heartbeat runs one catch-up tick, which finds the
+	// sandbox; the lease is extended from now (t0) by its ttl: unchanged here.
+	if _, err := h.loop.Heartbeat(ctx, "secret-101"); err != nil {
+		t.Errorf("Heartbeat before the reaper saw the VM = %v; want nil after a catch-up tick", err)
+	}
+	if got := h.pve.count("list"); got != 1 {
+		t.Errorf("catch-up: %d ListVMs calls; want 1", got)
+	}
+	// Unknown tokens may not make it list Proxmox again within catchUpEvery.
+	for range 3 {
+		if _, err := h.loop.Heartbeat(ctx, "nobody"); !errors.Is(err, reaper.ErrUnauthorized) {
+			t.Errorf("Heartbeat with an unknown token = %v; want ErrUnauthorized", err)
+		}
+	}
+	if got := h.pve.count("list"); got != 1 {
+		t.Errorf("after unknown tokens: %d ListVMs calls; want still 1", got)
 	}
 	h.tick()
 
@@ -88,7 +102,10 @@ func TestHeartbeat(t *testing.T) {
 	if got := h.pve.count("update"); got != 5 {
 		t.Errorf("config writes = %d; want 5", got)
 	}
-	h.wantEvents(101, "observe/track", "heartbeat/done", "heartbeat/done", "heartbeat/done", "heartbeat/done", "heartbeat/done", "heartbeat/done")
+	// The wrong token at 31m ran a catch-up tick (the first was 31 minutes
+	// earlier), which observed 101's extended lease.
+	h.wantEvents(101, "observe/track", "heartbeat/done", "heartbeat/done", "observe/track",
+		"heartbeat/done", "heartbeat/done", "heartbeat/done", "heartbeat/done", "heartbeat/done")
 
 	// The loop learnt the new expiry from the write: no read at the next tick.
 	reads := h.pve.count("config")
