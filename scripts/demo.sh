@@ -119,6 +119,8 @@ until reaper events --vmid "$short_vmid" | grep -Eq 'destroy +done'; do
   sleep 1
 done
 reaper events --vmid "$short_vmid"
+step "agentlab-reaper leases, after: nothing is left (reaped, or destroyed by terraform)"
+reaper leases
 
 cd "$work/lease"
 step "$(basename "$tf") plan examples/lease: the reaped sandbox left state, so the next apply recreates it"
