@@ -66,9 +66,14 @@ func (s TaskStatus) OK() bool {
 // Task polling: the interval grows with the time already waited, so the
 // delay between a task's end and its detection stays below
 // max(50 ms, 5 % of the wait) (the interval plus one round trip), while a long
-// task costs few requests.
+// task costs few requests. The first taskPollFastFor are polled every
+// taskPollMin, for the many tasks that end at once; after that the interval
+// is never below taskPollFloor, which halves the polls of second-long tasks
+// (a linked clone, a start) against polling every 20 ms.
 const (
 	taskPollMin      = 20 * time.Millisecond
+	taskPollFastFor  = 100 * time.Millisecond
+	taskPollFloor    = 40 * time.Millisecond
 	taskPollMax      = 10 * time.Second
 	taskPollFraction = 0.04
 )
@@ -76,14 +81,12 @@ const (
 // taskPollInterval returns the delay before the next status poll after
 // elapsed time spent waiting.
 func taskPollInterval(elapsed time.Duration) time.Duration {
+	floor := taskPollFloor
+	if elapsed < taskPollFastFor {
+		floor = taskPollMin
+	}
 	d := time.Duration(float64(elapsed) * taskPollFraction)
-	if d < taskPollMin {
-		return taskPollMin
-	}
-	if d > taskPollMax {
-		return taskPollMax
-	}
-	return d
+	return min(max(d, floor), taskPollMax)
 }
 
 // TaskStatus reads a task's status once (with retries of transient errors).
