@@ -2,6 +2,7 @@
 # make generate: renders docs/ from templates/ and examples/ with tfplugindocs, offline.
 # The provider schema comes from the locally built provider through a dev_overrides CLI config,
 # so neither tfplugindocs nor terraform downloads anything.
+# DOCS_DIR renders elsewhere than docs/ (the docs-are-current test compares the two).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -11,14 +12,14 @@ tf=$(command -v terraform || command -v tofu || true)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-mkdir -p "$root/bin"
-(cd "$root" && CGO_ENABLED=0 go build -o "$root/bin/terraform-provider-agentlab" .)
+mkdir -p "$tmp/bin"
+(cd "$root" && CGO_ENABLED=0 go build -o "$tmp/bin/terraform-provider-agentlab" .)
 
 cat >"$tmp/cli.tfrc" <<CFG
 provider_installation {
   dev_overrides {
-    "registry.terraform.io/agentlab/agentlab" = "$root/bin"
-    "registry.opentofu.org/agentlab/agentlab" = "$root/bin"
+    "registry.terraform.io/agentlab/agentlab" = "$tmp/bin"
+    "registry.opentofu.org/agentlab/agentlab" = "$tmp/bin"
   }
   direct {}
 }
@@ -36,7 +37,10 @@ TF_CLI_CONFIG_FILE="$tmp/cli.tfrc" "$tf" -chdir="$tmp/cfg" providers schema -jso
   sed -E 's#"registry\.(terraform|opentofu)\.io/agentlab/agentlab"#"agentlab"#' >"$tmp/schema.json"
 
 cd "$root"
+# tfplugindocs takes the output directory relative to the provider's directory.
+out=$(realpath -m --relative-to="$root" "${DOCS_DIR:-$root/docs}")
 go tool tfplugindocs generate \
   --provider-name agentlab \
   --rendered-provider-name AgentLab \
-  --providers-schema "$tmp/schema.json"
+  --providers-schema "$tmp/schema.json" \
+  --rendered-website-dir "$out"
