@@ -179,3 +179,22 @@ func SelfSignedTLS(hosts ...string) (*tls.Config, *x509.CertPool, error) {
 	}
 	return cfg, pool, nil
 }
+
+// ServeLoopback serves s over HTTPS in a goroutine, with a fresh self-signed
+// certificate, on a free port of 127.0.0.1. It returns the address
+// ("127.0.0.1:PORT"), a pool that trusts the certificate, and a channel that
+// receives Serve's result once s is closed or shut down. Tests, benchmarks
+// and tools use it to run a simulator in-process.
+func (s *Server) ServeLoopback() (addr string, pool *x509.CertPool, served <-chan error, err error) {
+	serverTLS, pool, err := SelfSignedTLS("127.0.0.1")
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("simulator certificate: %w", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("simulator listener: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ln, serverTLS) }()
+	return ln.Addr().String(), pool, done, nil
+}

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -117,15 +116,10 @@ func applyOnce(o options, n int, model pvesim.Latency) (time.Duration, pvesim.St
 		return 0, pvesim.Stats{}, err
 	}
 	defer srv.Close()
-	tlsConf, _, err := pvesim.SelfSignedTLS("127.0.0.1")
+	addr, _, _, err := srv.ServeLoopback()
 	if err != nil {
 		return 0, pvesim.Stats{}, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, pvesim.Stats{}, err
-	}
-	go srv.Serve(ln, tlsConf) //nolint:errcheck // ends with Shutdown below
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -168,7 +162,7 @@ resource "agentlab_sandbox" "bench" {
   ttl           = "1h"
   wait_for_ip   = true
 }
-`, ln.Addr().String(), token, n)
+`, addr, token, n)
 	if err := os.WriteFile(filepath.Join(work, "main.tf"), []byte(cfg), 0o600); err != nil {
 		return 0, pvesim.Stats{}, err
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"log/slog"
-	"net"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/pvesim"
 )
@@ -28,18 +27,12 @@ func startSimulator(model pvesim.Latency) (*simulator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new simulator: %w", err)
 	}
-	tlsConf, _, err := pvesim.SelfSignedTLS("127.0.0.1")
+	addr, _, _, err := srv.ServeLoopback()
 	if err != nil {
 		_ = srv.Close()
-		return nil, fmt.Errorf("simulator certificate: %w", err)
+		return nil, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		_ = srv.Close()
-		return nil, fmt.Errorf("simulator listener: %w", err)
-	}
-	go srv.Serve(ln, tlsConf) //nolint:errcheck // returns http.ErrServerClosed after stop
-	return &simulator{srv: srv, endpoint: "https://" + ln.Addr().String(), token: simToken}, nil
+	return &simulator{srv: srv, endpoint: "https://" + addr, token: simToken}, nil
 }
 
 // stop closes the simulator and its connections. Callers stop it once their

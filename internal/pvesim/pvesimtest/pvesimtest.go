@@ -21,7 +21,6 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -71,16 +70,11 @@ func Start(t testing.TB, opts ...func(*pvesim.Options)) *Sim {
 	if err != nil {
 		t.Fatalf("pvesimtest: new simulator: %v", err)
 	}
-	serverTLS, pool, err := pvesim.SelfSignedTLS()
+	addr, pool, done, err := srv.ServeLoopback()
 	if err != nil {
-		t.Fatalf("pvesimtest: certificate: %v", err)
+		_ = srv.Close()
+		t.Fatalf("pvesimtest: %v", err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("pvesimtest: listen: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln, serverTLS) }()
 	clientTLS := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	tr := &http.Transport{TLSClientConfig: clientTLS, ForceAttemptHTTP2: false, MaxIdleConnsPerHost: 64}
 	t.Cleanup(func() {
@@ -93,8 +87,8 @@ func Start(t testing.TB, opts ...func(*pvesim.Options)) *Sim {
 		}
 	})
 	sim := &Sim{
-		URL:       "https://" + ln.Addr().String() + "/api2/json",
-		Host:      ln.Addr().String(),
+		URL:       "https://" + addr + "/api2/json",
+		Host:      addr,
 		Server:    srv,
 		Client:    &http.Client{Transport: tr},
 		TLSConfig: clientTLS,
