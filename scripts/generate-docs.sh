@@ -34,7 +34,7 @@ terraform {
 TF
 # tfplugindocs looks the schema up by the provider's short name; terraform keys it by address.
 TF_CLI_CONFIG_FILE="$tmp/cli.tfrc" "$tf" -chdir="$tmp/cfg" providers schema -json |
-  sed -E 's#"registry\.(terraform|opentofu)\.io/agentlab/agentlab"#"agentlab"#' >"$tmp/schema.json"
+  sed -E 's#"registry\.(terraform\.io|opentofu\.org)/agentlab/agentlab"#"agentlab"#' >"$tmp/schema.json"
 
 cd "$root"
 # tfplugindocs takes the output directory relative to the provider's directory.
