@@ -61,6 +61,12 @@ type Main struct {
 	pools        []string
 	latency      string
 	latencyScale float64
+	workers      string
+	boot         string
+	version      string
+	lostRate     float64
+	lostMode     string
+	lostCalls    string
 	faults       float64
 	seed         int64
 	guestExec    bool
@@ -94,7 +100,13 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.Var((*multiFlag)(&m.pools), "pool", "resource pool that exists (repeatable)")
 	fs.StringVar(&m.latency, "latency", "zero", "latency model: zero or realistic")
 	fs.Float64Var(&m.latencyScale, "latency-scale", 1, "multiply every modelled duration by this factor")
+	fs.StringVar(&m.workers, "workers", "", "API workers N (both pools) or PROXY,DAEMON (default: the latency model's, 3,3 for realistic; unbounded for zero)")
+	fs.StringVar(&m.boot, "boot", "", "guest boot time: realistic (20-60s, median 25s), zero, or a duration like 8s (default: the latency model's)")
+	fs.StringVar(&m.version, "version", pvesim.DefaultVersion, "PVE version GET /version reports")
 	fs.Float64Var(&m.faults, "faults", 0, "probability (0..1) of an injected fault per request")
+	fs.Float64Var(&m.lostRate, "lose-answers", 0, "probability (0..1) that a clone, config, start or delete call acts and then loses its answer")
+	fs.StringVar(&m.lostMode, "lose-answers-mode", pvesim.LostDrop, "how an answer is lost: drop (close the connection) or 500")
+	fs.StringVar(&m.lostCalls, "lose-answers-calls", "all", "calls whose answers may be lost: all, or a comma-separated list of clone, config, start, delete")
 	fs.Int64Var(&m.seed, "seed", 1, "seed of the fault injection and MAC address generators")
 	fs.BoolVar(&m.guestExec, "guest-exec", false, "run guests' cloud-init user-data as processes (not supported yet)")
 	fs.StringVar(&m.stateDir, "state-dir", "", "directory to persist state in across restarts")
@@ -117,8 +129,14 @@ func (m *Main) ParseFlags(args []string) error {
 func (m *Main) options() (pvesim.Options, string, error) {
 	o := pvesim.Options{
 		FaultRate: m.faults, Seed: m.seed, StateDir: m.stateDir, LegacyErrors: m.legacyErrors,
-		AuthFailureDelay: m.authDelay, Users: m.users, Pools: m.pools,
+		AuthFailureDelay: m.authDelay, Users: m.users, Pools: m.pools, Version: m.version,
+		LostAnswers: pvesim.LostAnswers{Rate: m.lostRate, Mode: m.lostMode},
 	}
+	calls, err := pvesim.ParseLostCalls(m.lostCalls)
+	if err != nil {
+		return o, "", fmt.Errorf("--lose-answers-calls: %w", err)
+	}
+	o.LostAnswers.Calls = calls
 	for _, n := range strings.Split(m.nodes, ",") {
 		if n = strings.TrimSpace(n); n != "" {
 			o.Nodes = append(o.Nodes, n)
@@ -137,6 +155,18 @@ func (m *Main) options() (pvesim.Options, string, error) {
 	}
 	if m.latencyScale <= 0 {
 		return o, "", fmt.Errorf("--latency-scale %v: want a positive factor", m.latencyScale)
+	}
+	if m.workers != "" {
+		w, err := pvesim.ParseWorkers(m.workers)
+		if err != nil {
+			return o, "", fmt.Errorf("--workers: %w", err)
+		}
+		lat.Workers = w
+	}
+	if m.boot != "" {
+		if lat, err = pvesim.WithBoot(lat, m.boot); err != nil {
+			return o, "", fmt.Errorf("--boot: %w", err)
+		}
 	}
 	o.Latency = lat.Scaled(m.latencyScale)
 	token := m.token
@@ -193,7 +223,8 @@ func (m *Main) Run(ctx context.Context) error {
 	endpoint := fmt.Sprintf("%s://%s/api2/json", scheme, net.JoinHostPort(host, port))
 	fmt.Fprintf(m.stdout, "agentlab-pvesim: endpoint=%s token=%s\n", endpoint, token)
 	opts.Logger.Info("serving", "endpoint", endpoint, "nodes", strings.Join(srv.Nodes(), ","),
-		"latency", m.latency, "faults", m.faults, "state_dir", m.stateDir)
+		"latency", m.latency, "workers", fmt.Sprintf("%d,%d", opts.Latency.Workers.Proxy, opts.Latency.Workers.Daemon),
+		"boot", opts.Latency.GuestAgentIP, "faults", m.faults, "lose_answers", m.lostRate, "state_dir", m.stateDir)
 	if m.ready != nil {
 		m.ready <- endpoint
 	}

@@ -27,6 +27,7 @@ type call struct {
 	user   string            // authenticated user: root@pam or root@pam!tok
 	upload *uploadedFile
 	status int
+	kind   string // kind of call for the capacity model (capacity.go)
 }
 
 // uploadedFile is the file part of a multipart upload.
@@ -69,6 +70,7 @@ func (c *call) serve() {
 	}
 	route, vars, _ := s.routes.match(method, rel)
 	c.route, c.vars = route, vars
+	c.kind = callKind(route)
 
 	if route == nil || !route.NoAuth {
 		if err := c.authenticate(); err != nil {
@@ -83,6 +85,17 @@ func (c *call) serve() {
 			shown = rel
 		}
 		c.writeError(errorf(501, "Method '%s %s' not implemented", c.r.Method, shown))
+		return
+	}
+	// A known call from an authenticated client takes an API worker.
+	release, qerr := s.acquireWorker(c.r.Context(), route)
+	if qerr != nil {
+		c.writeError(qerr)
+		return
+	}
+	defer release()
+	if !s.sleep(c.r.Context(), s.serviceTime(c.kind)) {
+		c.writeError(errorf(503, "server shutting down"))
 		return
 	}
 	raw, err := c.readParams()
@@ -107,8 +120,17 @@ func (c *call) serve() {
 		}
 	}
 	data, herr := route.handle(c)
+	// What the answer shows is on disk before it is sent (persist.go).
+	if derr := s.waitDurable(); derr != nil {
+		c.writeError(asAPIError(derr))
+		return
+	}
 	if herr != nil {
 		c.writeError(asAPIError(herr))
+		return
+	}
+	if lerr := s.loseAnswer(c); lerr != nil {
+		c.writeError(lerr)
 		return
 	}
 	c.writeData(data)
@@ -281,7 +303,7 @@ func (c *call) writeData(data any) {
 	h.Set("Content-Length", strconv.Itoa(len(buf)))
 	c.w.WriteHeader(http.StatusOK)
 	_, _ = c.w.Write(buf)
-	c.s.countRequest(c.routeKey(), http.StatusOK)
+	c.s.countRequest(c.routeKey(), c.kind, http.StatusOK)
 }
 
 // listWithTotal is a list answer that also carries "total", like task logs.
@@ -300,7 +322,14 @@ func setCommonHeaders(h http.Header) {
 // writeError writes an error answer as PVE does: the message on the status
 // line and in the JSON body (unless LegacyErrors), per-parameter errors in
 // "errors".
+//
+// errNoAnswer closes the connection instead: nothing is written.
 func (c *call) writeError(e *apiError) {
+	if e == errNoAnswer {
+		c.status = 0
+		c.s.countRequest(c.routeKey(), c.kind, 0)
+		panic(http.ErrAbortHandler)
+	}
 	c.status = e.status
 	setStatusReason(c.r, e.status, e.reason())
 	h := c.w.Header()
@@ -327,5 +356,5 @@ func (c *call) writeError(e *apiError) {
 	if len(buf) > 0 {
 		_, _ = c.w.Write(buf)
 	}
-	c.s.countRequest(c.routeKey(), e.status)
+	c.s.countRequest(c.routeKey(), c.kind, e.status)
 }

@@ -2,17 +2,26 @@ package pvesim
 
 import (
 	"strconv"
+	"strings"
 )
 
 // The version the simulator reports for GET /version.
 const (
-	pveVersion = "8.4.1"
-	pveRelease = "8.4"
-	pveRepoID  = "2a5fa54a8503f96d"
+	// DefaultVersion is the PVE release GET /version reports by default.
+	DefaultVersion = "9.1.1"
+	pveRepoID      = "42db4a6cf33dac83"
 )
 
 func handleVersion(c *call) (any, error) {
-	return map[string]any{"version": pveVersion, "release": pveRelease, "repoid": pveRepoID}, nil
+	v := c.s.opts.Version
+	if v == "" {
+		v = DefaultVersion
+	}
+	release := v
+	if parts := strings.SplitN(v, ".", 3); len(parts) == 3 {
+		release = parts[0] + "." + parts[1]
+	}
+	return map[string]any{"version": v, "release": release, "repoid": pveRepoID}, nil
 }
 
 // checkNode fails like PVE's proxy step for a node that is not in the cluster.

@@ -46,6 +46,9 @@ func TestRoutesExistInPVESchema(t *testing.T) {
 			if !ok {
 				t.Fatalf("%s is not in PVE's API schema", key)
 			}
+			if r.Protected != m.Protected {
+				t.Errorf("protected=%v; PVE protected=%v (decides pveproxy or pvedaemon under the capacity model)", r.Protected, m.Protected)
+			}
 			if r.Returns != m.Returns {
 				t.Errorf("returns %q; PVE returns %q", r.Returns, m.Returns)
 			}

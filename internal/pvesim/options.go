@@ -37,11 +37,16 @@ type Options struct {
 	FaultRate float64
 	// Seed seeds the fault injection's pseudo-random generator.
 	Seed int64
+	// LostAnswers makes calls act and then lose their answer (lostanswer.go).
+	LostAnswers LostAnswers
 	// FaultDelay is how long a "slow" injected fault holds the answer back.
 	// Zero means 2s.
 	FaultDelay time.Duration
 	// StateDir, when set, is where the simulator persists its state across restarts.
 	StateDir string
+	// Version is the PVE version GET /version reports ("9.1.1"); empty means
+	// DefaultVersion.
+	Version string
 	// LegacyErrors makes error bodies the pre-2025 form {"data":null}, without "message".
 	LegacyErrors bool
 	// AuthFailureDelay delays answers to requests with missing or bad credentials
@@ -52,8 +57,6 @@ type Options struct {
 	Clock clock.Clock
 	// Logger receives request logs at debug level. Nil discards them.
 	Logger *slog.Logger
-	// StateFlushDelay debounces state writes when StateDir is set. Zero means 200ms.
-	StateFlushDelay time.Duration
 }
 
 // Template is a VM template created when the simulator starts.
@@ -89,8 +92,21 @@ func DefaultTemplate() Template { return Template{VMID: 9000, Name: "debian-12-c
 // and how long API calls take. Durations are exported so that benchmarks can
 // compute critical paths from them.
 type Latency struct {
-	// API is added to every API call before it is answered.
+	// API is added to every API call before it is answered, outside the
+	// worker pools (a network round trip).
 	API time.Duration
+	// Workers bounds the API worker pools (pveproxy, pvedaemon); zero values
+	// mean unbounded. See capacity.go.
+	Workers Workers
+	// Service is the per-request service time by kind of call, spent holding a
+	// worker of the call's pool.
+	Service Service
+	// QueueTimeout is how long a call waits for a worker before it fails with
+	// 596 "Connection timed out" (pveproxy's forwarding timeout). Zero means 30 s.
+	QueueTimeout time.Duration
+	// QueueLimit is how many calls may wait for one pool; one more has its
+	// connection closed without an answer. Zero means 800 (PVE's max_conn).
+	QueueLimit int
 	// LinkedClone and FullClone are the durations of qmclone tasks.
 	LinkedClone time.Duration
 	FullClone   time.Duration
@@ -111,8 +127,14 @@ type Latency struct {
 	Upload time.Duration
 	// VolumeDelete is the duration of an imgdel task (storage content DELETE).
 	VolumeDelete time.Duration
-	// GuestAgentIP is how long after a start the guest agent reports an IP.
+	// GuestAgentIP is how long after a start the guest agent reports an IP:
+	// the guest's boot time (the median one when BootMax is set). The agent
+	// answers from half that time on, without the IPv4 address.
 	GuestAgentIP time.Duration
+	// BootMin and BootMax, when BootMax > GuestAgentIP, spread boot times
+	// between them around the median GuestAgentIP, drawn per start from
+	// Options.Seed (a long tail, as cloud-init boots have). See boot.go.
+	BootMin, BootMax time.Duration
 	// ConfigLockTimeout is how long a config change waits for a VM's config lock
 	// held by another operation (PVE: 10 s). Zero means 10 s.
 	ConfigLockTimeout time.Duration
@@ -122,13 +144,25 @@ type Latency struct {
 }
 
 // ZeroLatency is the model for unit tests: every task finishes before the call
-// that started it returns, and the guest agent reports an IP as soon as the VM runs.
+// that started it returns, the guest agent reports an IP as soon as the VM
+// runs, and calls never queue.
 func ZeroLatency() Latency { return Latency{} }
 
-// RealisticLatency approximates a small PVE host with LVM-thin storage.
+// RealisticLatency approximates a small PVE host with LVM-thin storage:
+// 3 pveproxy and 3 pvedaemon workers, per-call service times, and guests
+// that boot in 20 to 60 s (25 s median). docs/simulator.md gives the sources.
 func RealisticLatency() Latency {
 	return Latency{
-		API:          3 * time.Millisecond,
+		Workers: Workers{Proxy: 3, Daemon: 3},
+		Service: Service{
+			Read:              5 * time.Millisecond,
+			ConfigRead:        10 * time.Millisecond,
+			ConfigWrite:       30 * time.Millisecond,
+			TaskStart:         50 * time.Millisecond,
+			Resources:         10 * time.Millisecond,
+			ResourcesPerGuest: 200 * time.Microsecond,
+			AgentPing:         3 * time.Second,
+		},
 		LinkedClone:  1500 * time.Millisecond,
 		FullClone:    20 * time.Second,
 		Create:       1 * time.Second,
@@ -141,8 +175,25 @@ func RealisticLatency() Latency {
 		ConfigTask:   100 * time.Millisecond,
 		Upload:       200 * time.Millisecond,
 		VolumeDelete: 200 * time.Millisecond,
-		GuestAgentIP: 5 * time.Second,
+		GuestAgentIP: 25 * time.Second,
+		BootMin:      20 * time.Second,
+		BootMax:      60 * time.Second,
 	}
+}
+
+// ParseWorkers parses the --workers flag: "N" (both pools) or "PROXY,DAEMON".
+func ParseWorkers(v string) (Workers, error) {
+	p, d, both := strings.Cut(v, ",")
+	np, err1 := strconv.Atoi(strings.TrimSpace(p))
+	nd := np
+	var err2 error
+	if both {
+		nd, err2 = strconv.Atoi(strings.TrimSpace(d))
+	}
+	if err1 != nil || err2 != nil || np < 1 || nd < 1 {
+		return Workers{}, fmt.Errorf("workers %q: want N or PROXY,DAEMON, each at least 1", v)
+	}
+	return Workers{Proxy: np, Daemon: nd}, nil
 }
 
 // ParseLatency returns the model named "zero" or "realistic".
@@ -156,11 +207,19 @@ func ParseLatency(name string) (Latency, error) {
 	return Latency{}, fmt.Errorf("latency model %q: want zero or realistic", name)
 }
 
-// Scaled returns l with every duration except the lock timeouts multiplied by f.
+// Scaled returns l with every duration except the lock and queue timeouts
+// multiplied by f. Worker counts and the queue limit stay.
 func (l Latency) Scaled(f float64) Latency {
 	s := func(d time.Duration) time.Duration { return time.Duration(float64(d) * f) }
+	sv := l.Service
 	return Latency{
-		API: s(l.API), LinkedClone: s(l.LinkedClone), FullClone: s(l.FullClone), Create: s(l.Create),
+		API: s(l.API), Workers: l.Workers, QueueTimeout: l.QueueTimeout, QueueLimit: l.QueueLimit,
+		Service: Service{
+			Read: s(sv.Read), ConfigRead: s(sv.ConfigRead), ConfigWrite: s(sv.ConfigWrite),
+			TaskStart: s(sv.TaskStart), Resources: s(sv.Resources), ResourcesPerGuest: s(sv.ResourcesPerGuest),
+			AgentPing: s(sv.AgentPing),
+		},
+		BootMin: s(l.BootMin), BootMax: s(l.BootMax), LinkedClone: s(l.LinkedClone), FullClone: s(l.FullClone), Create: s(l.Create),
 		Start: s(l.Start), Stop: s(l.Stop), Shutdown: s(l.Shutdown), Reboot: s(l.Reboot),
 		Destroy: s(l.Destroy), Resize: s(l.Resize), ConfigTask: s(l.ConfigTask), Upload: s(l.Upload),
 		VolumeDelete: s(l.VolumeDelete), GuestAgentIP: s(l.GuestAgentIP),

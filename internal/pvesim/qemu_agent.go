@@ -9,7 +9,8 @@ import (
 )
 
 // GuestIPv4 returns the IPv4 address the simulated guest agent of VM vmid
-// reports: 10.77.X.Y/16, derived from the VMID.
+// reports for DHCP on vmbr0 (its first NIC without ipconfig0, or with
+// ip=dhcp): 10.77.X.Y/16, derived from the VMID.
 func GuestIPv4(vmid int) netip.Addr {
 	x := (vmid / 254) % 256
 	y := vmid%254 + 1
@@ -17,32 +18,40 @@ func GuestIPv4(vmid int) netip.Addr {
 }
 
 // handleAgentInterfaces is GET .../agent/network-get-interfaces. The agent
-// answers only when enabled in the config and the VM runs; it comes up half
-// way through Latency.GuestAgentIP (loopback and link-local only) and reports
-// the IPv4 address once GuestAgentIP has passed since the start.
+// answers only when enabled in the config, the VM runs and has a disk to
+// boot from; it comes up half way through the VM's boot time (boot.go;
+// loopback and link-local only) and reports the IPv4 address cloud-init's
+// ipconfig0 gives it once the boot time has passed. Until the agent is up a
+// call waits Service.AgentPing (qemu-server's guest-ping timeout) and fails
+// "QEMU guest agent is not running", holding its worker meanwhile.
 func handleAgentInterfaces(c *call) (any, error) {
 	if err := c.checkNode(); err != nil {
 		return nil, err
 	}
 	s := c.s
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	v, err := s.vmLocked(c.node(), c.vmid())
 	if err != nil {
+		s.mu.Unlock()
 		return nil, err
 	}
 	if !agentEnabled(v.Conf) {
+		s.mu.Unlock()
 		return nil, fail("No QEMU guest agent configured")
 	}
 	if !v.Running {
+		s.mu.Unlock()
 		return nil, fail("VM %d is not running", v.VMID)
 	}
 	up := s.clock.Now().Sub(v.StartedAt)
-	delay := s.opts.Latency.GuestAgentIP
-	if up < delay/2 {
+	boot := s.bootTime(v.VMID, v.PID)
+	if up < boot/2 || !hasBootDisk(v.Conf) {
+		s.mu.Unlock()
+		s.sleep(c.r.Context(), s.opts.Latency.Service.AgentPing)
 		return nil, fail("QEMU guest agent is not running")
 	}
-	withIPv4 := up >= delay
+	defer s.mu.Unlock()
+	withIPv4 := up >= boot
 	ifaces := []map[string]any{{
 		"name":             "lo",
 		"hardware-address": "00:00:00:00:00:00",
@@ -60,15 +69,17 @@ func handleAgentInterfaces(c *call) (any, error) {
 		}
 	}
 	sort.Ints(nets)
-	for i, n := range nets {
+	for _, n := range nets {
 		nc, err := parseNet(v.Conf["net"+strconv.Itoa(n)])
 		if err != nil {
 			continue
 		}
 		mac := strings.ToLower(nc.mac)
 		addrs := []map[string]any{}
-		if withIPv4 && i == 0 {
-			addrs = append(addrs, map[string]any{"ip-address": GuestIPv4(v.VMID).String(), "ip-address-type": "ipv4", "prefix": 16})
+		if withIPv4 {
+			if a, ok := guestAddress(v, n, nc); ok {
+				addrs = append(addrs, map[string]any{"ip-address": a.Addr().String(), "ip-address-type": "ipv4", "prefix": a.Bits()})
+			}
 		}
 		addrs = append(addrs, map[string]any{"ip-address": linkLocal(mac), "ip-address-type": "ipv6", "prefix": 64})
 		ifaces = append(ifaces, map[string]any{
@@ -79,6 +90,82 @@ func handleAgentInterfaces(c *call) (any, error) {
 		})
 	}
 	return map[string]any{"result": ifaces}, nil
+}
+
+// hasBootDisk reports whether the config has a disk a guest could boot from
+// (not a CD-ROM, not the cloud-init drive).
+func hasBootDisk(conf map[string]string) bool {
+	for k, val := range conf {
+		if !driveKeyRE.MatchString(k) || strings.HasPrefix(k, "efidisk") || strings.HasPrefix(k, "tpmstate") {
+			continue
+		}
+		d := parseDrive(val)
+		if !d.isCDROM() && !d.isCloudInit() {
+			return true
+		}
+	}
+	return false
+}
+
+// guestAddress is the IPv4 address the guest configures on netN: the static
+// address of ipconfigN ("ip=192.0.2.10/24,gw=..."), or, with "ip=dhcp" or
+// no ipconfigN (cloud-init's fallback is DHCP on the first NIC), the address
+// the bridge's DHCP server hands out: GuestIPv4 on vmbr0, 10.(77+K).X.Y/16
+// on vmbrK. Without a cloud-init drive ipconfigN is not applied. IPv6-only
+// configs and secondary NICs without ipconfigN get no IPv4 address.
+func guestAddress(v *vmState, n int, nc netConfig) (netip.Prefix, bool) {
+	ipc, has := v.Conf["ipconfig"+strconv.Itoa(n)]
+	if !hasCloudInitDrive(v.Conf) {
+		has = false
+	}
+	ip := "dhcp"
+	if has {
+		ip = ""
+		for _, part := range strings.Split(ipc, ",") {
+			if k, val, ok := strings.Cut(part, "="); ok && k == "ip" {
+				ip = val
+			}
+		}
+	} else if n != firstNet(v.Conf) {
+		return netip.Prefix{}, false
+	}
+	switch ip {
+	case "":
+		return netip.Prefix{}, false
+	case "dhcp":
+		a := GuestIPv4(v.VMID).As4()
+		if k, err := strconv.Atoi(strings.TrimPrefix(nc.opts["bridge"], "vmbr")); err == nil && k > 0 && k < 100 {
+			a[1] = byte(77 + k)
+		}
+		return netip.PrefixFrom(netip.AddrFrom4(a), 16), true
+	}
+	p, err := netip.ParsePrefix(ip)
+	if err != nil || !p.Addr().Is4() {
+		return netip.Prefix{}, false
+	}
+	return p, true
+}
+
+func hasCloudInitDrive(conf map[string]string) bool {
+	for k, val := range conf {
+		if driveKeyRE.MatchString(k) && parseDrive(val).isCloudInit() {
+			return true
+		}
+	}
+	return false
+}
+
+// firstNet is the lowest N of the config's netN keys (-1 when none).
+func firstNet(conf map[string]string) int {
+	first := -1
+	for k := range conf {
+		if netKeyRE.MatchString(k) {
+			if n, _ := strconv.Atoi(strings.TrimPrefix(k, "net")); first < 0 || n < first {
+				first = n
+			}
+		}
+	}
+	return first
 }
 
 func ifaceStats(seed int) map[string]any {

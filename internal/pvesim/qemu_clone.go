@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 )
 
 // clonePlan is what qemu-server's $load_and_check computes for a clone.
@@ -171,71 +172,56 @@ func (c *call) cloneWork(tr *taskRun, node string, vmid, newid int, target strin
 	if desc := c.str("description"); desc != "" {
 		p.newConf["description"] = strings.TrimRight(desc, " \t\r\n")
 	}
-	// The target exists at once, locked, while the disks are copied.
+	// The target exists at once as qemu-server's temporary config, "lock:
+	// clone" alone, durable before any disk is copied.
 	s.st.VMs[newid] = &vmState{VMID: newid, Node: node, Conf: map[string]string{"lock": "clone"}}
 	s.markDirtyLocked()
 	s.mu.Unlock()
+	if err := s.waitDurable(); err != nil {
+		return err
+	}
 
 	dur := lat.LinkedClone
 	if p.full {
 		dur = lat.FullClone
 	}
-	if err := tr.sleep(dur); err != nil {
-		return err
+	// As in qemu-server's clone_vm, the disks are copied one after the other
+	// and the config (still locked, with the disks copied so far) is written
+	// after each; the lock goes in the last write. A crash in between leaves
+	// that placeholder and the disks made so far (persist.go).
+	step := dur
+	if len(p.drives) > 1 {
+		step = dur / time.Duration(len(p.drives))
+	}
+	if len(p.drives) == 0 {
+		if err := tr.sleep(dur); err != nil {
+			return err
+		}
+	}
+	for _, k := range p.drives {
+		if err := tr.sleep(step); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		v := s.st.VMs[newid]
+		if v == nil {
+			s.mu.Unlock()
+			return fail("clone failed: target VM %d vanished", newid)
+		}
+		p.newConf[k] = c.cloneDriveLocked(tr, p, k, node, newid)
+		conf := map[string]string{"lock": "clone"}
+		for ck, cv := range p.newConf {
+			conf[ck] = cv
+		}
+		v.Conf = conf
+		s.markDirtyLocked()
+		s.mu.Unlock()
 	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var created []string
-	for _, k := range p.drives {
-		dr := parseDrive(p.oldConf[k])
-		src := s.volumeLocked(node, dr.file)
-		srcStorage, _, _ := strings.Cut(dr.file, ":")
-		if dr.isCloudInit() {
-			name := fmt.Sprintf("vm-%d-cloudinit", newid)
-			volid := srcStorage + ":" + name
-			s.addVolumeLocked(&volume{Node: node, Storage: srcStorage, Volid: volid, Content: "images", Format: "raw", Size: 4 << 20, VMID: newid})
-			created = append(created, volid)
-			dr.file = volid
-			p.newConf[k] = dr.String()
-			continue
-		}
-		dstStorage := srcStorage
-		if st := c.str("storage"); st != "" && p.full {
-			dstStorage = st
-		}
-		size := int64(0)
-		if src != nil {
-			size = src.Size
-		} else if n, ok := parseSize(dr.size); ok {
-			size = n
-		}
-		name := s.freeDiskNameLocked(node, dstStorage, newid, "vm")
-		volid := dstStorage + ":" + name
-		vol := &volume{Node: node, Storage: dstStorage, Volid: volid, Content: "images", Format: "raw", Size: size, VMID: newid}
-		if !p.full {
-			_, base, _ := strings.Cut(dr.file, ":")
-			vol.Parent = base
-			tr.t.Log = append(tr.t.Log, fmt.Sprintf("create linked clone of drive %s (%s)", k, dr.file))
-		} else {
-			tr.t.Log = append(tr.t.Log, fmt.Sprintf("create full clone of drive %s (%s)", k, dr.file),
-				fmt.Sprintf("  Logical volume \"%s\" created.", name),
-				"transferred 8.0 GiB of 8.0 GiB (100.00%)")
-		}
-		s.addVolumeLocked(vol)
-		created = append(created, volid)
-		dr.file = volid
-		if size > 0 {
-			dr.size = formatSize(size)
-		}
-		p.newConf[k] = dr.String()
-	}
 	v := s.st.VMs[newid]
 	if v == nil {
-		// Removed while cloning (cannot happen while the lock is held, but be safe).
-		for _, volid := range created {
-			delete(s.st.Volumes, volKey(node, volid))
-		}
 		return fail("clone failed: target VM %d vanished", newid)
 	}
 	v.Conf = p.newConf
@@ -247,6 +233,50 @@ func (c *call) cloneWork(tr *taskRun, node string, vmid, newid int, target strin
 	}
 	s.markDirtyLocked()
 	return nil
+}
+
+// cloneDriveLocked makes the target's volume for drive k and returns the
+// drive's new value (s.mu held).
+func (c *call) cloneDriveLocked(tr *taskRun, p *clonePlan, k, node string, newid int) string {
+	s := c.s
+	dr := parseDrive(p.oldConf[k])
+	src := s.volumeLocked(node, dr.file)
+	srcStorage, _, _ := strings.Cut(dr.file, ":")
+	if dr.isCloudInit() {
+		name := fmt.Sprintf("vm-%d-cloudinit", newid)
+		volid := srcStorage + ":" + name
+		s.addVolumeLocked(&volume{Node: node, Storage: srcStorage, Volid: volid, Content: "images", Format: "raw", Size: 4 << 20, VMID: newid})
+		dr.file = volid
+		return dr.String()
+	}
+	dstStorage := srcStorage
+	if st := c.str("storage"); st != "" && p.full {
+		dstStorage = st
+	}
+	size := int64(0)
+	if src != nil {
+		size = src.Size
+	} else if n, ok := parseSize(dr.size); ok {
+		size = n
+	}
+	name := s.freeDiskNameLocked(node, dstStorage, newid, "vm")
+	volid := dstStorage + ":" + name
+	vol := &volume{Node: node, Storage: dstStorage, Volid: volid, Content: "images", Format: "raw", Size: size, VMID: newid}
+	if !p.full {
+		_, base, _ := strings.Cut(dr.file, ":")
+		vol.Parent = base
+		tr.t.Log = append(tr.t.Log, fmt.Sprintf("create linked clone of drive %s (%s)", k, dr.file))
+	} else {
+		tr.t.Log = append(tr.t.Log, fmt.Sprintf("create full clone of drive %s (%s)", k, dr.file),
+			fmt.Sprintf("  Logical volume \"%s\" created.", name),
+			"transferred 8.0 GiB of 8.0 GiB (100.00%)")
+	}
+	s.addVolumeLocked(vol)
+	dr.file = volid
+	if size > 0 {
+		dr.size = formatSize(size)
+	}
+	return dr.String()
 }
 
 func replaceUUID(smbios, uuid string) string {

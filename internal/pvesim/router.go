@@ -25,6 +25,9 @@ type Route struct {
 	NoAuth bool
 	// Upload marks multipart file uploads (no body size limit, no CSRF check).
 	Upload bool
+	// Protected marks calls pveproxy forwards to pvedaemon (the schema's
+	// "protected" flag); under a capacity model they take a pvedaemon worker.
+	Protected bool
 
 	handle handlerFunc
 }

@@ -47,7 +47,7 @@ func routeTable() []*Route {
 	vm := []Param{pNode, pVMID}
 	with := func(base []Param, more ...Param) []Param { return append(append([]Param(nil), base...), more...) }
 	return []*Route{
-		{Method: "POST", Path: "/access/ticket", NoAuth: true, Returns: "object", handle: handleTicket, Params: []Param{
+		{Method: "POST", Path: "/access/ticket", Protected: true, NoAuth: true, Returns: "object", handle: handleTicket, Params: []Param{
 			{Name: "username", Type: "string", MaxLength: 64},
 			{Name: "password", Type: "string"},
 			opt(Param{Name: "realm", Type: "string", Format: "pve-realm", MaxLength: 32}),
@@ -68,13 +68,13 @@ func routeTable() []*Route {
 			{Name: "sid", Type: "string", Format: "pve-ha-resource-or-vm-id"},
 		}},
 		{Method: "GET", Path: "/nodes", Returns: "array", handle: handleNodes},
-		{Method: "GET", Path: "/nodes/{node}/qemu", Returns: "array", handle: handleQemuList, Params: []Param{
+		{Method: "GET", Path: "/nodes/{node}/qemu", Protected: true, Returns: "array", handle: handleQemuList, Params: []Param{
 			pNode, boolParam("full"),
 		}},
-		{Method: "POST", Path: "/nodes/{node}/qemu", Returns: "string", handle: handleCreate, Params: qemuCreateParams()},
-		{Method: "DELETE", Path: "/nodes/{node}/qemu/{vmid}", Returns: "string", handle: handleDestroy, Params: with(vm,
+		{Method: "POST", Path: "/nodes/{node}/qemu", Protected: true, Returns: "string", handle: handleCreate, Params: qemuCreateParams()},
+		{Method: "DELETE", Path: "/nodes/{node}/qemu/{vmid}", Protected: true, Returns: "string", handle: handleDestroy, Params: with(vm,
 			boolParam("purge"), boolParam("destroy-unreferenced-disks"), boolParam("skiplock"))},
-		{Method: "POST", Path: "/nodes/{node}/qemu/{vmid}/clone", Returns: "string", handle: handleClone, Params: with(vm,
+		{Method: "POST", Path: "/nodes/{node}/qemu/{vmid}/clone", Protected: true, Returns: "string", handle: handleClone, Params: with(vm,
 			Param{Name: "newid", Type: "integer", Format: "pve-vmid", Minimum: 100, Maximum: 999999999, HasMin: true, HasMax: true},
 			opt(Param{Name: "name", Type: "string", Format: "dns-name"}),
 			strParam("description"),
@@ -90,11 +90,11 @@ func routeTable() []*Route {
 			boolParam("current"),
 			opt(Param{Name: "snapshot", Type: "string", Format: "pve-configid", MaxLength: 40}),
 		)},
-		{Method: "PUT", Path: "/nodes/{node}/qemu/{vmid}/config", Returns: "null", handle: handlePutConfig, Params: qemuPutConfigParams()},
-		{Method: "POST", Path: "/nodes/{node}/qemu/{vmid}/config", Returns: "string", handle: handlePostConfig, Params: qemuPostConfigParams()},
+		{Method: "PUT", Path: "/nodes/{node}/qemu/{vmid}/config", Protected: true, Returns: "null", handle: handlePutConfig, Params: qemuPutConfigParams()},
+		{Method: "POST", Path: "/nodes/{node}/qemu/{vmid}/config", Protected: true, Returns: "string", handle: handlePostConfig, Params: qemuPostConfigParams()},
 		{Method: "GET", Path: "/nodes/{node}/qemu/{vmid}/pending", Returns: "array", handle: handleGetPending, Params: vm},
-		{Method: "GET", Path: "/nodes/{node}/qemu/{vmid}/status/current", Returns: "object", handle: handleStatusCurrent, Params: vm},
-		{Method: "POST", Path: "/nodes/{node}/qemu/{vmid}/status/start", Returns: "string", handle: handleStart, Params: with(vm,
+		{Method: "GET", Path: "/nodes/{node}/qemu/{vmid}/status/current", Protected: true, Returns: "object", handle: handleStatusCurrent, Params: vm},
+		{Method: "POST", Path: "/nodes/{node}/qemu/{vmid}/status/start", Protected: true, Returns: "string", handle: handleStart, Params: with(vm,
 			boolParam("skiplock"),
 			strParam("stateuri"),
 			opt(Param{Name: "migratedfrom", Type: "string", Format: "pve-node"}),
@@ -107,29 +107,29 @@ func routeTable() []*Route {
 			strParam("nets-host-mtu"),
 			boolParam("with-conntrack-state"),
 		)},
-		{Method: "POST", Path: "/nodes/{node}/qemu/{vmid}/status/stop", Returns: "string", handle: handleStop, Params: with(vm,
+		{Method: "POST", Path: "/nodes/{node}/qemu/{vmid}/status/stop", Protected: true, Returns: "string", handle: handleStop, Params: with(vm,
 			boolParam("skiplock"),
 			opt(Param{Name: "migratedfrom", Type: "string", Format: "pve-node"}),
 			intParam("timeout", 0, 0, false),
 			boolParam("keepActive"),
 			boolParam("overrule-shutdown"),
 		)},
-		{Method: "POST", Path: "/nodes/{node}/qemu/{vmid}/status/shutdown", Returns: "string", handle: handleShutdown, Params: with(vm,
+		{Method: "POST", Path: "/nodes/{node}/qemu/{vmid}/status/shutdown", Protected: true, Returns: "string", handle: handleShutdown, Params: with(vm,
 			boolParam("skiplock"),
 			intParam("timeout", 0, 0, false),
 			boolParam("forceStop"),
 			boolParam("keepActive"),
 		)},
-		{Method: "POST", Path: "/nodes/{node}/qemu/{vmid}/status/reboot", Returns: "string", handle: handleReboot, Params: with(vm,
+		{Method: "POST", Path: "/nodes/{node}/qemu/{vmid}/status/reboot", Protected: true, Returns: "string", handle: handleReboot, Params: with(vm,
 			intParam("timeout", 0, 0, false),
 		)},
-		{Method: "PUT", Path: "/nodes/{node}/qemu/{vmid}/resize", Returns: "string", handle: handleResize, Params: with(vm,
+		{Method: "PUT", Path: "/nodes/{node}/qemu/{vmid}/resize", Protected: true, Returns: "string", handle: handleResize, Params: with(vm,
 			boolParam("skiplock"),
 			Param{Name: "disk", Type: "string", Enum: driveNames},
 			Param{Name: "size", Type: "string", Pattern: `\+?\d+(\.\d+)?[KMGT]?`},
 			opt(Param{Name: "digest", Type: "string", MaxLength: 40}),
 		)},
-		{Method: "GET", Path: "/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces", Returns: "object", handle: handleAgentInterfaces, Params: vm},
+		{Method: "GET", Path: "/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces", Protected: true, Returns: "object", handle: handleAgentInterfaces, Params: vm},
 		{Method: "GET", Path: "/nodes/{node}/tasks", Returns: "array", handle: handleTaskList, Params: []Param{
 			pNode,
 			intParam("start", 0, 0, false),
@@ -143,14 +143,14 @@ func routeTable() []*Route {
 			opt(Param{Name: "source", Type: "string", Enum: []string{"archive", "active", "all"}}),
 			opt(Param{Name: "statusfilter", Type: "string", Format: "pve-task-status-type-list"}),
 		}},
-		{Method: "GET", Path: "/nodes/{node}/tasks/{upid}/status", Returns: "object", handle: handleTaskStatus, Params: []Param{pNode, pUPID}},
-		{Method: "GET", Path: "/nodes/{node}/tasks/{upid}/log", Returns: "array", handle: handleTaskLog, Params: []Param{
+		{Method: "GET", Path: "/nodes/{node}/tasks/{upid}/status", Protected: true, Returns: "object", handle: handleTaskStatus, Params: []Param{pNode, pUPID}},
+		{Method: "GET", Path: "/nodes/{node}/tasks/{upid}/log", Protected: true, Returns: "array", handle: handleTaskLog, Params: []Param{
 			pNode, pUPID,
 			intParam("start", 0, 0, false),
 			intParam("limit", 0, 0, false),
 			boolParam("download"),
 		}},
-		{Method: "GET", Path: "/nodes/{node}/storage", Returns: "array", handle: handleStorageList, Params: []Param{
+		{Method: "GET", Path: "/nodes/{node}/storage", Protected: true, Returns: "array", handle: handleStorageList, Params: []Param{
 			pNode,
 			opt(Param{Name: "content", Type: "string", Format: "pve-storage-content-list"}),
 			boolParam("enabled"),
@@ -158,26 +158,26 @@ func routeTable() []*Route {
 			opt(pStorage),
 			opt(Param{Name: "target", Type: "string", Format: "pve-node"}),
 		}},
-		{Method: "GET", Path: "/nodes/{node}/storage/{storage}/content", Returns: "array", handle: handleContentList, Params: []Param{
+		{Method: "GET", Path: "/nodes/{node}/storage/{storage}/content", Protected: true, Returns: "array", handle: handleContentList, Params: []Param{
 			pNode, pStorage,
 			opt(Param{Name: "content", Type: "string", Format: "pve-storage-content"}),
 			opt(Param{Name: "vmid", Type: "integer", Format: "pve-vmid", Minimum: 100, Maximum: 999999999, HasMin: true, HasMax: true}),
 		}},
-		{Method: "POST", Path: "/nodes/{node}/storage/{storage}/content", Returns: "string", handle: handleContentAlloc, Params: []Param{
+		{Method: "POST", Path: "/nodes/{node}/storage/{storage}/content", Protected: true, Returns: "string", handle: handleContentAlloc, Params: []Param{
 			pNode, pStorage,
 			{Name: "filename", Type: "string"},
 			{Name: "vmid", Type: "integer", Format: "pve-vmid", Minimum: 100, Maximum: 999999999, HasMin: true, HasMax: true},
 			{Name: "size", Type: "string", Pattern: `\d+[MG]?`},
 			opt(Param{Name: "format", Type: "string", Enum: []string{"raw", "qcow2", "subvol", "vmdk"}}),
 		}},
-		{Method: "GET", Path: "/nodes/{node}/storage/{storage}/content/{volume}", Returns: "object", handle: handleContentInfo, Params: []Param{
+		{Method: "GET", Path: "/nodes/{node}/storage/{storage}/content/{volume}", Protected: true, Returns: "object", handle: handleContentInfo, Params: []Param{
 			pNode, opt(pStorage), {Name: "volume", Type: "string"},
 		}},
-		{Method: "DELETE", Path: "/nodes/{node}/storage/{storage}/content/{volume}", Returns: "string", handle: handleContentDelete, Params: []Param{
+		{Method: "DELETE", Path: "/nodes/{node}/storage/{storage}/content/{volume}", Protected: true, Returns: "string", handle: handleContentDelete, Params: []Param{
 			pNode, opt(pStorage), {Name: "volume", Type: "string"},
 			intParam("delay", 1, 30, true),
 		}},
-		{Method: "POST", Path: "/nodes/{node}/storage/{storage}/upload", Upload: true, Returns: "string", handle: handleUpload, Params: []Param{
+		{Method: "POST", Path: "/nodes/{node}/storage/{storage}/upload", Protected: true, Upload: true, Returns: "string", handle: handleUpload, Params: []Param{
 			pNode, pStorage,
 			{Name: "content", Type: "string", Format: "pve-storage-content"},
 			{Name: "filename", Type: "string", MaxLength: 255},

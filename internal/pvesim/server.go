@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -42,7 +43,21 @@ type Server struct {
 	faultRNG    *mrand.Rand
 	httpServers []*http.Server
 	persist     *persister
+	lostRNG     *mrand.Rand // draws of Options.LostAnswers
+
+	// Group commit of the state (persist.go): changes bump dirtyGen, the
+	// writer writes and sets writtenGen (and durableGen when it succeeded).
+	dirtyGen, writtenGen, durableGen uint64
+	writeErr                         error
+	durable                          *sync.Cond // on mu; broadcast after each write
+	kick                             chan struct{}
+
+	// proxyPool and daemonPool are the API worker pools of the capacity
+	// model; nil when unbounded.
+	proxyPool, daemonPool *pool
 }
+
+var versionRE = regexp.MustCompile(`^[0-9]{1,2}\.[0-9]{1,2}\.[0-9]{1,3}$`)
 
 // New returns a simulator configured by opts. When opts.StateDir holds saved
 // state, that state is restored (templates are then not re-created).
@@ -64,9 +79,6 @@ func New(opts Options) (*Server, error) {
 	if opts.FaultRate < 0 || opts.FaultRate > 1 {
 		return nil, fmt.Errorf("fault rate %v: want a value from 0 to 1", opts.FaultRate)
 	}
-	if opts.StateFlushDelay <= 0 {
-		opts.StateFlushDelay = 200 * time.Millisecond
-	}
 	s := &Server{
 		opts:   opts,
 		clock:  opts.Clock,
@@ -79,8 +91,21 @@ func New(opts Options) (*Server, error) {
 		st:     newState(),
 		// The seed fixes the sequence of injected faults.
 		faultRNG: mrand.New(mrand.NewPCG(uint64(opts.Seed), 0x9e3779b97f4a7c15)),
+		// A stream of its own, so that turning lost answers on does not
+		// change the other faults a seed gives.
+		lostRNG:    mrand.New(mrand.NewPCG(uint64(opts.Seed), 0x6a09e667f3bcc909)),
+		proxyPool:  newPool(PoolProxy, opts.Latency.Workers.Proxy),
+		daemonPool: newPool(PoolDaemon, opts.Latency.Workers.Daemon),
+	}
+	if opts.Version != "" && !versionRE.MatchString(opts.Version) {
+		return nil, fmt.Errorf("version %q: want MAJOR.MINOR.PATCH, e.g. %s", opts.Version, DefaultVersion)
+	}
+	if err := opts.LostAnswers.validate(); err != nil {
+		return nil, err
 	}
 	s.stats.init()
+	s.durable = sync.NewCond(&s.mu)
+	s.kick = make(chan struct{}, 1)
 	for _, t := range opts.Tokens {
 		id, secret, ok := strings.Cut(t, "=")
 		if !ok || !tokenIDRE.MatchString(id) || secret == "" {
@@ -130,6 +155,8 @@ func New(opts Options) (*Server, error) {
 		}
 	}
 	if s.persist != nil {
+		s.wg.Add(1)
+		go s.writer()
 		s.mu.Lock()
 		s.markDirtyLocked()
 		s.mu.Unlock()
@@ -156,12 +183,15 @@ func (s *Server) Close() error {
 	s.wg.Wait()
 	if s.persist != nil {
 		s.mu.Lock()
-		data, err := s.snapshotLocked()
+		data, blobs, err := s.snapshotLocked()
 		s.mu.Unlock()
-		if err != nil {
-			return err
+		if err == nil {
+			err = s.persist.write(data, blobs)
 		}
-		return s.persist.write(data)
+		s.mu.Lock()
+		s.durable.Broadcast() // waiters see closed and answer
+		s.mu.Unlock()
+		return err
 	}
 	return nil
 }

@@ -50,7 +50,10 @@ type volume struct {
 	Parent string `json:"parent,omitempty"`
 	CTime  int64  `json:"ctime"`
 	Notes  string `json:"notes,omitempty"`
-	Data   []byte `json:"data,omitempty"` // uploaded bytes
+	Data   []byte `json:"-"` // uploaded bytes
+	// DataFile names the file under the state dir's volumes/ holding Data
+	// (its SHA-256), set when the state is written.
+	DataFile string `json:"data_file,omitempty"`
 }
 
 func volKey(node, volid string) string { return node + "\x00" + volid }
@@ -69,8 +72,8 @@ type task struct {
 	ExitStatus string   `json:"exitstatus,omitempty"`
 	EndTime    int64    `json:"endtime,omitempty"`
 	Log        []string `json:"log,omitempty"`
-	// LockedVMs are VMs whose config lock this task set; a restart clears them
-	// when the task was interrupted.
+	// LockedVMs are VMs whose config lock this task set (kept for the record:
+	// a restart leaves the locks in place, as PVE does).
 	LockedVMs []int `json:"locked_vms,omitempty"`
 	// done is closed when the task stops (nil for restored tasks).
 	done chan struct{}

@@ -195,11 +195,18 @@ type driveConfig struct {
 
 func parseDrive(v string) driveConfig {
 	d := driveConfig{}
-	parts := strings.Split(v, ",")
-	for i, p := range parts {
+	// Empty segments ("local-lvm:2,,discard=on", a trailing comma) are
+	// skipped, as pve-common's parse_property_string does.
+	first := true
+	for _, p := range strings.Split(v, ",") {
+		if p == "" {
+			continue
+		}
 		k, val, hasEq := strings.Cut(p, "=")
+		isFirst := first
+		first = false
 		switch {
-		case i == 0 && !hasEq:
+		case isFirst && !hasEq:
 			d.file = p
 		case k == "file" || k == "volume":
 			d.file = val

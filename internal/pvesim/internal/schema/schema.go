@@ -13,10 +13,13 @@ type File struct {
 
 // Method is one API method of PVE.
 type Method struct {
-	Method  string           `json:"method"`
-	Path    string           `json:"path"`
-	Returns string           `json:"returns,omitempty"`
-	Params  map[string]Param `json:"params"`
+	Method  string `json:"method"`
+	Path    string `json:"path"`
+	Returns string `json:"returns,omitempty"`
+	// Protected marks methods pveproxy forwards to pvedaemon, which runs
+	// them as root (the schema's "protected" flag).
+	Protected bool             `json:"protected,omitempty"`
+	Params    map[string]Param `json:"params"`
 }
 
 // Param is one parameter of a Method.

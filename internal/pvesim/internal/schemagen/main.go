@@ -38,7 +38,8 @@ type methodInfo struct {
 	Parameters struct {
 		Properties map[string]map[string]any `json:"properties"`
 	} `json:"parameters"`
-	Returns map[string]any `json:"returns"`
+	Returns   map[string]any `json:"returns"`
+	Protected any            `json:"protected"`
 }
 
 // maxIndex is the highest n of each "[n]" option family (qemu-server's limits).
@@ -114,7 +115,7 @@ func main() {
 }
 
 func reduceMethod(method, path string, info methodInfo) schema.Method {
-	m := schema.Method{Method: method, Path: path, Params: map[string]schema.Param{}}
+	m := schema.Method{Method: method, Path: path, Params: map[string]schema.Param{}, Protected: truthy(info.Protected)}
 	if t, ok := info.Returns["type"].(string); ok {
 		m.Returns = t
 	}
