@@ -41,6 +41,9 @@ type LostAnswers struct {
 	Mode string
 	// Calls are the calls covered; empty means all four.
 	Calls []string
+	// Limit, when positive, is how many answers are lost at most (a test
+	// loses exactly the first answer with Rate 1 and Limit 1).
+	Limit int
 }
 
 func (la LostAnswers) validate() error {
@@ -115,7 +118,7 @@ func (s *Server) loseAnswer(c *call) *apiError {
 		return nil
 	}
 	s.mu.Lock()
-	lost := s.lostRNG.Float64() < la.Rate
+	lost := s.lostRNG.Float64() < la.Rate && (la.Limit <= 0 || s.stats.faults[FaultLostAnswer] < la.Limit)
 	if lost {
 		s.stats.faults[FaultLostAnswer]++
 	}
