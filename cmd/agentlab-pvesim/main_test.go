@@ -127,6 +127,11 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"--latency", "slow"}, "latency model"},
 		{[]string{"--template", "abc"}, "VMID:NAME"},
 		{[]string{"--token", "nonsense"}, "USER@REALM!TOKENID=SECRET"},
+		{[]string{"--workers", "0"}, "--workers"},
+		{[]string{"--boot", "soon"}, "--boot"},
+		{[]string{"--version", "nine"}, "MAJOR.MINOR.PATCH"},
+		{[]string{"--lose-answers", "0.5", "--lose-answers-mode", "reset"}, "lost-answer mode"},
+		{[]string{"--lose-answers-calls", "clone,resize"}, "--lose-answers-calls"},
 	}
 	for _, tt := range tests {
 		var out bytes.Buffer
