@@ -96,7 +96,7 @@ func handleAgentInterfaces(c *call) (any, error) {
 // (not a CD-ROM, not the cloud-init drive).
 func hasBootDisk(conf map[string]string) bool {
 	for k, val := range conf {
-		if !driveKeyRE.MatchString(k) || strings.HasPrefix(k, "efidisk") || strings.HasPrefix(k, "tpmstate") {
+		if !driveKeyRE.MatchString(k) || strings.HasPrefix(k, "unused") || strings.HasPrefix(k, "efidisk") || strings.HasPrefix(k, "tpmstate") {
 			continue
 		}
 		d := parseDrive(val)

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -319,6 +320,10 @@ func (s *Server) updateConfigLocked(node string, vmid int, u *configUpdate, logf
 	if v.Pending == nil {
 		v.Pending = map[string]string{}
 	}
+	// A deleted device leaves the boot order (qemu-server writes the new
+	// order as a pending "boot", applied with the rest).
+	order := bootOrder(v.Conf["boot"])
+	bootDeleted := slices.Contains(del, "boot")
 	for _, opt := range del {
 		val, ok := v.Conf[opt]
 		if !ok {
@@ -332,6 +337,10 @@ func (s *Server) updateConfigLocked(node string, vmid int, u *configUpdate, logf
 			return fail("can't remove drive '%s' - protection mode enabled", opt)
 		}
 		delete(v.Pending, opt)
+		if !bootDeleted && slices.Contains(order, opt) {
+			order = slices.DeleteFunc(order, func(d string) bool { return d == opt })
+			v.Pending["boot"] = printBootOrder(order)
+		}
 		switch {
 		case opt == "tags":
 			delete(v.Conf, opt)
@@ -399,11 +408,33 @@ func (s *Server) updateConfigLocked(node string, vmid int, u *configUpdate, logf
 	} else {
 		s.applyPendingLocked(v)
 	}
+	if b, ok := v.Conf["boot"]; ok && b == "" {
+		delete(v.Conf, "boot") // the order became empty
+	}
 	if len(v.Pending) == 0 {
 		v.Pending = nil
 	}
 	s.markDirtyLocked()
 	return nil
+}
+
+// bootOrder returns the devices of a "boot" value's order= property.
+func bootOrder(boot string) []string {
+	for _, part := range strings.Split(boot, ",") {
+		if rest, ok := strings.CutPrefix(part, "order="); ok {
+			return splitList(rest)
+		}
+	}
+	return nil
+}
+
+// printBootOrder prints an order as qemu-server's print_bootorder: empty
+// when no device is left.
+func printBootOrder(devs []string) string {
+	if len(devs) == 0 {
+		return ""
+	}
+	return "order=" + strings.Join(devs, ";")
 }
 
 func describeUpdate(set map[string]string, del []string) string {

@@ -58,6 +58,20 @@ func routeTable() []*Route {
 			strParam("tfa-challenge"),
 		}},
 		{Method: "GET", Path: "/version", Returns: "object", handle: handleVersion},
+		{Method: "GET", Path: "/pools", Returns: "array", handle: handlePoolList, Params: []Param{
+			opt(Param{Name: "poolid", Type: "string", Format: "pve-poolid"}),
+			opt(Param{Name: "type", Type: "string", Enum: []string{"qemu", "lxc", "storage"}}),
+		}},
+		{Method: "GET", Path: "/pools/{poolid}", Returns: "object", handle: handlePool, Params: []Param{
+			{Name: "poolid", Type: "string", Format: "pve-poolid"},
+			opt(Param{Name: "type", Type: "string", Enum: []string{"qemu", "lxc", "storage"}}),
+		}},
+		{Method: "GET", Path: "/access/users", Protected: true, Returns: "array", handle: handleUsers, Params: []Param{
+			boolParam("enabled"), boolParam("full"),
+		}},
+		{Method: "GET", Path: "/access/permissions", Returns: "object", handle: handlePermissions, Params: []Param{
+			strParam("path"), strParam("userid"),
+		}},
 		{Method: "GET", Path: "/cluster/nextid", Returns: "integer", handle: handleNextID, Params: []Param{
 			opt(Param{Name: "vmid", Type: "integer", Format: "pve-vmid", Minimum: 100, Maximum: 999999999, HasMin: true, HasMax: true}),
 		}},
@@ -129,6 +143,7 @@ func routeTable() []*Route {
 			Param{Name: "size", Type: "string", Pattern: `\+?\d+(\.\d+)?[KMGT]?`},
 			opt(Param{Name: "digest", Type: "string", MaxLength: 40}),
 		)},
+		{Method: "PUT", Path: "/nodes/{node}/qemu/{vmid}/cloudinit", Protected: true, Returns: "null", handle: handleCloudinitUpdate, Params: vm},
 		{Method: "GET", Path: "/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces", Protected: true, Returns: "object", handle: handleAgentInterfaces, Params: vm},
 		{Method: "GET", Path: "/nodes/{node}/tasks", Returns: "array", handle: handleTaskList, Params: []Param{
 			pNode,

@@ -223,7 +223,11 @@ func parseDrive(v string) driveConfig {
 func (d driveConfig) String() string {
 	opts := append([]string(nil), d.opts...)
 	if d.size != "" {
-		opts = append(opts, "size="+d.size)
+		size := d.size
+		if n, ok := parseSize(size); ok && n > 0 {
+			size = formatSize(n) // PVE prints sizes with format_size: 8G, not bytes
+		}
+		opts = append(opts, "size="+size)
 	}
 	sort.SliceStable(opts, func(i, j int) bool {
 		ki, _, _ := strings.Cut(opts[i], "=")
