@@ -18,15 +18,18 @@ import (
 // (PVE::APIServer::AnyEvent::proxy_request), so a forwarded call occupies a
 // pvedaemon worker only; the forwarding gives up after 30 s (its
 // http_request timeout) with AnyEvent::HTTP's "596 Connection timed out".
-// When a server holds max_conn open connections it stops accepting; further
-// clients wait in the kernel's listen queue and time out or are refused.
+// When a server holds max_conn (500) open connections it stops accepting;
+// further clients wait in the kernel's listen queue and time out or are
+// refused. MAX_WORKERS in /etc/default/pveproxy changes the worker counts.
 //
 // The simulator reproduces this with one pool of Workers.Proxy and one of
 // Workers.Daemon slots. A call waits for a slot of its pool, holds it for its
 // service time (Service, by kind of call) and while its handler runs (a
 // config change waiting for a VM's config lock keeps its worker, as on PVE),
 // then answers. Waiting shows as latency. A call that waited QueueTimeout
-// for a pvedaemon worker gets 596 "Connection timed out"; a call arriving
+// for a worker gets 596 "Connection timed out" (pveproxy's answer for a
+// pvedaemon call; for a pveproxy call it stands in for the timeout a client
+// would hit); a call arriving
 // while QueueLimit calls already wait for its pool gets its connection
 // closed without an answer (the client sees a reset, as when the listen
 // queue overflows).
@@ -77,8 +80,9 @@ const (
 // defaultQueueTimeout is pveproxy's timeout for a call forwarded to pvedaemon.
 const defaultQueueTimeout = 30 * time.Second
 
-// defaultQueueLimit mirrors max_conn (800), past which PVE stops accepting.
-const defaultQueueLimit = 800
+// defaultQueueLimit mirrors max_conn (500 in PVE::Service::pveproxy and
+// pvedaemon), past which PVE stops accepting connections.
+const defaultQueueLimit = 500
 
 // callKind classifies a call for its service time.
 func callKind(r *Route) string {

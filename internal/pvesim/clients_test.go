@@ -135,7 +135,7 @@ func TestVersionDefaultAndChosen(t *testing.T) {
 }
 
 // TestGuestAgentAddresses: the agent reports the address ipconfig0 gives
-// (static or DHCP on the bridge), and nothing for a VM without a boot disk.
+// (static, or the DHCP lease on any bridge), and nothing for a VM without a boot disk.
 func TestGuestAgentAddresses(t *testing.T) {
 	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	sim := pvesimtest.Start(t, func(o *pvesim.Options) {
@@ -178,7 +178,7 @@ func TestGuestAgentAddresses(t *testing.T) {
 	}{
 		{101, "127.0.0.1/8 " + pvesim.GuestIPv4(101).String() + "/16"},
 		{102, "127.0.0.1/8 192.0.2.10/24"},
-		{103, "127.0.0.1/8 10.79.0.104/16"},
+		{103, "127.0.0.1/8 " + pvesim.GuestIPv4(103).String() + "/16"},
 		{104, "127.0.0.1/8"},
 		{105, "127.0.0.1/8"},
 		{106, "127.0.0.1/8 " + pvesim.GuestIPv4(106).String() + "/16"},

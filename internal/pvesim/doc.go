@@ -1,8 +1,10 @@
 // Package pvesim simulates the Proxmox VE HTTP API (/api2/json) closely
-// enough that clients cannot tell it from PVE 8/9 for the calls AgentLab
-// makes: the same paths, parameters, JSON types, status codes, error texts
-// (on the status line and in the body), tasks (UPIDs, status, logs), config
-// locks, pending changes and storage volumes. It is a test double the
+// enough that clients cannot tell it from PVE 9 for the calls AgentLab
+// and other common Proxmox clients make: the same paths, parameters, JSON
+// types, status codes, error texts (on the status line and in the body),
+// tasks (UPIDs, status, logs), config locks (kept across restarts), pending
+// changes and storage volumes. Its realistic model is no kinder than a real
+// node: bounded API workers, per-call service times, cloud-image boot times. It is a test double the
 // project's tests run in-process, and users can run it as agentlab-pvesim.
 //
 // # Use in tests
@@ -21,23 +23,26 @@
 //	(*Server).Handler() http.Handler          // status line carries Go's reason phrase
 //	(*Server).Serve(net.Listener, *tls.Config) error  // PVE's message on the status line
 //	(*Server).Shutdown(ctx) error; (*Server).Close() error
-//	(*Server).Stats() Stats                    // requests by route and status, faults, tasks
+//	(*Server).Stats() Stats                    // requests by route, status and kind, faults, tasks, peak queue
+//	(*Server).PeakQueueDepth() int; ResetPeakQueueDepth()
 //	(*Server).VM(vmid) (VM, bool); VMConfig(vmid); VMIDs(); Volumes(node); Volume(storage, volid)
 //	(*Server).Tasks(); WaitTask(ctx, upid); SetLock(vmid, lock); HoldConfigLock(ctx, vmid)
 //	Routes() []Route                           // the route table: method, path, params
 //	Options, Template, ParseTemplate, DefaultTemplate
 //	Latency, ZeroLatency(), RealisticLatency(), ParseLatency(name), (Latency).Scaled(f)
+//	Workers, Service, ParseWorkers(v), WithBoot(l, v), LostAnswers, ParseLostCalls(v)
 //	SelfSignedTLS(hosts...) (*tls.Config, *x509.CertPool, error)
 //	GuestIPv4(vmid) netip.Addr                 // the IP the guest agent reports
 //
 // # Routes
 //
-// All under /api2/json: POST /access/ticket; GET /version; GET /cluster/nextid;
+// All under /api2/json: POST /access/ticket; GET /version; GET /pools,
+// /pools/{poolid}; GET /access/users, /access/permissions; GET /cluster/nextid;
 // GET /cluster/resources; GET /cluster/ha/resources/{sid}; GET /nodes;
 // GET,POST /nodes/{node}/qemu; DELETE /nodes/{node}/qemu/{vmid};
 // POST .../{vmid}/clone; GET,PUT,POST .../{vmid}/config; GET .../{vmid}/pending;
 // GET .../status/current; POST .../status/start|stop|shutdown|reboot;
-// PUT .../resize; GET .../agent/network-get-interfaces;
+// PUT .../resize; PUT .../cloudinit; GET .../agent/network-get-interfaces;
 // GET /nodes/{node}/tasks, .../tasks/{upid}/status, .../tasks/{upid}/log;
 // GET /nodes/{node}/storage; GET,POST .../storage/{storage}/content;
 // GET,DELETE .../content/{volume}; POST .../storage/{storage}/upload.
@@ -55,8 +60,12 @@
 //     (skiplock, ...) are refused for tokens as PVE does.
 //   - Tasks: with ZeroLatency a task has finished when the call that started
 //     it returns; otherwise it runs for its Latency duration in a goroutine.
-//   - The guest agent answers once GuestAgentIP has passed since the VM
-//     started (by Options.Clock), reporting 10.77.X.Y (GuestIPv4) on ens18.
+//   - Capacity: with Latency.Workers set, calls queue for 3 pveproxy and 3
+//     pvedaemon workers (protected calls take pvedaemon) and hold one for a
+//     service time by kind of call (capacity.go).
+//   - The guest agent answers once the VM's boot time (GuestAgentIP, spread
+//     by BootMin and BootMax; boot.go) has passed since it started (by
+//     Options.Clock), reporting ipconfig0's address or 10.77.X.Y (GuestIPv4).
 //   - Linked clones on local-lvm are named like PVE's LVM-thin plugin names
 //     them: local-lvm:vm-101-disk-0 (the base is recorded as the volume's
 //     parent); full clones copy the size; destroying a VM frees only volumes
@@ -64,6 +73,8 @@
 //   - A config change to a running VM goes to the pending section, except
 //     name, description, tags, onboot, protection and other options PVE
 //     changes live; start applies pending changes.
-//   - Fault injection and persistence: see Options.FaultRate and
-//     Options.StateDir (faults.go and persist.go describe the details).
+//   - Fault injection, lost answers and persistence: see Options.FaultRate,
+//     Options.LostAnswers and Options.StateDir (faults.go, lostanswer.go and
+//     persist.go describe the details). Answers wait until the state they
+//     reflect is on disk, so an answered change survives kill -9.
 package pvesim

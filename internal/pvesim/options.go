@@ -105,7 +105,7 @@ type Latency struct {
 	// 596 "Connection timed out" (pveproxy's forwarding timeout). Zero means 30 s.
 	QueueTimeout time.Duration
 	// QueueLimit is how many calls may wait for one pool; one more has its
-	// connection closed without an answer. Zero means 800 (PVE's max_conn).
+	// connection closed without an answer. Zero means 500 (PVE's max_conn).
 	QueueLimit int
 	// LinkedClone and FullClone are the durations of qmclone tasks.
 	LinkedClone time.Duration

@@ -9,8 +9,8 @@ import (
 )
 
 // GuestIPv4 returns the IPv4 address the simulated guest agent of VM vmid
-// reports for DHCP on vmbr0 (its first NIC without ipconfig0, or with
-// ip=dhcp): 10.77.X.Y/16, derived from the VMID.
+// reports for a DHCP lease (its first NIC without ipconfig0, or with
+// ip=dhcp, on any bridge): 10.77.X.Y/16, derived from the VMID.
 func GuestIPv4(vmid int) netip.Addr {
 	x := (vmid / 254) % 256
 	y := vmid%254 + 1
@@ -77,7 +77,7 @@ func handleAgentInterfaces(c *call) (any, error) {
 		mac := strings.ToLower(nc.mac)
 		addrs := []map[string]any{}
 		if withIPv4 {
-			if a, ok := guestAddress(v, n, nc); ok {
+			if a, ok := guestAddress(v, n); ok {
 				addrs = append(addrs, map[string]any{"ip-address": a.Addr().String(), "ip-address-type": "ipv4", "prefix": a.Bits()})
 			}
 		}
@@ -109,11 +109,12 @@ func hasBootDisk(conf map[string]string) bool {
 
 // guestAddress is the IPv4 address the guest configures on netN: the static
 // address of ipconfigN ("ip=192.0.2.10/24,gw=..."), or, with "ip=dhcp" or
-// no ipconfigN (cloud-init's fallback is DHCP on the first NIC), the address
-// the bridge's DHCP server hands out: GuestIPv4 on vmbr0, 10.(77+K).X.Y/16
-// on vmbrK. Without a cloud-init drive ipconfigN is not applied. IPv6-only
-// configs and secondary NICs without ipconfigN get no IPv4 address.
-func guestAddress(v *vmState, n int, nc netConfig) (netip.Prefix, bool) {
+// no ipconfigN (cloud-init's fallback is DHCP on the first NIC), the lease of
+// the simulated DHCP server every bridge has, GuestIPv4 in 10.77.0.0/16 (the
+// sandbox subnet AgentLab's docs use). Without a cloud-init drive ipconfigN
+// is not applied. IPv6-only configs and secondary NICs without ipconfigN get
+// no IPv4 address.
+func guestAddress(v *vmState, n int) (netip.Prefix, bool) {
 	ipc, has := v.Conf["ipconfig"+strconv.Itoa(n)]
 	if !hasCloudInitDrive(v.Conf) {
 		has = false
@@ -133,11 +134,7 @@ func guestAddress(v *vmState, n int, nc netConfig) (netip.Prefix, bool) {
 	case "":
 		return netip.Prefix{}, false
 	case "dhcp":
-		a := GuestIPv4(v.VMID).As4()
-		if k, err := strconv.Atoi(strings.TrimPrefix(nc.opts["bridge"], "vmbr")); err == nil && k > 0 && k < 100 {
-			a[1] = byte(77 + k)
-		}
-		return netip.PrefixFrom(netip.AddrFrom4(a), 16), true
+		return netip.PrefixFrom(GuestIPv4(v.VMID), 16), true
 	}
 	p, err := netip.ParsePrefix(ip)
 	if err != nil || !p.Addr().Is4() {
