@@ -25,9 +25,10 @@ mkdir -p "$work"
 cp -r "$root/examples/quickstart" "$work/quickstart"
 cp -r "$root/examples/lease" "$work/lease"
 
-step "starting agentlab-pvesim (latency model: realistic)"
+step "starting agentlab-pvesim (latency model: realistic, but guests boot in 8 s instead of 20-60 s)"
 # The simulator prints "agentlab-pvesim: endpoint=URL token=TOKEN" as its first line.
-exec 3< <(exec "$root/bin/agentlab-pvesim" --listen 127.0.0.1:0 --latency realistic \
+# --boot 8s keeps the demo short; real cloud images take 20-60 s to report an address.
+exec 3< <(exec "$root/bin/agentlab-pvesim" --listen 127.0.0.1:0 --latency realistic --boot 8s \
   --template 9000:debian-12-cloud 2>"$work/pvesim.log")
 sim_pid=$!
 reaper_pid=""
