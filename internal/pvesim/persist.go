@@ -166,6 +166,12 @@ func (s *Server) markDirtyLocked() {
 // writer writes the state whenever it changed, until the server closes.
 func (s *Server) writer() {
 	defer s.wg.Done()
+	defer func() {
+		// Wake the waiters: the server is closing (Close writes the state).
+		s.mu.Lock()
+		s.durable.Broadcast()
+		s.mu.Unlock()
+	}()
 	for {
 		select {
 		case <-s.kick:
