@@ -20,7 +20,11 @@ type VM struct {
 	PendingDelete []string
 	Running       bool
 	StartedAt     time.Time
-	Pool          string
+	// BootTime is how long the running VM takes to boot since StartedAt:
+	// its guest agent reports an address from StartedAt+BootTime on
+	// (boot.go). Zero when stopped. Benchmarks compute critical paths from it.
+	BootTime time.Duration
+	Pool     string
 }
 
 // VM returns a copy of VM vmid.
@@ -31,10 +35,14 @@ func (s *Server) VM(vmid int) (VM, bool) {
 	if v == nil {
 		return VM{}, false
 	}
+	var boot time.Duration
+	if v.Running {
+		boot = s.bootTime(v.VMID, v.PID)
+	}
 	return VM{
 		VMID: v.VMID, Node: v.Node, Config: copyMap(v.Conf), Pending: copyMap(v.Pending),
 		PendingDelete: append([]string(nil), v.PendingDelete...), Running: v.Running,
-		StartedAt: v.StartedAt, Pool: v.Pool,
+		StartedAt: v.StartedAt, BootTime: boot, Pool: v.Pool,
 	}, true
 }
 

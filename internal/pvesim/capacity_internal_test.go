@@ -103,6 +103,19 @@ func TestBootTimes(t *testing.T) {
 	if got := s.bootTime(100, 0x1000); got != 0 {
 		t.Errorf("--boot zero gives %v; want 0", got)
 	}
+	// The accessor reports the boot time of the VM's current start.
+	srv, err := New(Options{Seed: 7, Latency: RealisticLatency().Scaled(0.001)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	srv.mu.Lock()
+	srv.st.VMs[100] = &vmState{VMID: 100, Node: "pve", Conf: map[string]string{}, Running: true, PID: 0x1234}
+	want := srv.bootTime(100, 0x1234)
+	srv.mu.Unlock()
+	if vm, _ := srv.VM(100); vm.BootTime != want || want == 0 {
+		t.Errorf("VM(100).BootTime = %v; want %v", vm.BootTime, want)
+	}
 	if _, err := WithBoot(Latency{}, "soon"); err == nil {
 		t.Errorf("--boot soon accepted")
 	}

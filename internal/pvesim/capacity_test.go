@@ -41,7 +41,7 @@ func parallel(t *testing.T, sim *pvesimtest.Sim, n int, method, path string) ([]
 // N workers take one S, N+1 take two, and the waiting call is the peak
 // queue depth. Calls of the other pool do not queue behind them.
 func TestCapacityQueues(t *testing.T) {
-	const S = 250 * time.Millisecond
+	const S = 400 * time.Millisecond
 	const N = 3
 	for _, tc := range []struct {
 		name, method, path string
@@ -86,7 +86,7 @@ func TestCapacityQueues(t *testing.T) {
 }
 
 func TestCapacityPoolsAreSeparate(t *testing.T) {
-	const S = 300 * time.Millisecond
+	const S = 400 * time.Millisecond
 	sim := pvesimtest.Start(t, func(o *pvesim.Options) {
 		o.Latency.Workers = pvesim.Workers{Proxy: 1, Daemon: 1}
 		o.Latency.Service = pvesim.Service{Read: S, ConfigRead: S}

@@ -5,7 +5,8 @@ import "strconv"
 // Stats are counters of what the simulator answered.
 type Stats struct {
 	// Requests counts answers by route ("GET /version", "unknown" for paths
-	// no route serves) and HTTP status.
+	// no route serves) and HTTP status; status 0 counts connections closed
+	// without an answer (queue limit, lost answers).
 	Requests map[string]map[int]int
 	// Faults counts injected faults by kind (FaultServerError, ...).
 	Faults map[string]int

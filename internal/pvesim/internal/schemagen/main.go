@@ -4,8 +4,9 @@
 //	go run ./internal/pvesim/internal/schemagen -apidata ../shared/pve/apidata.json
 //
 // It writes internal/pvesim/testdata/schema.json (for every path the
-// simulator serves: method, parameters with type, required, enum, pattern,
-// bounds and format, and the returned type) and, with -options,
+// simulator serves: method, whether it is protected (served by pvedaemon),
+// parameters with type, required, enum, pattern, bounds and format, and the
+// returned type) and, with -options,
 // internal/pvesim/qemu_options_gen.go (the parameter lists of PVE's qemu
 // create and config calls, which the simulator accepts in full).
 package main
