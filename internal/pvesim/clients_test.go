@@ -109,7 +109,8 @@ func TestDriveStrings(t *testing.T) {
 		t.Errorf("ide2 = %q; want the cloud-init volume without empty segments", cfg["ide2"])
 	}
 	// A size given in bytes is written as PVE writes it.
-	data(t, sim, "PUT", "/nodes/pve/qemu/150/config", "scsi1=local-lvm%3Avm-150-disk-0%2Csize%3D2147483648")
+	data(t, sim, "POST", "/nodes/pve/storage/local-lvm/content", "filename=vm-150-disk-1&size=2G&vmid=150")
+	data(t, sim, "PUT", "/nodes/pve/qemu/150/config", "scsi1=local-lvm%3Avm-150-disk-1%2Csize%3D2147483648")
 	cfg, _ = sim.Server.VMConfig(150)
 	if !strings.HasSuffix(cfg["scsi1"], ",size=2G") {
 		t.Errorf("scsi1 = %q; want size=2G", cfg["scsi1"])
