@@ -113,7 +113,7 @@ func TestCapacitySaturation(t *testing.T) {
 	t.Run("queue timeout", func(t *testing.T) {
 		sim := pvesimtest.Start(t, func(o *pvesim.Options) {
 			o.Latency.Workers = pvesim.Workers{Proxy: 1, Daemon: 1}
-			o.Latency.Service = pvesim.Service{ConfigRead: 400 * time.Millisecond}
+			o.Latency.Service = pvesim.Service{ConfigRead: time.Second}
 			o.Latency.QueueTimeout = 50 * time.Millisecond
 		})
 		codes, _ := parallel(t, sim, 2, "GET", "/nodes/pve/qemu/9000/status/current")
@@ -127,7 +127,7 @@ func TestCapacitySaturation(t *testing.T) {
 	t.Run("queue limit", func(t *testing.T) {
 		sim := pvesimtest.Start(t, func(o *pvesim.Options) {
 			o.Latency.Workers = pvesim.Workers{Proxy: 1, Daemon: 1}
-			o.Latency.Service = pvesim.Service{Read: 300 * time.Millisecond}
+			o.Latency.Service = pvesim.Service{Read: time.Second}
 			o.Latency.QueueLimit = 1
 		})
 		codes, _ := parallel(t, sim, 3, "GET", "/version")
