@@ -79,6 +79,9 @@ func openPersister(dir string) (*persister, *state, error) {
 		st.Volumes = map[string]*volume{}
 	}
 	for _, v := range st.Volumes {
+		if len(v.InlineData) > 0 {
+			v.Data, v.InlineData = v.InlineData, nil
+		}
 		if v.DataFile == "" {
 			continue
 		}

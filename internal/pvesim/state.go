@@ -54,6 +54,9 @@ type volume struct {
 	// DataFile names the file under the state dir's volumes/ holding Data
 	// (its SHA-256), set when the state is written.
 	DataFile string `json:"data_file,omitempty"`
+	// InlineData is how state files written before volumes/ existed held
+	// Data; it is read on restore and never written.
+	InlineData []byte `json:"data,omitempty"`
 }
 
 func volKey(node, volid string) string { return node + "\x00" + volid }
