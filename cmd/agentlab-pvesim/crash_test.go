@@ -142,11 +142,12 @@ func TestInterruptedCloneStaysLocked(t *testing.T) {
 		{"PUT", "/nodes/pve/qemu/101/config", url.Values{"cores": {"2"}}, "VM is locked (clone)"},
 		{"PUT", "/nodes/pve/qemu/101/config", url.Values{"delete": {"lock"}}, "VM is locked (clone)"},
 		{"DELETE", "/nodes/pve/qemu/101", nil, "VM is locked (clone)"},
+		{"POST", "/nodes/pve/qemu/101/status/start", nil, "VM is locked (clone)"},
 		{"PUT", "/nodes/pve/qemu/101/config", url.Values{"cores": {"2"}, "skiplock": {"1"}}, "Only root may use this option."},
 	} {
 		code, body := sim.call(t, tc.method, tc.path, tc.form)
-		if tc.method == "DELETE" && code == 200 {
-			// destroy answers a UPID; its task fails
+		if code == 200 && strings.Contains(body, "UPID:") {
+			// a task call answers a UPID; its task must fail
 			upid := body[strings.Index(body, "UPID:"):]
 			upid = upid[:strings.Index(upid, `"`)]
 			_, body = sim.call(t, "GET", "/nodes/pve/tasks/"+url.PathEscape(upid)+"/status", nil)
