@@ -1,6 +1,8 @@
 package pvesim
 
 import (
+	"encoding/json"
+	"reflect"
 	"sort"
 	"testing"
 	"time"
@@ -118,5 +120,41 @@ func TestBootTimes(t *testing.T) {
 	}
 	if _, err := WithBoot(Latency{}, "soon"); err == nil {
 		t.Errorf("--boot soon accepted")
+	}
+}
+
+// TestEncodeStateMatchesMarshal guards the hand-assembled state encoding:
+// it must decode to what json.Marshal of the state decodes to, before and
+// after the task encodings are cached.
+func TestEncodeStateMatchesMarshal(t *testing.T) {
+	s, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.st.Tasks = append(s.st.Tasks,
+		&task{UPID: "UPID:pve:00001000:0000ABCD:6B098FA7:qmclone:9000:root@pam:", Node: "pve", Type: "qmclone", ExitStatus: "OK", Log: []string{"TASK OK"}},
+		&task{UPID: "UPID:pve:00001001:0000ABCD:6B098FA7:qmstart:100:root@pam:", Node: "pve", Type: "qmstart", Running: true})
+	s.st.MACSeq, s.st.NextPID = 42, 0x1002
+	for round := 0; round < 2; round++ {
+		got, err := encodeStateLocked(s.st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := json.Marshal(s.st)
+		var g, w any
+		if err := json.Unmarshal(got, &g); err != nil {
+			t.Fatalf("round %d: invalid JSON %s: %v", round, got, err)
+		}
+		_ = json.Unmarshal(want, &w)
+		if !reflect.DeepEqual(g, w) {
+			t.Fatalf("round %d: encoded state\n%s\nwant\n%s", round, got, want)
+		}
+	}
+	if s.st.Tasks[0].enc == nil || s.st.Tasks[1].enc != nil {
+		t.Errorf("cache: stopped task cached %v, running task cached %v; want true, false",
+			s.st.Tasks[0].enc != nil, s.st.Tasks[1].enc != nil)
 	}
 }

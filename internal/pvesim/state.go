@@ -80,6 +80,9 @@ type task struct {
 	LockedVMs []int `json:"locked_vms,omitempty"`
 	// done is closed when the task stops (nil for restored tasks).
 	done chan struct{}
+	// enc caches the JSON of a stopped task, which never changes again, so
+	// that writing the state does not encode the whole history each time.
+	enc []byte
 }
 
 func newState() *state {
