@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6/tf6server"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/pvesim"
+	"github.com/agentlab/terraform-provider-agentlab/internal/volume"
 )
 
 // TestAccSandbox_faultsLeaveNoOrphans creates sandboxes against a simulator
@@ -203,7 +204,7 @@ func (e *accEnv) checkNoOrphans(t *testing.T, tf *accTerraform, when string) {
 	for _, iso := range e.simISOs() {
 		owned := false
 		for id := range inState {
-			if iso == isoVolume("local", id) {
+			if iso == volume.SeedISOVolid("local", id) {
 				owned = true
 			}
 		}

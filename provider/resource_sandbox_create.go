@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/cloudinit"
+	"github.com/agentlab/terraform-provider-agentlab/internal/volume"
 	"github.com/agentlab/terraform-provider-agentlab/internal/lease"
 	"github.com/agentlab/terraform-provider-agentlab/internal/profile"
 	"github.com/agentlab/terraform-provider-agentlab/internal/pve"
@@ -28,12 +29,6 @@ const cleanupTimeout = 3 * time.Minute
 
 // isoDrive is the drive the cloud-init seed ISO is attached as.
 const isoDrive = "ide2"
-
-// isoFileName is the name of a sandbox's seed ISO in its ISO storage.
-func isoFileName(vmid int) string { return "agentlab-" + strconv.Itoa(vmid) + "-cidata.iso" }
-
-// isoVolume is the volid of a sandbox's seed ISO.
-func isoVolume(storage string, vmid int) string { return storage + ":iso/" + isoFileName(vmid) }
 
 // Create clones the template and builds the sandbox: clone (with the
 // metadata block in its description), cloud-init ISO, configure, resize,
@@ -198,7 +193,7 @@ func (r *sandboxResource) provision(ctx context.Context, ref pve.VMRef, plan san
 	if err != nil {
 		return plan, fmt.Errorf("building the cloud-init iso: %w", err)
 	}
-	volid, err := c.UploadISO(ctx, ref.Node, plan.ISOStorage.ValueString(), isoFileName(ref.VMID), bytes.NewReader(iso), int64(len(iso)))
+	volid, err := c.UploadISO(ctx, ref.Node, plan.ISOStorage.ValueString(), volume.SeedISOName(ref.VMID), bytes.NewReader(iso), int64(len(iso)))
 	if err != nil {
 		return plan, fmt.Errorf("uploading the cloud-init iso: %w", err)
 	}
@@ -279,7 +274,7 @@ func (r *sandboxResource) cleanup(ctx context.Context, ref pve.VMRef, isoStorage
 	vmErr := c.Destroy(ctx, ref)
 	var isoErr error
 	if isoStorage != "" {
-		isoErr = deleteISO(ctx, c, ref.Node, isoVolume(isoStorage, ref.VMID))
+		isoErr = deleteISO(ctx, c, ref.Node, volume.SeedISOVolid(isoStorage, ref.VMID))
 	}
 	return errors.Join(vmErr, isoErr)
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/lease"
+	"github.com/agentlab/terraform-provider-agentlab/internal/volume"
 	"github.com/agentlab/terraform-provider-agentlab/internal/pve"
 )
 
@@ -45,17 +46,17 @@ func (r *sandboxResource) Delete(ctx context.Context, req resource.DeleteRequest
 	case pve.IsNotFound(err):
 		// Gone already (e.g. reaped); no other VM has this VMID, so its ISO
 		// name is free to clean up.
-		if err := deleteISO(ctx, c, ref.Node, isoVolume(isoStorage, ref.VMID)); err != nil {
+		if err := deleteISO(ctx, c, ref.Node, volume.SeedISOVolid(isoStorage, ref.VMID)); err != nil {
 			resp.Diagnostics.AddWarning("Cloud-init ISO left behind",
 				fmt.Sprintf("The sandbox's VM is gone, but deleting its ISO failed: %s. Delete %s by hand.",
-					err, isoVolume(isoStorage, ref.VMID)))
+					err, volume.SeedISOVolid(isoStorage, ref.VMID)))
 		}
 		return
 	case err != nil:
 		resp.Diagnostics.AddError("Cannot read the sandbox", fmt.Sprintf("Reading VM %s failed: %s.", ref, err))
 		return
 	}
-	if d, ok := cfg.Drive(isoDrive); ok && d.Storage != "" && d.Volume == isoVolume(d.Storage, ref.VMID) {
+	if d, ok := cfg.Drive(isoDrive); ok && d.Storage != "" && d.Volume == volume.SeedISOVolid(d.Storage, ref.VMID) {
 		isoStorage = d.Storage
 	}
 	if !lease.Owned(cfg.Tags()) {
@@ -78,10 +79,10 @@ func (r *sandboxResource) Delete(ctx context.Context, req resource.DeleteRequest
 			fmt.Sprintf("Destroying VM %s failed: %s. Run terraform destroy again.", ref, err))
 		return
 	}
-	if err := deleteISO(ctx, c, ref.Node, isoVolume(isoStorage, ref.VMID)); err != nil {
+	if err := deleteISO(ctx, c, ref.Node, volume.SeedISOVolid(isoStorage, ref.VMID)); err != nil {
 		resp.Diagnostics.AddError("Deleting the cloud-init ISO failed",
 			fmt.Sprintf("VM %s is destroyed, but deleting its ISO %s failed: %s. Run terraform destroy again, or "+
-				"delete the ISO by hand.", ref, isoVolume(isoStorage, ref.VMID), err))
+				"delete the ISO by hand.", ref, volume.SeedISOVolid(isoStorage, ref.VMID), err))
 	}
 }
 

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/lease"
+	"github.com/agentlab/terraform-provider-agentlab/internal/volume"
 	"github.com/agentlab/terraform-provider-agentlab/internal/pve"
 )
 
@@ -167,7 +166,7 @@ func (r *sandboxResource) cloneOrigin(ctx context.Context, ref pve.VMRef, cfg pv
 	if !ok || d.Storage == "" {
 		return cloneOrigin{}
 	}
-	if id, ok := baseVolumeOwner(d.Volume); ok {
+	if id, ok := volume.Base(d.Volume); ok {
 		return cloneOrigin{Known: true, Linked: true, TemplateVMID: id}
 	}
 	vols, err := r.data.client.StorageContent(ctx, ref.Node, d.Storage, "images", ref.VMID)
@@ -178,7 +177,7 @@ func (r *sandboxResource) cloneOrigin(ctx context.Context, ref pve.VMRef, cfg pv
 		if v.VolID != d.Volume {
 			continue
 		}
-		if id, ok := baseVolumeOwner(v.Parent); ok {
+		if id, ok := volume.Base(v.Parent); ok {
 			return cloneOrigin{Known: true, Linked: true, TemplateVMID: id}
 		}
 	}
@@ -220,7 +219,7 @@ func applyObservation(m *sandboxModel, obs observation, importing bool) diag.Dia
 		m.Firewall = types.BoolValue(nic.Firewall)
 	}
 	m.Tags = stringSet(lease.UserTags(cfg.Tags()))
-	if d, ok := cfg.Drive(isoDrive); ok && d.Storage != "" && strings.HasSuffix(d.Volume, isoFileName(ref.VMID)) {
+	if d, ok := cfg.Drive(isoDrive); ok && d.Storage != "" && strings.HasSuffix(d.Volume, volume.SeedISOName(ref.VMID)) {
 		m.ISOStorage = types.StringValue(d.Storage)
 	}
 	if importing {
@@ -344,20 +343,6 @@ func (r *sandboxResource) configured(diags *diag.Diagnostics) bool {
 		"The agentlab provider was not configured before the sandbox was used. This happens when the provider's "+
 			"settings depend on values unknown at plan time; set them to known values.")
 	return false
-}
-
-// reBaseVolume finds a template's base volume in a volid or volume name,
-// e.g. "base-9000-disk-0".
-var reBaseVolume = regexp.MustCompile(`(?:^|[:/])base-(\d+)-disk-\d+`)
-
-// baseVolumeOwner returns the VMID of the template whose base volume s names.
-func baseVolumeOwner(s string) (int, bool) {
-	m := reBaseVolume.FindStringSubmatch(s)
-	if m == nil {
-		return 0, false
-	}
-	id, err := strconv.Atoi(m[1])
-	return id, err == nil
 }
 
 // stringList converts strings to a Terraform list (empty, not null, for none).

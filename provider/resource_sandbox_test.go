@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/lease"
+	"github.com/agentlab/terraform-provider-agentlab/internal/volume"
 	"github.com/agentlab/terraform-provider-agentlab/internal/pve"
 )
 
@@ -89,11 +90,11 @@ resource "agentlab_sandbox" "test" {
 						return fmt.Errorf("name, cores, agent = %q, %d, %q", cfg.Name(), cfg.Int("cores"), cfg.Value("agent"))
 					}
 					d, ok := cfg.Drive(isoDrive)
-					if !ok || d.Volume != isoVolume("local", vmid) || !d.CDROM() {
+					if !ok || d.Volume != volume.SeedISOVolid("local", vmid) || !d.CDROM() {
 						return fmt.Errorf("%s = %+v; want the cloud-init ISO as a CD-ROM", isoDrive, d)
 					}
-					if isos := e.isos(t); len(isos) != 1 || isos[0] != isoVolume("local", vmid) {
-						return fmt.Errorf("ISOs = %v; want only %s", isos, isoVolume("local", vmid))
+					if isos := e.isos(t); len(isos) != 1 || isos[0] != volume.SeedISOVolid("local", vmid) {
+						return fmt.Errorf("ISOs = %v; want only %s", isos, volume.SeedISOVolid("local", vmid))
 					}
 					return checkHeartbeat(e, vmid, md)
 				},
@@ -530,7 +531,7 @@ resource "agentlab_sandbox" "gone" {
 					if err := e.api.Destroy(context.Background(), ref); err != nil {
 						t.Fatalf("destroy outside Terraform: %v", err)
 					}
-					if err := e.api.DeleteVolume(context.Background(), "pve", isoVolume("local", first)); err != nil {
+					if err := e.api.DeleteVolume(context.Background(), "pve", volume.SeedISOVolid("local", first)); err != nil {
 						t.Fatalf("delete ISO outside Terraform: %v", err)
 					}
 				},
@@ -824,7 +825,7 @@ resource "agentlab_sandbox" "hw" {
 // token for the reaper's default guest listener, and that the VM's metadata
 // keeps its sha256.
 func checkHeartbeat(e *accEnv, vmid int, md lease.Metadata) error {
-	iso, ok := e.sim.Server.Volume("local", "iso/"+isoFileName(vmid))
+	iso, ok := e.sim.Server.Volume("local", "iso/"+volume.SeedISOName(vmid))
 	if !ok {
 		return fmt.Errorf("no cloud-init ISO for VM %d", vmid)
 	}

@@ -35,6 +35,11 @@ var (
 	ErrShrink = errors.New("shrinking disks is not supported")
 	// ErrInvalidConfig: the Config given to New is invalid.
 	ErrInvalidConfig = errors.New("invalid proxmox ve client configuration")
+	// ErrLocked: the guest's config carries a lock ("VM is locked (clone)"),
+	// left by a running or an interrupted operation. An API token cannot
+	// override it (skiplock is root-only); a running operation clears it,
+	// an interrupted one needs `qm unlock VMID` on the node.
+	ErrLocked = errors.New("vm is locked")
 )
 
 // APIError is an error answer from the PVE API.
@@ -73,7 +78,7 @@ func (e *APIError) Error() string {
 }
 
 // Is makes errors.Is(err, ErrUnauthorized), ErrForbidden, ErrNotFound,
-// ErrVMIDInUse and ErrShrink work on API errors.
+// ErrVMIDInUse, ErrShrink and ErrLocked work on API errors.
 func (e *APIError) Is(target error) bool {
 	switch target {
 	case ErrUnauthorized:
@@ -86,6 +91,8 @@ func (e *APIError) Is(target error) bool {
 		return alreadyExists(e)
 	case ErrShrink:
 		return strings.Contains(e.Message, "shrinking disks is not supported")
+	case ErrLocked:
+		return lockedText(e.text())
 	}
 	return false
 }
@@ -119,8 +126,8 @@ func (e *TaskError) Error() string {
 	return fmt.Sprintf("pve task %s %s on %s failed: %s", e.Type, e.ID, e.Node, e.ExitStatus)
 }
 
-// Is makes errors.Is(err, ErrNotFound), ErrVMIDInUse and ErrShrink work on
-// task errors.
+// Is makes errors.Is(err, ErrNotFound), ErrVMIDInUse, ErrShrink and
+// ErrLocked work on task errors.
 func (e *TaskError) Is(target error) bool {
 	switch target {
 	case ErrNotFound:
@@ -129,6 +136,8 @@ func (e *TaskError) Is(target error) bool {
 		return alreadyExistsText(e.ExitStatus)
 	case ErrShrink:
 		return strings.Contains(e.ExitStatus, "shrinking disks is not supported")
+	case ErrLocked:
+		return lockedText(e.ExitStatus)
 	}
 	return false
 }
@@ -194,6 +203,12 @@ func alreadyExistsText(s string) bool {
 	s = strings.ToLower(s)
 	return strings.Contains(s, "config file already exists") ||
 		(strings.Contains(s, "vm ") && strings.Contains(s, "already exists"))
+}
+
+// lockedText matches qemu-server's refusal of a locked guest, "VM is locked
+// (clone)"; not a config-file flock timeout ("can't lock file").
+func lockedText(s string) bool {
+	return strings.Contains(strings.ToLower(s), "vm is locked")
 }
 
 func alreadyExists(err error) bool {
