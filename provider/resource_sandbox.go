@@ -314,7 +314,9 @@ func (r *sandboxResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 				Computed: true,
 			},
 			"status": schema.StringAttribute{
-				MarkdownDescription: "The VM's power state as Proxmox VE reports it: `running` or `stopped`.",
+				MarkdownDescription: "The VM's power state as Proxmox VE reports it: `running` or `stopped`. " +
+					"A sandbox whose creation failed half-way is `unknown`, or `clone-unfinished` when Proxmox VE " +
+					"did not finish its clone; such a sandbox is tainted and the next apply destroys it.",
 				Computed:            true,
 				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 			},

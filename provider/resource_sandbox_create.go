@@ -121,12 +121,17 @@ func (r *sandboxResource) Create(ctx context.Context, req resource.CreateRequest
 	ref, err := c.Clone(ctx, cloneReq)
 	if err != nil {
 		if !ref.IsZero() {
-			// The clone may exist although the call failed.
+			// The clone may exist although the call failed: until the VM is
+			// proved gone, its VMID stays in state.
 			if cerr := r.cleanup(ctx, ref, plan.ISOStorage.ValueString()); cerr != nil {
-				r.saveTainted(ctx, resp, plan, ref, meta)
+				r.saveTainted(ctx, resp, plan, ref, meta, true)
+				hint := ""
+				if errors.Is(cerr, pve.ErrLocked) {
+					hint = "\n\n" + unlockHint(ref, "")
+				}
 				resp.Diagnostics.AddError("Cloning failed and the clone could not be removed",
 					fmt.Sprintf("Cloning template %d failed: %s.\n\nRemoving the possibly half-made VM %s failed too: %s. "+
-						"It is saved in state as tainted, so the next apply destroys it.", tmplID, err, ref, cerr))
+						"It is saved in state as tainted, so the next apply destroys it.%s", tmplID, err, ref, cerr, hint))
 				return
 			}
 		}
@@ -138,7 +143,7 @@ func (r *sandboxResource) Create(ctx context.Context, req resource.CreateRequest
 	state, err := r.provision(ctx, ref, plan, meta, heartbeatToken)
 	if err != nil {
 		if cerr := r.cleanup(ctx, ref, plan.ISOStorage.ValueString()); cerr != nil {
-			r.saveTainted(ctx, resp, plan, ref, meta)
+			r.saveTainted(ctx, resp, plan, ref, meta, false)
 			resp.Diagnostics.AddError("Creating the sandbox failed and it could not be removed",
 				fmt.Sprintf("Setting up VM %s failed: %s.\n\nRemoving it failed too: %s. It is saved in state as "+
 					"tainted, so the next apply destroys it (or run terraform destroy).", ref, err, cerr))
@@ -281,8 +286,10 @@ func (r *sandboxResource) cleanup(ctx context.Context, ref pve.VMRef, isoStorage
 
 // saveTainted records a half-made sandbox in state: Terraform marks a
 // resource whose create failed with a state as tainted, and destroys it on
-// the next apply. Unknown values become null.
-func (r *sandboxResource) saveTainted(ctx context.Context, resp *resource.CreateResponse, plan sandboxModel, ref pve.VMRef, meta lease.Metadata) {
+// the next apply. Unknown values become null. cloneInFlight records that the
+// clone itself failed, so the VM may be the clone's placeholder (see
+// identify).
+func (r *sandboxResource) saveTainted(ctx context.Context, resp *resource.CreateResponse, plan sandboxModel, ref pve.VMRef, meta lease.Metadata, cloneInFlight bool) {
 	s := plan
 	s.ID = types.StringValue(sandboxID(ref.Node, int64(ref.VMID)))
 	s.VMID = types.Int64Value(int64(ref.VMID))
@@ -298,9 +305,15 @@ func (r *sandboxResource) saveTainted(ctx context.Context, resp *resource.Create
 	}
 	s.IPAddress = types.StringNull()
 	s.Status = types.StringValue("unknown")
+	if cloneInFlight {
+		s.Status = types.StringValue(statusCloneUnfinished)
+	}
 	s.LeaseExpiresAt = types.StringValue(meta.ExpiresAt.UTC().Format(time.RFC3339))
 	resp.Diagnostics.Append(resp.State.Set(ctx, &s)...)
 	resp.Diagnostics.Append(setPrivateMeta(ctx, resp.Private, meta)...)
+	if cloneInFlight {
+		resp.Diagnostics.Append(resp.Private.SetKey(ctx, privateCloneInFlight, []byte(`true`))...)
+	}
 }
 
 // newHeartbeatToken returns a random heartbeat token and its hex sha256, the

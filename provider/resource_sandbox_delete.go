@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -14,8 +15,9 @@ import (
 
 // Delete destroys the sandbox's VM (stopping it first, purging its disks) and
 // removes its cloud-init ISO. A VM that is already gone is success; a VM at
-// the same VMID that is not this sandbox (no agentlab tag, or another
-// sandbox's metadata) is left alone.
+// the same VMID that is not this sandbox (see identify) is left alone. The
+// placeholder of a clone that never finished is destroyed like the sandbox;
+// when its lock forbids that, the error says how to remove the lock.
 func (r *sandboxResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
 	if !r.configured(&resp.Diagnostics) {
 		return
@@ -59,22 +61,32 @@ func (r *sandboxResource) Delete(ctx context.Context, req resource.DeleteRequest
 	if d, ok := cfg.Drive(isoDrive); ok && d.Storage != "" && d.Volume == volume.SeedISOVolid(d.Storage, ref.VMID) {
 		isoStorage = d.Storage
 	}
-	if !lease.Owned(cfg.Tags()) {
-		resp.Diagnostics.AddWarning("Sandbox already gone",
-			fmt.Sprintf("VM %s no longer carries the %q tag: the sandbox was deleted outside Terraform and its "+
-				"VMID reused. The other VM is left alone.", ref, lease.TagOwned))
-		return
-	}
 	priv, diags := privateMeta(ctx, req.Private)
 	resp.Diagnostics.Append(diags...)
-	if m, err := lease.Decode(cfg.Description()); err == nil && priv != nil && m.Nonce != priv.Nonce {
-		resp.Diagnostics.AddWarning("Sandbox already gone",
-			fmt.Sprintf("VM %s is another sandbox now (its VMID was reused after this one was deleted). "+
-				"It is left alone.", ref))
+	inFlight, diags := cloneInFlight(ctx, req.Private)
+	resp.Diagnostics.Append(diags...)
+	// Terraform drops the private state when it replaces a tainted resource;
+	// the status in the prior state still tells.
+	inFlight = inFlight || state.Status.ValueString() == statusCloneUnfinished
+	if identify(cfg, priv, inFlight) == vmOther {
+		if !lease.Owned(cfg.Tags()) {
+			resp.Diagnostics.AddWarning("Sandbox already gone",
+				fmt.Sprintf("VM %s no longer carries the %q tag: the sandbox was deleted outside Terraform and its "+
+					"VMID reused. The other VM is left alone.", ref, lease.TagOwned))
+		} else {
+			resp.Diagnostics.AddWarning("Sandbox already gone",
+				fmt.Sprintf("VM %s is another sandbox now (its VMID was reused after this one was deleted). "+
+					"It is left alone.", ref))
+		}
 		return
 	}
 
 	if err := c.Destroy(ctx, ref); err != nil {
+		if errors.Is(err, pve.ErrLocked) {
+			resp.Diagnostics.AddError("The sandbox's VM is locked",
+				fmt.Sprintf("Destroying VM %s failed: %s.\n\n%s", ref, err, unlockHint(ref, cfg.Lock())))
+			return
+		}
 		resp.Diagnostics.AddError("Destroying the sandbox failed",
 			fmt.Sprintf("Destroying VM %s failed: %s. Run terraform destroy again.", ref, err))
 		return

@@ -18,6 +18,11 @@ const (
 	// privateImported marks a state that comes from terraform import and
 	// has not been read yet.
 	privateImported = "imported"
+	// privateCloneInFlight marks a sandbox whose clone failed without proof
+	// of its outcome (Proxmox VE died or the answer was lost): the VM at its
+	// VMID may be the clone's placeholder, which is this sandbox's to
+	// destroy. Cleared once a read finds the sandbox's own metadata.
+	privateCloneInFlight = "clone_in_flight"
 )
 
 // privateGetter reads private state; the framework's request types provide it.
@@ -65,4 +70,14 @@ func setPrivateMeta(ctx context.Context, p privateSetter, m lease.Metadata) diag
 		return diags
 	}
 	return p.SetKey(ctx, privateMetadata, b)
+}
+
+// cloneInFlight reports whether the sandbox's private state says its clone
+// may not have finished.
+func cloneInFlight(ctx context.Context, p privateGetter) (bool, diag.Diagnostics) {
+	if p == nil {
+		return false, nil
+	}
+	b, diags := p.GetKey(ctx, privateCloneInFlight)
+	return len(b) > 0, diags
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/lease"
 	"github.com/agentlab/terraform-provider-agentlab/internal/volume"
@@ -78,6 +79,9 @@ func (r *sandboxResource) Read(ctx context.Context, req resource.ReadRequest, re
 		return
 	case pve.IsNotFound(err):
 		// Deleted outside Terraform, e.g. by the reaper once its lease ended.
+		// No VM has this VMID now, so the seed ISO by its name is this
+		// sandbox's: it holds the heartbeat token, so it goes too.
+		r.forgetGone(ctx, ref, state)
 		resp.State.RemoveResource(ctx)
 		return
 	case err != nil:
@@ -85,26 +89,40 @@ func (r *sandboxResource) Read(ctx context.Context, req resource.ReadRequest, re
 			fmt.Sprintf("Reading VM %s from Proxmox VE failed: %s.", ref, err))
 		return
 	}
-	if !lease.Owned(obs.Config.Tags()) {
-		if importing {
-			resp.Diagnostics.AddError("Not an AgentLab sandbox",
-				fmt.Sprintf("VM %s (%q) has no %q tag, so AgentLab does not manage it and will not import it. "+
-					"Only VMs created by AgentLab can be imported; to bring an existing VM under AgentLab, "+
-					"clone it into a template and create a sandbox from that.", ref, obs.Config.Name(), lease.TagOwned))
-			return
-		}
-		resp.Diagnostics.AddWarning("Sandbox replaced outside Terraform",
-			fmt.Sprintf("VM %s no longer carries the %q tag: the sandbox was deleted and its VMID reused by "+
-				"another VM (%q). The sandbox is removed from state and the next apply creates a new one; "+
-				"the other VM is left alone.", ref, lease.TagOwned, obs.Config.Name()))
-		resp.State.RemoveResource(ctx)
+	if importing && !lease.Owned(obs.Config.Tags()) {
+		resp.Diagnostics.AddError("Not an AgentLab sandbox",
+			fmt.Sprintf("VM %s (%q) has no %q tag, so AgentLab does not manage it and will not import it. "+
+				"Only VMs created by AgentLab can be imported; to bring an existing VM under AgentLab, "+
+				"clone it into a template and create a sandbox from that.", ref, obs.Config.Name(), lease.TagOwned))
 		return
 	}
-	if priv, _ := privateMeta(ctx, req.Private); priv != nil && obs.Meta != nil && priv.Nonce != obs.Meta.Nonce {
-		resp.Diagnostics.AddWarning("Sandbox replaced outside Terraform",
-			fmt.Sprintf("VM %s is another sandbox now (its VMID was reused after this one was deleted). This "+
-				"sandbox is removed from state and the next apply creates a new one; the other is left alone.", ref))
+	priv, diags := privateMeta(ctx, req.Private)
+	resp.Diagnostics.Append(diags...)
+	inFlight, diags := cloneInFlight(ctx, req.Private)
+	resp.Diagnostics.Append(diags...)
+	inFlight = inFlight || state.Status.ValueString() == statusCloneUnfinished
+	switch identify(obs.Config, priv, inFlight) {
+	case vmOther:
+		if !lease.Owned(obs.Config.Tags()) {
+			resp.Diagnostics.AddWarning("Sandbox replaced outside Terraform",
+				fmt.Sprintf("VM %s no longer carries the %q tag: the sandbox was deleted and its VMID reused by "+
+					"another VM (%q). The sandbox is removed from state and the next apply creates a new one; "+
+					"the other VM is left alone.", ref, lease.TagOwned, obs.Config.Name()))
+		} else {
+			resp.Diagnostics.AddWarning("Sandbox replaced outside Terraform",
+				fmt.Sprintf("VM %s is another sandbox now (its VMID was reused after this one was deleted). This "+
+					"sandbox is removed from state and the next apply creates a new one; the other is left alone.", ref))
+		}
 		resp.State.RemoveResource(ctx)
+		return
+	case vmPlaceholder:
+		// The clone never finished: the state keeps the VMID, so the next
+		// apply or destroy removes the placeholder.
+		state.Status = types.StringValue(statusCloneUnfinished)
+		resp.Diagnostics.AddWarning("Sandbox clone never finished",
+			fmt.Sprintf("VM %s is the placeholder of this sandbox's clone, which did not finish (lock %q, no "+
+				"metadata). It stays in state so that the next apply or destroy removes it.", ref, obs.Config.Lock()))
+		resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
 		return
 	}
 	if obs.Config.Template() {
@@ -117,10 +135,32 @@ func (r *sandboxResource) Read(ctx context.Context, req resource.ReadRequest, re
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
 	if obs.Meta != nil {
 		resp.Diagnostics.Append(setPrivateMeta(ctx, resp.Private, *obs.Meta)...)
+		if inFlight {
+			// The sandbox's own metadata proves the clone finished.
+			resp.Diagnostics.Append(resp.Private.SetKey(ctx, privateCloneInFlight, nil)...)
+		}
 	}
 	if importing {
 		resp.Diagnostics.Append(resp.Private.SetKey(ctx, privateImported, nil)...)
 	}
+}
+
+// forgetGone removes the seed ISO of a sandbox whose VM is gone, best effort:
+// a failure is logged, and the sandbox leaves the state either way (the
+// reaper lists an ISO whose VM is gone as an orphan).
+func (r *sandboxResource) forgetGone(ctx context.Context, ref pve.VMRef, state sandboxModel) {
+	storage := state.ISOStorage.ValueString()
+	if storage == "" {
+		storage = defaultISOStorage
+	}
+	volid := volume.SeedISOVolid(storage, ref.VMID)
+	if err := deleteISO(ctx, r.data.client, ref.Node, volid); err != nil {
+		tflog.Warn(ctx, "sandbox VM is gone; deleting its seed ISO failed", map[string]any{
+			"vm": ref.String(), "volid": volid, "error": err.Error(),
+		})
+		return
+	}
+	tflog.Info(ctx, "sandbox VM is gone; its seed ISO is deleted", map[string]any{"vm": ref.String(), "volid": volid})
 }
 
 // observe reads the sandbox's config and status, its IP when wantIP is set
