@@ -317,8 +317,8 @@ func (r *sandboxResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 				MarkdownDescription: "The VM's power state as Proxmox VE reports it: `running` or `stopped`. " +
 					"A sandbox whose creation failed half-way is `unknown`, or `clone-unfinished` when Proxmox VE " +
 					"did not finish its clone; such a sandbox is tainted and the next apply destroys it.",
-				Computed:            true,
-				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+				Computed:      true,
+				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 			},
 		},
 		Blocks: map[string]schema.Block{

@@ -17,10 +17,10 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/cloudinit"
-	"github.com/agentlab/terraform-provider-agentlab/internal/volume"
 	"github.com/agentlab/terraform-provider-agentlab/internal/lease"
 	"github.com/agentlab/terraform-provider-agentlab/internal/profile"
 	"github.com/agentlab/terraform-provider-agentlab/internal/pve"
+	"github.com/agentlab/terraform-provider-agentlab/internal/volume"
 )
 
 // cleanupTimeout bounds the removal of a half-made sandbox. It runs on a

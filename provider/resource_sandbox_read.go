@@ -14,8 +14,8 @@ import (
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/lease"
-	"github.com/agentlab/terraform-provider-agentlab/internal/volume"
 	"github.com/agentlab/terraform-provider-agentlab/internal/pve"
+	"github.com/agentlab/terraform-provider-agentlab/internal/volume"
 )
 
 // observation is what the provider reads back from Proxmox VE about one

@@ -20,8 +20,8 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/lease"
-	"github.com/agentlab/terraform-provider-agentlab/internal/volume"
 	"github.com/agentlab/terraform-provider-agentlab/internal/pve"
+	"github.com/agentlab/terraform-provider-agentlab/internal/volume"
 )
 
 const testKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHk2cGv0fSJ3nF1sJm8hXW7q1l3uCz4bZ4YJ5n5q8mWc test@agentlab"
