@@ -97,6 +97,14 @@ func (p *agentlabProvider) Schema(_ context.Context, _ provider.SchemaRequest, r
 					defaultReaperGuestURL + "` (the reaper's default `guest.listen`).",
 				Optional: true,
 			},
+			"max_ttl": schema.StringAttribute{
+				MarkdownDescription: "The operator's ceiling on sandbox leases, as a Go duration such as `\"24h\"`: " +
+					"the `max_ttl` of every sandbox that sets none, and the longest `ttl` or `max_ttl` a sandbox " +
+					"may set (a longer one is refused at plan time). Defaults to the `" + envMaxTTL + "` environment " +
+					"variable, else `\"168h\"`, the reaper's default `policy.max_lease`, which caps every lease " +
+					"whatever this setting says.",
+				Optional: true,
+			},
 			"reaper_token": schema.StringAttribute{
 				MarkdownDescription: "The bearer token for the reaper's control API. Defaults to the `" +
 					envReaperToken + "` environment variable. Accepted now and used by later features.",

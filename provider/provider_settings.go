@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
@@ -23,7 +24,12 @@ const (
 	envReaperToken = "AGENTLAB_REAPER_TOKEN"
 
 	envReaperGuestURL = "AGENTLAB_REAPER_GUEST_URL"
+	envMaxTTL         = "AGENTLAB_MAX_TTL"
 )
+
+// defaultMaxTTL is the provider's max_ttl when neither the provider block nor
+// the environment sets one: the reaper's default policy.max_lease.
+const defaultMaxTTL = 168 * time.Hour
 
 // defaultReaperGuestURL is the reaper's default guest listener (guest.listen).
 const defaultReaperGuestURL = "http://10.77.0.1:8846"
@@ -43,6 +49,7 @@ type providerModel struct {
 	ReaperToken types.String `tfsdk:"reaper_token"`
 
 	ReaperGuestURL types.String `tfsdk:"reaper_guest_url"`
+	MaxTTL         types.String `tfsdk:"max_ttl"`
 }
 
 // providerSettings is the provider block resolved against the environment
@@ -60,6 +67,8 @@ type providerSettings struct {
 	ReaperToken string
 	// ReaperGuestURL is where sandboxes send heartbeats.
 	ReaperGuestURL string
+	// MaxTTL is the default and the ceiling of every sandbox's max_ttl.
+	MaxTTL time.Duration
 }
 
 // unknownProviderAttributes lists the attributes of m whose values are not
@@ -78,6 +87,7 @@ func unknownProviderAttributes(m providerModel) []string {
 		{"reaper_url", m.ReaperURL.IsUnknown()},
 		{"reaper_token", m.ReaperToken.IsUnknown()},
 		{"reaper_guest_url", m.ReaperGuestURL.IsUnknown()},
+		{"max_ttl", m.MaxTTL.IsUnknown()},
 	} {
 		if a.unknown {
 			names = append(names, a.name)
@@ -117,6 +127,18 @@ func resolveProviderSettings(m providerModel, getenv func(string) string) (provi
 			fmt.Sprintf("The reaper guest URL %q is not an http(s) URL with a host. Use the address sandboxes reach "+
 				"the reaper's guest listener at, such as %q, or unset reaper_guest_url and %s.",
 				s.ReaperGuestURL, defaultReaperGuestURL, envReaperGuestURL))
+	}
+
+	s.MaxTTL = defaultMaxTTL
+	if raw := strings.TrimSpace(pick(m.MaxTTL, envMaxTTL)); raw != "" {
+		d, err := time.ParseDuration(raw)
+		if err != nil || d < time.Minute {
+			diags.AddAttributeError(path.Root("max_ttl"), "Invalid max_ttl",
+				fmt.Sprintf("The provider's max_ttl %q (from the provider block or %s) must be a Go duration of at "+
+					"least a minute, such as \"24h\" or \"168h\".", raw, envMaxTTL))
+		} else {
+			s.MaxTTL = d
+		}
 	}
 
 	rawEndpoint := strings.TrimSpace(pick(m.Endpoint, envEndpoint))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/provider"
 	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
@@ -18,7 +19,7 @@ func TestResolveProviderSettings(t *testing.T) {
 	null := providerModel{
 		Endpoint: types.StringNull(), APIToken: types.StringNull(), Insecure: types.BoolNull(),
 		Node: types.StringNull(), ProfilesDir: types.StringNull(), ReaperURL: types.StringNull(),
-		ReaperToken: types.StringNull(), ReaperGuestURL: types.StringNull(),
+		ReaperToken: types.StringNull(), ReaperGuestURL: types.StringNull(), MaxTTL: types.StringNull(),
 	}
 	tests := []struct {
 		name    string
@@ -33,7 +34,7 @@ func TestResolveProviderSettings(t *testing.T) {
 				envInsecure: "true", envProfilesDir: "/etc/agentlab/profiles"},
 			want: providerSettings{Endpoint: "https://pve.example.com:8006/api2/json", APIToken: token,
 				TokenUser: "terraform@pve", Insecure: true, ProfilesDir: "/etc/agentlab/profiles",
-				ReaperGuestURL: defaultReaperGuestURL},
+				ReaperGuestURL: defaultReaperGuestURL, MaxTTL: defaultMaxTTL},
 		},
 		{
 			name: "block beats environment, endpoint with suffix",
@@ -45,15 +46,30 @@ func TestResolveProviderSettings(t *testing.T) {
 			},
 			env: map[string]string{envEndpoint: "https://b:8006", envInsecure: "true"},
 			want: providerSettings{Endpoint: "https://a:8006/api2/json", APIToken: token, TokenUser: "terraform@pve",
-				Node: "pve2", ProfilesDir: defaultProfilesDir, ReaperGuestURL: defaultReaperGuestURL},
+				Node: "pve2", ProfilesDir: defaultProfilesDir, ReaperGuestURL: defaultReaperGuestURL, MaxTTL: defaultMaxTTL},
 		},
 		{
 			name: "reaper guest url from the environment",
 			env: map[string]string{envEndpoint: "https://x:8006", envAPIToken: token,
 				envReaperGuestURL: "http://192.0.2.1:8846"},
 			want: providerSettings{Endpoint: "https://x:8006/api2/json", APIToken: token, TokenUser: "terraform@pve",
-				ProfilesDir: defaultProfilesDir, ReaperGuestURL: "http://192.0.2.1:8846"},
+				ProfilesDir: defaultProfilesDir, ReaperGuestURL: "http://192.0.2.1:8846", MaxTTL: defaultMaxTTL},
 		},
+		{
+			name: "max_ttl from the environment",
+			env:  map[string]string{envEndpoint: "https://x:8006", envAPIToken: token, envMaxTTL: "24h"},
+			want: providerSettings{Endpoint: "https://x:8006/api2/json", APIToken: token, TokenUser: "terraform@pve",
+				ProfilesDir: defaultProfilesDir, ReaperGuestURL: defaultReaperGuestURL, MaxTTL: 24 * time.Hour},
+		},
+		{
+			name:  "max_ttl block beats environment",
+			model: func(m *providerModel) { m.MaxTTL = types.StringValue("2h") },
+			env:   map[string]string{envEndpoint: "https://x:8006", envAPIToken: token, envMaxTTL: "24h"},
+			want: providerSettings{Endpoint: "https://x:8006/api2/json", APIToken: token, TokenUser: "terraform@pve",
+				ProfilesDir: defaultProfilesDir, ReaperGuestURL: defaultReaperGuestURL, MaxTTL: 2 * time.Hour},
+		},
+		{name: "bad max_ttl", env: map[string]string{envEndpoint: "https://x:8006", envAPIToken: token, envMaxTTL: "a week"}, wantErr: "Invalid max_ttl"},
+		{name: "max_ttl under a minute", env: map[string]string{envEndpoint: "https://x:8006", envAPIToken: token, envMaxTTL: "30s"}, wantErr: "Invalid max_ttl"},
 		{name: "missing endpoint", env: map[string]string{envAPIToken: token}, wantErr: "Missing Proxmox VE endpoint"},
 		{name: "bad endpoint scheme", env: map[string]string{envEndpoint: "ftp://x", envAPIToken: token}, wantErr: "Invalid Proxmox VE endpoint"},
 		{name: "missing token", env: map[string]string{envEndpoint: "https://x:8006"}, wantErr: "Missing Proxmox VE API token"},

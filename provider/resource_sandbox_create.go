@@ -81,7 +81,7 @@ func (r *sandboxResource) Create(ctx context.Context, req resource.CreateRequest
 	}
 	l, err := lease.New(r.data.clock.Now(), ttl, maxTTL, lease.Action(plan.OnExpiry.ValueString()))
 	if err != nil {
-		resp.Diagnostics.AddAttributeError(path.Root("ttl"), "Invalid lease", leaseErrorText(err)+".")
+		resp.Diagnostics.Append(leaseDiagnostic(err))
 		return
 	}
 	// The heartbeat token reaches only the guest; the VM keeps its sha256.

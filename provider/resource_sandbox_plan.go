@@ -39,6 +39,10 @@ type planInput struct {
 	Now time.Time
 	// Lease is the lease the sandbox has now; nil when not known.
 	Lease *lease.Lease
+	// MaxTTLCeiling is the provider's max_ttl: the default of a sandbox's
+	// max_ttl and the longest ttl or max_ttl a sandbox may ask for. Zero
+	// when the provider is not configured yet.
+	MaxTTLCeiling time.Duration
 }
 
 // planOutput is the planned sandbox and the attributes whose change forces a
@@ -75,6 +79,7 @@ func (r *sandboxResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 		in.DefaultNode = r.data.settings.Node
 		in.DefaultOwner = r.data.settings.TokenUser
 		in.Now = r.data.clock.Now()
+		in.MaxTTLCeiling = r.data.settings.MaxTTL
 	}
 
 	switch {
@@ -206,7 +211,11 @@ func planSandbox(in planInput) (planOutput, diag.Diagnostics) {
 		p.SSHAuthorizedKeys = types.ListValueMust(types.StringType, nil)
 	}
 	p.TTL = pick(c.TTL, profString(profTTL), types.StringValue(defaultTTL))
-	p.MaxTTL = pick(c.MaxTTL, nil, types.StringNull())
+	maxTTLDefault := types.StringUnknown()
+	if in.MaxTTLCeiling > 0 {
+		maxTTLDefault = types.StringValue(formatDuration(in.MaxTTLCeiling))
+	}
+	p.MaxTTL = pick(c.MaxTTL, nil, maxTTLDefault)
 	p.OnExpiry = pick(c.OnExpiry, nil, types.StringValue(defaultOnExpiry))
 	p.RenewOnApply = pick(c.RenewOnApply, profBool(prof.Behavior.KeepaliveDefault), types.BoolValue(false))
 	p.RebootOnChange = pick(c.RebootOnChange, nil, types.BoolValue(false))
@@ -234,12 +243,22 @@ func planSandbox(in planInput) (planOutput, diag.Diagnostics) {
 	}
 	ttl, maxTTL, ttlOK := plannedTTLs(p, &diags)
 	if ttlOK {
-		if err := lease.ValidateTTL(ttl, maxTTL); err != nil {
-			at := "ttl"
-			if strings.HasPrefix(err.Error(), "max_ttl") {
-				at = "max_ttl"
-			}
-			diags.AddAttributeError(path.Root(at), "Invalid lease", leaseErrorText(err)+".")
+		// The operator's ceiling first: a sandbox without max_ttl has the
+		// provider's, and the error must say where that comes from.
+		ceiling := ceilingDiagnostics(ttl, maxTTL, in.MaxTTLCeiling)
+		diags.Append(ceiling...)
+		if err := lease.ValidateTTL(ttl, maxTTL); err != nil && !ceiling.HasError() {
+			diags.Append(leaseDiagnostic(err))
+		}
+	}
+	if known(p.Tags) {
+		var tags []string
+		diags.Append(p.Tags.ElementsAs(context.Background(), &tags, false)...)
+		if lease.Kept(tags) {
+			diags.AddAttributeWarning(path.Root("tags"), "agentlab-keep is the operator's choice",
+				fmt.Sprintf("The reaper honours a %q tag set outside its own keep command only when its config "+
+					"sets policy.user_keep: true (the default is false); otherwise it still enforces this "+
+					"sandbox's lease. An operator keeps a sandbox with: agentlab-reaper keep VMID.", lease.TagKeep))
 		}
 	}
 
@@ -362,12 +381,52 @@ func plannedTTLs(p sandboxModel, diags *diag.Diagnostics) (ttl, maxTTL time.Dura
 	return ttl, maxTTL, true
 }
 
-// leaseErrorText returns a lease error's message without its field prefix
-// and sentinel text, which the diagnostic's attribute path already says.
+// leaseDiagnostic is an error on the lease attribute err names (a
+// *lease.FieldError), else on ttl.
+func leaseDiagnostic(err error) diag.Diagnostic {
+	at := "ttl"
+	var fe *lease.FieldError
+	if errors.As(err, &fe) && (fe.Field == "ttl" || fe.Field == "max_ttl" || fe.Field == "on_expiry") {
+		at = fe.Field
+	}
+	return diag.NewAttributeErrorDiagnostic(path.Root(at), "Invalid lease", leaseErrorText(err)+".")
+}
+
+// ceilingDiagnostics refuses a ttl or max_ttl beyond the provider's max_ttl,
+// the operator's ceiling (zero: not known yet).
+func ceilingDiagnostics(ttl, maxTTL, ceiling time.Duration) diag.Diagnostics {
+	var diags diag.Diagnostics
+	if ceiling <= 0 {
+		return diags
+	}
+	fix := fmt.Sprintf("or raise the provider's max_ttl (or %s) if the operator allows longer leases; the "+
+		"reaper caps every lease at its policy.max_lease whatever the sandbox asks for", envMaxTTL)
+	if ttl > ceiling {
+		diags.AddAttributeError(path.Root("ttl"), "ttl beyond the provider's max_ttl",
+			fmt.Sprintf("ttl %s is longer than the provider's max_ttl %s. Lower ttl to at most %s, %s.",
+				formatDuration(ttl), formatDuration(ceiling), formatDuration(ceiling), fix))
+	}
+	if maxTTL > ceiling {
+		diags.AddAttributeError(path.Root("max_ttl"), "max_ttl beyond the provider's max_ttl",
+			fmt.Sprintf("max_ttl %s is longer than the provider's max_ttl %s. Lower max_ttl to at most %s (or "+
+				"remove it to get %s), %s.", formatDuration(maxTTL), formatDuration(ceiling), formatDuration(ceiling),
+				formatDuration(ceiling), fix))
+	}
+	return diags
+}
+
+// leaseErrorText returns a lease error's reason without its field, which the
+// diagnostic's attribute path already says.
 func leaseErrorText(err error) string {
-	msg := err.Error()
-	msg = strings.Replace(msg, lease.ErrInvalid.Error()+": ", "", 1)
-	return msg
+	var fe *lease.FieldError
+	if errors.As(err, &fe) {
+		return fe.Reason
+	}
+	var pe *lease.PastMaxTTLError
+	if errors.As(err, &pe) {
+		return pe.Error()
+	}
+	return err.Error()
 }
 
 // maxExpiryText formats the lease's cap.

@@ -33,7 +33,7 @@ func ptr[T any](v T) *T { return &v }
 // appliedState returns the state of a sandbox created from cfg with defaults.
 func appliedState(t *testing.T, cfg sandboxModel) sandboxModel {
 	t.Helper()
-	out, diags := planSandbox(planInput{Config: cfg, Proposed: cfg, DefaultOwner: "terraform@pve"})
+	out, diags := planSandbox(planInput{Config: cfg, Proposed: cfg, DefaultOwner: "terraform@pve", MaxTTLCeiling: defaultMaxTTL})
 	if diags.HasError() {
 		t.Fatalf("create plan: %v", diags)
 	}
@@ -90,8 +90,8 @@ func TestPlanSandboxCreateDefaultsAndProfile(t *testing.T) {
 				if !p.DiskSize.IsUnknown() {
 					t.Errorf("disk_size = %v; want unknown (the template's size)", p.DiskSize)
 				}
-				if !p.MaxTTL.IsNull() {
-					t.Errorf("max_ttl = %v; want null (no cap)", p.MaxTTL)
+				if got := p.MaxTTL.ValueString(); got != "168h" {
+					t.Errorf("max_ttl = %q; want the provider's max_ttl \"168h\"", got)
 				}
 				if got := p.Owner.ValueString(); got != "terraform@pve" {
 					t.Errorf("owner = %q; want the token user", got)
@@ -137,7 +137,7 @@ func TestPlanSandboxCreateDefaultsAndProfile(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out, diags := planSandbox(planInput{Config: cfg, Proposed: cfg, Profile: tt.profile, DefaultOwner: "terraform@pve"})
+			out, diags := planSandbox(planInput{Config: cfg, Proposed: cfg, Profile: tt.profile, DefaultOwner: "terraform@pve", MaxTTLCeiling: defaultMaxTTL})
 			if diags.HasError() {
 				t.Fatalf("planSandbox: %v", diags)
 			}
@@ -210,6 +210,27 @@ func TestPlanSandboxErrors(t *testing.T) {
 			wantMsg: "max_ttl",
 		},
 		{
+			name:    "ttl beyond the provider's max_ttl",
+			create:  true,
+			change:  func(m *sandboxModel) { m.TTL = types.StringValue("2562047h"); m.MaxTTL = types.StringNull() },
+			wantAt:  "ttl",
+			wantMsg: "Lower ttl to at most 168h",
+		},
+		{
+			name:    "max_ttl beyond the provider's max_ttl",
+			create:  true,
+			change:  func(m *sandboxModel) { m.MaxTTL = types.StringValue("200h") },
+			wantAt:  "max_ttl",
+			wantMsg: "Lower max_ttl to at most 168h",
+		},
+		{
+			name:    "negative max_ttl",
+			create:  true,
+			change:  func(m *sandboxModel) { m.MaxTTL = types.StringValue("-1h") },
+			wantAt:  "max_ttl",
+			wantMsg: "must be positive",
+		},
+		{
 			name:    "disk shrink",
 			change:  func(m *sandboxModel) { m.DiskSize = types.StringValue("10G") },
 			now:     created.Add(time.Minute),
@@ -241,7 +262,7 @@ func TestPlanSandboxErrors(t *testing.T) {
 			cfg := base
 			cfg.MaxTTL = types.StringValue("4h")
 			tt.change(&cfg)
-			in := planInput{Config: cfg, Proposed: cfg, DefaultOwner: "terraform@pve", Now: tt.now, Lease: &l}
+			in := planInput{Config: cfg, Proposed: cfg, DefaultOwner: "terraform@pve", Now: tt.now, Lease: &l, MaxTTLCeiling: defaultMaxTTL}
 			if !tt.create {
 				st := state
 				st.MaxTTL = types.StringValue("4h")
@@ -308,7 +329,7 @@ func TestPlanSandboxUpdate(t *testing.T) {
 			tt.change(&cfg)
 			st := state
 			out, diags := planSandbox(planInput{Config: cfg, Proposed: cfg, State: &st, DefaultOwner: "terraform@pve",
-				Now: created.Add(time.Minute), Lease: &l})
+				Now: created.Add(time.Minute), Lease: &l, MaxTTLCeiling: defaultMaxTTL})
 			if diags.HasError() {
 				t.Fatalf("planSandbox: %v", diags)
 			}
@@ -360,7 +381,7 @@ func TestPlanSandboxImportedNullsDoNotReplace(t *testing.T) {
 	state.TemplateVMID = types.Int64Null()
 	state.FullClone = types.BoolNull()
 	state.SSHAuthorizedKeys = types.ListNull(types.StringType)
-	out, diags := planSandbox(planInput{Config: base, Proposed: base, State: &state, DefaultOwner: "terraform@pve"})
+	out, diags := planSandbox(planInput{Config: base, Proposed: base, State: &state, DefaultOwner: "terraform@pve", MaxTTLCeiling: defaultMaxTTL})
 	if diags.HasError() {
 		t.Fatalf("planSandbox: %v", diags)
 	}
@@ -387,6 +408,29 @@ func TestFormatDuration(t *testing.T) {
 		back, err := time.ParseDuration(formatDuration(tt.in))
 		if err != nil || back != tt.in {
 			t.Errorf("ParseDuration(formatDuration(%s)) = %s, %v", tt.in, back, err)
+		}
+	}
+}
+
+func TestPlanSandboxKeepTagWarns(t *testing.T) {
+	for _, tags := range [][]string{{"team-a"}, {"agentlab-keep", "team-a"}} {
+		cfg := nullModel()
+		cfg.TemplateVMID = types.Int64Value(9000)
+		cfg.Tags = stringSet(tags)
+		_, diags := planSandbox(planInput{Config: cfg, Proposed: cfg, DefaultOwner: "terraform@pve", MaxTTLCeiling: defaultMaxTTL})
+		if diags.HasError() {
+			t.Fatalf("tags %v: %v", tags, diags)
+		}
+		warned := false
+		for _, d := range diags.Warnings() {
+			wd, ok := d.(interface{ Path() path.Path })
+			if ok && wd.Path().Equal(path.Root("tags")) && strings.Contains(d.Detail(), "policy.user_keep: true") &&
+				strings.Contains(d.Detail(), "agentlab-reaper keep VMID") {
+				warned = true
+			}
+		}
+		if want := hasTag(tags, "agentlab-keep"); warned != want {
+			t.Errorf("tags %v: warned = %v; want %v (diagnostics %v)", tags, warned, want, diags)
 		}
 	}
 }

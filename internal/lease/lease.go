@@ -29,6 +29,26 @@ const (
 // negative TTL. The message names the field.
 var ErrInvalid = errors.New("invalid lease")
 
+// FieldError is an invalid lease setting: Field names it as the metadata
+// block and the provider's attributes spell it ("ttl", "max_ttl",
+// "on_expiry", "expires_at"), Reason says what is wrong and, where it can,
+// how to fix it. errors.Is(err, ErrInvalid) is true for it.
+type FieldError struct {
+	Field  string
+	Reason string
+}
+
+// Error implements error: "<field>: invalid lease: <reason>".
+func (e *FieldError) Error() string { return e.Field + ": " + ErrInvalid.Error() + ": " + e.Reason }
+
+// Is makes errors.Is(err, ErrInvalid) true.
+func (e *FieldError) Is(target error) bool { return target == ErrInvalid }
+
+// invalid returns a *FieldError for field.
+func invalid(field, format string, args ...any) error {
+	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
 // ErrPastMaxTTL marks a renewal that would end the lease after its max_ttl cap.
 // The concrete error is a *PastMaxTTLError.
 var ErrPastMaxTTL = errors.New("lease would pass max_ttl")
@@ -42,7 +62,7 @@ func ParseAction(s string) (Action, error) {
 	case Stop:
 		return Stop, nil
 	}
-	return "", fmt.Errorf("on_expiry: %w: %q is neither %q nor %q", ErrInvalid, s, Destroy, Stop)
+	return "", invalid("on_expiry", "%q is neither %q nor %q", s, Destroy, Stop)
 }
 
 // Lease is the life span of one sandbox. All times are UTC with whole
@@ -65,13 +85,13 @@ type Lease struct {
 // a non-zero maxTTL. Errors name the offending field and wrap ErrInvalid.
 func ValidateTTL(ttl, maxTTL time.Duration) error {
 	if ttl <= 0 {
-		return fmt.Errorf("ttl: %w: must be positive, got %s", ErrInvalid, ttl)
+		return invalid("ttl", "must be positive, got %s", ttl)
 	}
 	if maxTTL < 0 {
-		return fmt.Errorf("max_ttl: %w: must be positive (or unset for no cap), got %s", ErrInvalid, maxTTL)
+		return invalid("max_ttl", "must be positive (or unset for no cap), got %s", maxTTL)
 	}
 	if maxTTL > 0 && ttl > maxTTL {
-		return fmt.Errorf("ttl: %w: %s exceeds max_ttl %s; lower ttl or raise max_ttl", ErrInvalid, ttl, maxTTL)
+		return invalid("ttl", "%s exceeds max_ttl %s; lower ttl or raise max_ttl", ttl, maxTTL)
 	}
 	return nil
 }
@@ -140,22 +160,22 @@ func (l Lease) Renew(now time.Time, ttl time.Duration) (Lease, error) {
 // MaxExpiry. Decode applies it to every metadata block it reads.
 func (l Lease) Validate() error {
 	if l.CreatedAt.IsZero() {
-		return fmt.Errorf("created_at: %w: missing", ErrInvalid)
+		return invalid("created_at", "missing")
 	}
 	if l.ExpiresAt.IsZero() {
-		return fmt.Errorf("expires_at: %w: missing", ErrInvalid)
+		return invalid("expires_at", "missing")
 	}
 	if err := ValidateTTL(l.TTL, l.MaxTTL); err != nil {
 		return err
 	}
 	if l.OnExpiry != Destroy && l.OnExpiry != Stop {
-		return fmt.Errorf("on_expiry: %w: %q is neither %q nor %q", ErrInvalid, l.OnExpiry, Destroy, Stop)
+		return invalid("on_expiry", "%q is neither %q nor %q", l.OnExpiry, Destroy, Stop)
 	}
 	if l.ExpiresAt.Before(l.CreatedAt) {
-		return fmt.Errorf("expires_at: %w: %s is before created_at %s", ErrInvalid, stamp(l.ExpiresAt), stamp(l.CreatedAt))
+		return invalid("expires_at", "%s is before created_at %s", stamp(l.ExpiresAt), stamp(l.CreatedAt))
 	}
 	if limit := l.MaxExpiry(); !limit.IsZero() && l.ExpiresAt.After(limit) {
-		return fmt.Errorf("expires_at: %w: %s is past created_at + max_ttl (%s)", ErrInvalid, stamp(l.ExpiresAt), stamp(limit))
+		return invalid("expires_at", "%s is past created_at + max_ttl (%s)", stamp(l.ExpiresAt), stamp(limit))
 	}
 	return nil
 }

@@ -35,8 +35,9 @@ func TestValidateTTL(t *testing.T) {
 			if !errors.Is(err, ErrInvalid) {
 				t.Fatalf("ValidateTTL(%s, %s) = %v; want ErrInvalid", tt.ttl, tt.max, err)
 			}
-			if !strings.HasPrefix(err.Error(), tt.wantField+":") {
-				t.Errorf("got error %q; want it to start with the field %q", err, tt.wantField)
+			var fe *FieldError
+			if !errors.As(err, &fe) || fe.Field != tt.wantField {
+				t.Errorf("got error %#v; want a *FieldError for %q", err, tt.wantField)
 			}
 		})
 	}

@@ -3,7 +3,6 @@ package lease
 import (
 	"crypto/rand"
 	"encoding/json"
-	"fmt"
 	"time"
 )
 
@@ -62,14 +61,14 @@ type wire struct {
 // version, a nonce and a consistent lease.
 func (m Metadata) Validate() error {
 	if m.Version < 1 {
-		return fmt.Errorf("version: %w: missing", ErrInvalid)
+		return invalid("version", "missing")
 	}
 	if m.Version > Version {
-		return fmt.Errorf("version: %w: %d is newer than this build understands (%d); upgrade the provider and the reaper",
-			ErrInvalid, m.Version, Version)
+		return invalid("version", "%d is newer than this build understands (%d); upgrade the provider and the reaper",
+			m.Version, Version)
 	}
 	if m.Nonce == "" {
-		return fmt.Errorf("nonce: %w: missing", ErrInvalid)
+		return invalid("nonce", "missing")
 	}
 	return m.Lease.Validate()
 }
@@ -141,7 +140,7 @@ func parseStamp(field, s string) (time.Time, error) {
 	}
 	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("%s: %w: want an RFC 3339 time, got %q", field, ErrInvalid, s)
+		return time.Time{}, invalid(field, "want an RFC 3339 time, got %q", s)
 	}
 	return t.UTC(), nil
 }
@@ -152,7 +151,7 @@ func parseDuration(field, s string) (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		return 0, fmt.Errorf("%s: %w: want a Go duration such as \"2h\", got %q", field, ErrInvalid, s)
+		return 0, invalid(field, "want a Go duration such as \"2h\", got %q", s)
 	}
 	return d, nil
 }
