@@ -102,6 +102,7 @@ func (d *sandboxesDataSource) Schema(_ context.Context, _ datasource.SchemaReque
 			},
 		},
 	}
+	refuseControlCharsInDataSource(resp.Schema.Attributes)
 }
 
 // Configure receives the provider's client.

@@ -113,6 +113,7 @@ func (p *agentlabProvider) Schema(_ context.Context, _ provider.SchemaRequest, r
 			},
 		},
 	}
+	refuseControlCharsInProvider(resp.Schema.Attributes)
 }
 
 // Resources lists the provider's managed resources.

@@ -237,7 +237,8 @@ func (r *sandboxResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 			"max_ttl": schema.StringAttribute{
 				MarkdownDescription: "The longest the sandbox may live, counted from its creation, as a Go " +
 					"duration such as `\"24h\"`. A creation or renewal that would end the lease later is " +
-					"refused at plan time. Defaults to no cap.",
+					"refused at plan time. Defaults to the provider's `max_ttl` (`\"168h\"` unless the operator " +
+					"sets another), which is also the longest `max_ttl` and `ttl` a sandbox may ask for.",
 				Optional:   true,
 				Computed:   true,
 				Validators: []validator.String{isDuration(time.Minute)},
@@ -287,9 +288,10 @@ func (r *sandboxResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 			},
 			"tags": schema.SetAttribute{
 				MarkdownDescription: "Extra Proxmox VE tags for the VM, lower-case. The provider always adds " +
-					"`agentlab` and `agentlab-exp-<unix>` itself, and they cannot be set here; add " +
-					"`agentlab-keep` to keep the reaper away. Defaults to none. " +
-					"Changed in place.",
+					"`agentlab` and `agentlab-exp-<unix>` itself, and they cannot be set here. `agentlab-keep` " +
+					"keeps the reaper away only if the operator allows it (the reaper's `policy.user_keep: true`; " +
+					"the default is no), so the plan warns when it is set; operators keep a sandbox with " +
+					"`agentlab-reaper keep VMID`. Defaults to none. Changed in place.",
 				ElementType: types.StringType,
 				Optional:    true,
 				Computed:    true,
@@ -325,6 +327,7 @@ func (r *sandboxResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Read: true, Update: true, Delete: true}),
 		},
 	}
+	refuseControlCharsInResource(resp.Schema.Attributes)
 }
 
 // ImportState accepts the ID `<node>/<vmid>`; Read then fills the rest from
