@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -56,11 +57,7 @@ func (p *agentlabProvider) Configure(ctx context.Context, req provider.Configure
 		return
 	}
 
-	client, err := pve.New(ctx, pve.Config{
-		Endpoint: settings.Endpoint,
-		APIToken: settings.APIToken,
-		Insecure: settings.Insecure,
-	})
+	client, err := newPVEClient(ctx, settings)
 	if err != nil {
 		resp.Diagnostics.AddError("Cannot set up the Proxmox VE client",
 			fmt.Sprintf("%s. Check endpoint and api_token.", err))
@@ -74,6 +71,20 @@ func (p *agentlabProvider) Configure(ctx context.Context, req provider.Configure
 	data := &providerData{client: client, clock: p.clock, settings: settings}
 	resp.ResourceData = data
 	resp.DataSourceData = data
+}
+
+// newPVEClient builds the Proxmox VE client the resources use. Every call it
+// makes is logged through tflog with the calling request's context, so
+// TF_LOG=DEBUG shows them; the token's secret is masked should any text
+// carry it.
+func newPVEClient(ctx context.Context, s providerSettings) (*pve.Client, error) {
+	_, secret, _ := strings.Cut(s.APIToken, "=")
+	return pve.New(ctx, pve.Config{
+		Endpoint: s.Endpoint,
+		APIToken: s.APIToken,
+		Insecure: s.Insecure,
+		Logger:   slog.New(newTFLogHandler(s.APIToken, secret)),
+	})
 }
 
 // connectDiagnostic explains a failed first contact with Proxmox VE: what

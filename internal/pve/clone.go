@@ -72,7 +72,7 @@ func (c *Client) Clone(ctx context.Context, req CloneRequest) (VMRef, error) {
 		ref, err := c.cloneAs(ctx, req, nonce, id)
 		c.alloc.release(id)
 		if err != nil && ref.IsZero() && errors.Is(err, ErrVMIDInUse) && taken < maxTakenVMIDs && ctx.Err() == nil {
-			c.log.Info("pve: vmid taken by another client, trying the next", "vmid", id)
+			c.log.InfoContext(ctx, "pve: vmid taken by another client, trying the next", "vmid", id)
 			after = id
 			continue
 		}
@@ -152,13 +152,13 @@ func (c *Client) cloneAs(ctx context.Context, req CloneRequest, nonce string, vm
 		upid, err := c.startTask(ctx, r)
 		switch {
 		case err == nil:
-			c.log.Debug("pve: clone started", "source", req.SourceVMID, "vmid", vmid, "upid", upid)
+			c.log.DebugContext(ctx, "pve: clone started", "source", req.SourceVMID, "vmid", vmid, "upid", upid)
 			if upid == "" {
 				return ref, nil
 			}
 			_, err = c.WaitTask(ctx, upid)
 			if err == nil {
-				c.log.Info("pve: cloned", "source", req.SourceVMID, "vm", ref.String())
+				c.log.InfoContext(ctx, "pve: cloned", "source", req.SourceVMID, "vm", ref.String())
 				return ref, nil
 			}
 			var te *TaskError
@@ -184,7 +184,7 @@ func (c *Client) cloneAs(ctx context.Context, req CloneRequest, nonce string, vm
 			}
 			switch outcome {
 			case cloneOurs:
-				c.log.Info("pve: clone answer was lost but the clone is ours", "vm", ref.String())
+				c.log.InfoContext(ctx, "pve: clone answer was lost but the clone is ours", "vm", ref.String())
 				return VMRef{Node: node, VMID: vmid}, nil
 			case cloneOther:
 				return VMRef{}, fmt.Errorf("%s: %w: %w", what, ErrVMIDInUse, err)
@@ -209,7 +209,7 @@ func (c *Client) cloneAs(ctx context.Context, req CloneRequest, nonce string, vm
 			return VMRef{}, err
 		}
 		d := c.backoff(attempt)
-		c.log.Warn("pve: retrying clone", "source", req.SourceVMID, "vmid", vmid, "attempt", attempt, "delay", d, "err", err)
+		c.log.WarnContext(ctx, "pve: retrying clone", "source", req.SourceVMID, "vmid", vmid, "attempt", attempt, "delay", d, "err", err)
 		if serr := c.sleep(ctx, d); serr != nil {
 			err = fmt.Errorf("%s: %w; retry interrupted: %w", what, err, serr)
 			if uncertain {

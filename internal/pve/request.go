@@ -87,7 +87,7 @@ func (c *Client) send(ctx context.Context, r request, out any) error {
 	resp, err := c.http.Do(req)
 	if err != nil {
 		err = c.transportError(ctx, attemptCtx, r, err)
-		c.log.Debug("pve request failed", "method", r.method, "path", r.path, "duration", c.clock.Now().Sub(start), "err", err)
+		c.log.DebugContext(ctx, "pve request failed", "method", r.method, "path", r.path, "duration", c.clock.Now().Sub(start), "err", err)
 		return err
 	}
 	defer resp.Body.Close()
@@ -95,10 +95,10 @@ func (c *Client) send(ctx context.Context, r request, out any) error {
 		decoded, err := sd.decodeStream(io.LimitReader(resp.Body, maxResponseBody), resp.ContentLength)
 		if err != nil {
 			err = c.transportError(ctx, attemptCtx, r, fmt.Errorf("reading response: %w", err))
-			c.log.Debug("pve request failed", "method", r.method, "path", r.path, "status", resp.StatusCode, "duration", c.clock.Now().Sub(start), "err", err)
+			c.log.DebugContext(ctx, "pve request failed", "method", r.method, "path", r.path, "status", resp.StatusCode, "duration", c.clock.Now().Sub(start), "err", err)
 			return err
 		}
-		c.log.Debug("pve request", "method", r.method, "path", r.path, "status", resp.StatusCode, "duration", c.clock.Now().Sub(start))
+		c.log.DebugContext(ctx, "pve request", "method", r.method, "path", r.path, "status", resp.StatusCode, "duration", c.clock.Now().Sub(start))
 		if decoded {
 			return nil
 		}
@@ -110,10 +110,10 @@ func (c *Client) send(ctx context.Context, r request, out any) error {
 	data, err := readBody(resp)
 	if err != nil {
 		err = c.transportError(ctx, attemptCtx, r, fmt.Errorf("reading response: %w", err))
-		c.log.Debug("pve request failed", "method", r.method, "path", r.path, "status", resp.StatusCode, "duration", c.clock.Now().Sub(start), "err", err)
+		c.log.DebugContext(ctx, "pve request failed", "method", r.method, "path", r.path, "status", resp.StatusCode, "duration", c.clock.Now().Sub(start), "err", err)
 		return err
 	}
-	c.log.Debug("pve request", "method", r.method, "path", r.path, "status", resp.StatusCode, "duration", c.clock.Now().Sub(start))
+	c.log.DebugContext(ctx, "pve request", "method", r.method, "path", r.path, "status", resp.StatusCode, "duration", c.clock.Now().Sub(start))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return parseAPIError(r, resp, data)
 	}
@@ -295,7 +295,7 @@ func (c *Client) withRetry(ctx context.Context, op string, fn func(ctx context.C
 		if dl, ok := ctx.Deadline(); ok && c.clock.Now().Add(d).After(dl) {
 			return fmt.Errorf("%s: no time left for another attempt before the deadline: %w", op, err)
 		}
-		c.log.Warn("pve: retrying after transient error", "op", op, "attempt", attempt, "delay", d, "err", err)
+		c.log.WarnContext(ctx, "pve: retrying after transient error", "op", op, "attempt", attempt, "delay", d, "err", err)
 		if serr := c.sleep(ctx, d); serr != nil {
 			return fmt.Errorf("%w; retry interrupted: %w", err, serr)
 		}
