@@ -60,7 +60,7 @@ func isSize() sizeValidator { return sizeValidator{} }
 
 // Description says what the validator accepts.
 func (sizeValidator) Description(context.Context) string {
-	return "value must be a size such as \"20G\": a number followed by K, M, G or T (powers of 1024)"
+	return "value must be a size such as \"20G\": a number followed by K, M, G or T (powers of 1024; KiB, MiB, GiB and TiB also work)"
 }
 
 // MarkdownDescription says what the validator accepts.
@@ -74,7 +74,7 @@ func (sizeValidator) ValidateString(_ context.Context, req validator.StringReque
 	if _, err := parseSize(req.ConfigValue.ValueString()); err != nil {
 		resp.Diagnostics.AddAttributeError(req.Path, "Invalid disk size",
 			fmt.Sprintf("%s: %s. Write the size as a number followed by K, M, G or T (powers of 1024), "+
-				"for example \"20G\" or \"512M\".", req.Path, err))
+				"for example \"20G\" or \"512M\"; the provider documentation's Sizes section has the grammar.", req.Path, err))
 	}
 }
 

@@ -93,7 +93,10 @@ func TestLoadErrors(t *testing.T) {
 			[]string{`p.yaml:2: resources.memory_mb: want a whole number of MiB or a size such as "4G", got the number 1.5`}, 2},
 		{"bad size string",
 			"storage:\n  root_size_gb: lots\n",
-			[]string{`p.yaml:2: storage.root_size_gb: "lots" is not a size such as "20G"`}, 2},
+			[]string{`p.yaml:2: storage.root_size_gb: "lots" is not a number followed by K, M, G or T (powers of 1024), such as "20G"`}, 2},
+		{"decimal unit is ambiguous",
+			"resources:\n  memory: 2GB\n",
+			[]string{`p.yaml:2: resources.memory: "2GB" uses GB, which is ambiguous`, `write 2G or 2GiB`}, 2},
 		{"size too large",
 			"storage:\n  root_size_gb: 99999999999999999999T\n",
 			[]string{`p.yaml:2: storage.root_size_gb: "99999999999999999999T" is too large`}, 2},
@@ -242,7 +245,7 @@ func TestSizes(t *testing.T) {
 		{"resources:\n  memory: 2G\n  storage: 20g\n", 2048, "20G"},
 		{"resources:\n  memory: 512MiB\n  storage: 1024M\n", 512, "1G"},
 		{"resources:\n  memory: 1T\n  storage: 1536M\n", 1 << 20, "1536M"},
-		{"resources:\n  memory: \"4096\"\n  storage: 2TB\n", 4096, "2T"},
+		{"resources:\n  memory: \"4096\"\n  storage: 2TiB\n", 4096, "2T"},
 		{"resources:\n  memory: 16M\n  storage: 100K\n", 16, "100K"},
 	}
 	for _, tt := range tests {

@@ -1,18 +1,16 @@
 package profile
 
 import (
+	"errors"
 	"fmt"
 	"math"
-	"regexp"
 	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
-)
 
-// sizePattern is a whole number with an optional binary unit: K, M, G or T,
-// optionally followed by "iB" or "B" (all binary, as in Proxmox VE).
-var sizePattern = regexp.MustCompile(`^(\d+)\s*(?i:([KMGT])(i?B)?)?$`)
+	"github.com/agentlab/terraform-provider-agentlab/internal/size"
+)
 
 // units are the binary unit letters with their size in KiB.
 var units = []struct {
@@ -20,30 +18,23 @@ var units = []struct {
 	kib    uint64
 }{{"T", 1 << 30}, {"G", 1 << 20}, {"M", 1 << 10}, {"K", 1}}
 
-// parseSize parses a size string into KiB. A bare number is in defaultUnit;
-// example appears in the error message.
+// parseSize parses a size string (internal/size's grammar) into KiB. A bare
+// number is in defaultUnit ("M" or "G"); example appears in the error
+// message.
 func parseSize(s, defaultUnit, example string) (uint64, error) {
-	m := sizePattern.FindStringSubmatch(strings.TrimSpace(s))
-	if m == nil {
-		return 0, fmt.Errorf("%q is not a size such as %q", s, example)
-	}
-	n, err := strconv.ParseUint(m[1], 10, 64)
+	unit := map[string]int64{"M": size.M, "G": size.G}[defaultUnit]
+	n, err := size.ParseIn(s, unit)
 	if err != nil {
-		return 0, fmt.Errorf("%q is too large", s)
-	}
-	unit := strings.ToUpper(m[2])
-	if unit == "" {
-		unit = defaultUnit
-	}
-	for _, u := range units {
-		if u.letter == unit {
-			if n > math.MaxUint64/u.kib {
-				return 0, fmt.Errorf("%q is too large", s)
-			}
-			return n * u.kib, nil
+		var se *size.SyntaxError
+		if errors.As(err, &se) {
+			return 0, fmt.Errorf("%q %s", s, strings.Replace(se.Reason, `such as "20G"`, fmt.Sprintf("such as %q", example), 1))
 		}
+		return 0, err
 	}
-	return 0, fmt.Errorf("%q has an unknown unit", s)
+	if n%size.K != 0 {
+		return 0, fmt.Errorf("%q is not a whole number of KiB", s)
+	}
+	return uint64(n / size.K), nil
 }
 
 // sizeNode returns the size in KiB of an integer (in defaultUnit) or a size string.

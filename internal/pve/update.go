@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+
+	"github.com/agentlab/terraform-provider-agentlab/internal/size"
 )
 
 // ConfigUpdate is a change to a guest's config.
@@ -88,17 +90,18 @@ func (c *Client) configHas(ctx context.Context, ref VMRef, upd ConfigUpdate) (bo
 	return true, nil
 }
 
-// Resize grows disk (e.g. "scsi0") of a guest to the absolute size (e.g.
-// "20G"; binary units). It does nothing when the disk already has that size
-// and refuses to shrink with an error wrapping ErrShrink.
-func (c *Client) Resize(ctx context.Context, ref VMRef, disk, size string) error {
+// Resize grows disk (e.g. "scsi0") of a guest to the absolute size newSize
+// (internal/size's grammar, e.g. "20G" or "20GiB"; PVE gets its own form). It
+// does nothing when the disk already has that size and refuses to shrink
+// with an error wrapping ErrShrink.
+func (c *Client) Resize(ctx context.Context, ref VMRef, disk, newSize string) error {
 	if err := ref.validate(); err != nil {
 		return err
 	}
-	if strings.HasPrefix(size, "+") || strings.HasPrefix(size, "-") {
-		return fmt.Errorf("resize %s %s: size %q must be absolute, e.g. 20G", ref, disk, size)
+	if strings.HasPrefix(newSize, "+") || strings.HasPrefix(newSize, "-") {
+		return fmt.Errorf("resize %s %s: size %q must be absolute, e.g. 20G", ref, disk, newSize)
 	}
-	want, err := ParseSize(size)
+	want, err := ParseSize(newSize)
 	if err != nil {
 		return fmt.Errorf("resize %s %s: %w", ref, disk, err)
 	}
@@ -122,16 +125,16 @@ func (c *Client) Resize(ctx context.Context, ref VMRef, disk, size string) error
 		return nil
 	}
 	if d.SizeBytes > want {
-		return fmt.Errorf("resize %s %s from %s to %s: %w", ref, disk, d.Size, size, ErrShrink)
+		return fmt.Errorf("resize %s %s from %s to %s: %w", ref, disk, d.Size, newSize, ErrShrink)
 	}
 	r := request{method: http.MethodPut, path: pathf("/nodes/%s/qemu/%s/resize", ref.Node, ref.VMID),
-		form: url.Values{"disk": {disk}, "size": {size}}}
+		form: url.Values{"disk": {disk}, "size": {size.Format(want)}}}
 	err = c.withRetry(ctx, "resize "+ref.String(), func(ctx context.Context) error {
 		_, err := c.runTask(ctx, r)
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("resize %s %s to %s: %w", ref, disk, size, err)
+		return fmt.Errorf("resize %s %s to %s: %w", ref, disk, newSize, err)
 	}
 	return nil
 }

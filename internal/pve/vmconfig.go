@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/agentlab/terraform-provider-agentlab/internal/size"
 )
 
 // VMConfig is a guest's configuration as GET /nodes/{node}/qemu/{vmid}/config
@@ -353,22 +355,10 @@ func (c VMConfig) NIC(key string) (NIC, bool) {
 	return n, err == nil
 }
 
-var reSize = regexp.MustCompile(`^(\d+(?:\.\d+)?)([KMGT]?)$`)
-
-// ParseSize parses a PVE disk size ("32G", "512M", "1.5T", "4096K"; a bare
-// number is bytes) into bytes, with binary units.
-func ParseSize(s string) (int64, error) {
-	m := reSize.FindStringSubmatch(strings.TrimSpace(s))
-	if m == nil {
-		return 0, fmt.Errorf("invalid size %q: want a number with an optional K, M, G or T suffix, e.g. 20G", s)
-	}
-	mult := map[string]float64{"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[m[2]]
-	x, err := strconv.ParseFloat(m[1], 64)
-	if err != nil {
-		return 0, fmt.Errorf("invalid size %q: %w", s, err)
-	}
-	return int64(x * mult), nil
-}
+// ParseSize parses a disk size as PVE writes it ("32G", "512M", "1.5T",
+// "4096K"; a bare number is bytes) into bytes, with internal/size's grammar,
+// the one all of AgentLab uses.
+func ParseSize(s string) (int64, error) { return size.Parse(s) }
 
 // EncodeSSHKeys encodes public keys for the "sshkeys" option, which PVE wants
 // URI-encoded (format "urlencoded": only [-A-Za-z0-9_.!~*'()] stay plain).

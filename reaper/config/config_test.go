@@ -103,7 +103,7 @@ func TestParseErrors(t *testing.T) {
 		{"listen", "metrics:\n  listen: 9090\n", []string{"metrics.listen:", "not host:port"}},
 		{"listen host name", "metrics:\n  listen: example.com:9090\n", []string{"metrics.listen:", "not an IP address"}},
 		{"tcp without token", "control:\n  listen: 127.0.0.1:8847\n  token_file: \"\"\n", []string{"control.token_file: is empty but control.listen is set"}},
-		{"size", "artifacts:\n  max_bytes: lots\n", []string{"artifacts.max_bytes:", "not a size"}},
+		{"size", "artifacts:\n  max_bytes: lots\n", []string{"artifacts.max_bytes:", "is not a number followed by K, M, G or T"}},
 		{"egress", "egress:\n  enabled: true\n", []string{"egress.enabled:", "not available yet"}},
 		{"cidr", "egress:\n  allow: [10.0.0.0/33]\n", []string{"egress.allow: item 1"}},
 		{"duplicate", "grace: 1s\ngrace: 2s\n", []string{"line 2: grace: set twice (first on line 1)"}},
@@ -212,7 +212,8 @@ func TestByteSize(t *testing.T) {
 	}{
 		{"10GiB", 10 << 30, "10GiB"},
 		{"1G", 1 << 30, "1GiB"},
-		{"512MB", 512e6, "500000KiB"},
+		{"512M", 512 << 20, "512MiB"},
+		{"1000", 1000, "1000B"},
 		{"1048576", 1 << 20, "1MiB"},
 		{"1.5KiB", 1536, "1536B"},
 	}
@@ -225,7 +226,7 @@ func TestByteSize(t *testing.T) {
 			t.Errorf("ByteSize(%d).String() = %q; want %q", got, s, tt.str)
 		}
 	}
-	for _, bad := range []string{"", "GiB", "10 parsecs", "1e3"} {
+	for _, bad := range []string{"", "GiB", "10 parsecs", "1e3", "512MB", "10GB"} {
 		if _, err := ParseByteSize(bad); err == nil {
 			t.Errorf("ParseByteSize(%q) = nil error; want one", bad)
 		}

@@ -2,12 +2,12 @@ package config
 
 import (
 	"fmt"
-	"math"
 	"strconv"
-	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/agentlab/terraform-provider-agentlab/internal/size"
 )
 
 // Duration is a time.Duration written as a Go duration string ("30s", "1h30m").
@@ -39,57 +39,15 @@ func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(),
 // String returns the duration as time.Duration writes it.
 func (d Duration) String() string { return time.Duration(d).String() }
 
-// ByteSize is a number of bytes written with an optional unit: B, KiB, MiB,
-// GiB, TiB (powers of 1024; K, M, G, T mean the same) or KB, MB, GB, TB
-// (powers of 1000).
+// ByteSize is a number of bytes, written in internal/size's grammar: a
+// number with K, M, G or T (or KiB, MiB, GiB, TiB; powers of 1024), B or no
+// unit for bytes. KB, MB, GB and TB are refused as ambiguous.
 type ByteSize int64
 
-// byteUnit returns the multiplier of a size unit (lower case).
-func byteUnit(unit string) (int64, bool) {
-	switch unit {
-	case "", "b":
-		return 1, true
-	case "k", "kib":
-		return 1 << 10, true
-	case "m", "mib":
-		return 1 << 20, true
-	case "g", "gib":
-		return 1 << 30, true
-	case "t", "tib":
-		return 1 << 40, true
-	case "kb":
-		return 1e3, true
-	case "mb":
-		return 1e6, true
-	case "gb":
-		return 1e9, true
-	case "tb":
-		return 1e12, true
-	}
-	return 0, false
-}
-
-// ParseByteSize parses a size such as "10GiB", "512MB" or "1048576".
+// ParseByteSize parses a size such as "10GiB", "512M" or "1048576".
 func ParseByteSize(s string) (ByteSize, error) {
-	s = strings.TrimSpace(s)
-	i := strings.IndexFunc(s, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
-	num, unit := s, ""
-	if i >= 0 {
-		num, unit = s[:i], strings.TrimSpace(s[i:])
-	}
-	mult, ok := byteUnit(strings.ToLower(unit))
-	if !ok || num == "" {
-		return 0, fmt.Errorf("%q is not a size; write a number with B, KiB, MiB, GiB or TiB, e.g. 10GiB", s)
-	}
-	f, err := strconv.ParseFloat(num, 64)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a size; write a number with B, KiB, MiB, GiB or TiB, e.g. 10GiB", s)
-	}
-	v := f * float64(mult)
-	if v > math.MaxInt64 {
-		return 0, fmt.Errorf("%q is too large", s)
-	}
-	return ByteSize(v), nil
+	n, err := size.Parse(s)
+	return ByteSize(n), err
 }
 
 // UnmarshalYAML parses a size.
@@ -106,17 +64,7 @@ func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 }
 
 // String writes the size with the largest binary unit that divides it.
-func (b ByteSize) String() string {
-	for _, u := range []struct {
-		name string
-		mult int64
-	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
-		if b != 0 && int64(b)%u.mult == 0 {
-			return fmt.Sprintf("%d%s", int64(b)/u.mult, u.name)
-		}
-	}
-	return fmt.Sprintf("%dB", int64(b))
-}
+func (b ByteSize) String() string { return size.FormatIEC(int64(b)) }
 
 func kindName(k yaml.Kind) string {
 	switch k {
