@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/provider"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/clock"
+	"github.com/agentlab/terraform-provider-agentlab/internal/privileges"
 	"github.com/agentlab/terraform-provider-agentlab/internal/pve"
 )
 
@@ -107,9 +108,10 @@ func connectDiagnostic(s providerSettings, err error) diag.Diagnostic {
 	case errors.Is(err, pve.ErrForbidden):
 		return diag.NewAttributeErrorDiagnostic(path.Root("api_token"), "The API token lacks privileges",
 			fmt.Sprintf("%s accepted the API token but refused the request: %s.\n\nGrant the token (or, with "+
-				"privilege separation, the token itself) a role with VM.Allocate, VM.Clone, VM.Config.*, "+
-				"VM.PowerMgmt, VM.Audit, Datastore.AllocateSpace and Datastore.Audit on / or on the "+
-				"sandboxes' pool.", endpoint, err))
+				"privilege separation, the token itself) a role with %s on / or on the sandboxes' pool and "+
+				"storages, for example:\n\n    %s", endpoint, err,
+				strings.Join(privileges.Names(privileges.Provider()), ", "),
+				privileges.RoleCommand("AgentLab", privileges.Provider())))
 	case errors.Is(err, pve.ErrUnreachable):
 		return diag.NewAttributeErrorDiagnostic(path.Root("endpoint"), "Cannot reach Proxmox VE",
 			fmt.Sprintf("No connection could be made to %s: %s.\n\nCheck the host name and port (the API "+

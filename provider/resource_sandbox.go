@@ -154,8 +154,8 @@ func (r *sandboxResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 				Validators: []validator.Int64{int64validator.Between(100, 999999999)},
 			},
 			"node": schema.StringAttribute{
-				MarkdownDescription: "The Proxmox VE node to create the sandbox on. Defaults to the provider's `node`, " +
-					"else the node that holds the template. Changing it forces a new sandbox.",
+				MarkdownDescription: "The Proxmox VE node to create the sandbox on. Defaults to the profile's `node`, else the " +
+					"provider's `node`, else the node that holds the template. Changing it forces a new sandbox.",
 				Optional:   true,
 				Computed:   true,
 				Validators: []validator.String{stringvalidator.RegexMatches(dnsNamePattern, "must be a Proxmox VE node name")},
@@ -178,7 +178,7 @@ func (r *sandboxResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 			},
 			"disk_size": schema.StringAttribute{
 				MarkdownDescription: "The size of the boot disk, a number followed by `K`, `M`, `G` or `T` " +
-					"(powers of 1024), for example `\"20G\"`. Defaults to the profile's `storage.root_size_gb`, else the " +
+					"(powers of 1024; see Sizes in the provider documentation), for example `\"20G\"`. Defaults to the profile's `storage.root_size_gb`, else the " +
 					"template's disk size. Growing it resizes the disk in place; shrinking is refused at plan " +
 					"time, since Proxmox VE cannot shrink disks.",
 				Optional:   true,

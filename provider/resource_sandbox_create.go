@@ -73,7 +73,8 @@ func (r *sandboxResource) Create(ctx context.Context, req resource.CreateRequest
 		node = plan.Node.ValueString()
 	}
 
-	// The lease and its metadata are written with the clone itself.
+	// The lease and its metadata are written by the clone request itself;
+	// the tags follow in provision's config update.
 	ttl, _ := time.ParseDuration(plan.TTL.ValueString())
 	var maxTTL time.Duration
 	if !plan.MaxTTL.IsNull() {

@@ -198,7 +198,7 @@ func planSandbox(in planInput) (planOutput, diag.Diagnostics) {
 	if in.DefaultNode == "" {
 		nodeDefault = keepString(func(m *sandboxModel) types.String { return m.Node })
 	}
-	p.Node = pick(c.Node, nil, nodeDefault)
+	p.Node = pick(c.Node, profString(prof.Node), nodeDefault)
 	p.Cores = pick(c.Cores, profInt(prof.Resources.Cores), types.Int64Value(defaultCores))
 	p.Memory = pick(c.Memory, profInt(prof.Resources.MemoryMiB), types.Int64Value(defaultMemory))
 	p.DiskSize = pick(c.DiskSize, profString(prof.Resources.DiskSize), keepString(func(m *sandboxModel) types.String { return m.DiskSize }))

@@ -63,6 +63,7 @@ func TestPlanSandboxCreateDefaultsAndProfile(t *testing.T) {
 	prof := &profile.Profile{
 		Name:         "yolo",
 		TemplateVMID: ptr(9100),
+		Node:         ptr("pve2"),
 		Network:      profile.Network{Bridge: ptr("vmbr1"), Firewall: ptr(false)},
 		Resources:    profile.Resources{Cores: ptr(4), MemoryMiB: ptr(6144), DiskSize: ptr("40G")},
 		Behavior:     profile.Behavior{TTL: ptr(3 * time.Hour), KeepaliveDefault: ptr(true)},
@@ -122,6 +123,9 @@ func TestPlanSandboxCreateDefaultsAndProfile(t *testing.T) {
 				}
 				if got := p.Bridge.ValueString(); got != "vmbr1" {
 					t.Errorf("bridge = %q; want vmbr1 from the profile", got)
+				}
+				if got := p.Node.ValueString(); got != "pve2" {
+					t.Errorf("node = %q; want pve2 from the profile", got)
 				}
 				if p.Firewall.ValueBool() {
 					t.Errorf("firewall = true; want false from the profile")

@@ -11,6 +11,7 @@
 //
 //	name: yolo-ephemeral      # optional; must equal the file name
 //	template_vmid: 9000       # VMID of the template to clone (alias: template_vm)
+//	node: pve2                # node to create sandboxes on (default: the provider's node)
 //	network:
 //	  bridge: vmbr1
 //	  model: virtio           # a PVE NIC model: virtio, e1000, vmxnet3, ...
@@ -76,6 +77,8 @@ type Profile struct {
 
 	// TemplateVMID is the VMID of the template to clone.
 	TemplateVMID *int
+	// Node is the Proxmox VE node to create sandboxes on.
+	Node *string
 	// Network configures the sandbox's first NIC.
 	Network Network
 	// Resources sizes the sandbox.

@@ -75,7 +75,10 @@ func TestLoadErrors(t *testing.T) {
 			[]string{`p.yaml:4: unknown key "network.brige" (did you mean "network.bridge"?); known keys: network.bridge, network.firewall, network.firewall_group, network.mode, network.model`}, 4},
 		{"unknown top-level key",
 			"template_vmid: 9000\ncpus: 4\n",
-			[]string{`p.yaml:2: unknown key "cpus"; known keys: artifacts, behavior, name, network, repo, resources, secrets_bundle, storage, template_vm, template_vmid`}, 2},
+			[]string{`p.yaml:2: unknown key "cpus"; known keys: artifacts, behavior, name, network, node, repo, resources, secrets_bundle, storage, template_vm, template_vmid`}, 2},
+		{"bad node",
+			"template_vmid: 9000\nnode: \"pve 2\"\n",
+			[]string{`p.yaml:2: node: "pve 2" is not a Proxmox VE node name`}, 2},
 		{"wrong type int",
 			"template_vmid: 9000\nresources:\n  cores: four\n",
 			[]string{`p.yaml:3: resources.cores: want a whole number, got "four"`}, 3},
@@ -309,4 +312,15 @@ func dump(p Profile) string {
 		p.Name, p.Path, show(p.TemplateVMID), show(p.Network.Bridge), show(p.Network.Model), show(p.Network.Firewall),
 		show(p.Resources.Cores), show(p.Resources.MemoryMiB), show(p.Resources.DiskSize), show(p.Behavior.TTL),
 		show(p.Behavior.KeepaliveDefault), p.Ignored)
+}
+
+func TestNode(t *testing.T) {
+	dir := writeProfile(t, "n.yaml", "template_vmid: 9000\nnode: pve2\n")
+	p, err := Load(dir, "n")
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if p.Node == nil || *p.Node != "pve2" {
+		t.Errorf("node = %v; want pve2", p.Node)
+	}
 }

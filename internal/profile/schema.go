@@ -38,6 +38,7 @@ func schema(name string) map[string]key {
 		"name":          {setting: "name", set: checkName(name)},
 		"template_vmid": {setting: "template", set: setTemplate},
 		"template_vm":   {setting: "template", set: setTemplate},
+		"node":          {setting: "node", set: setNode},
 
 		"network":                {section: true},
 		"network.bridge":         {setting: "bridge", set: setBridge},
@@ -245,6 +246,9 @@ var nicModels = []string{
 // bridgePattern is PVE's pve-bridge-id format.
 var bridgePattern = regexp.MustCompile(`^[-_.\w]+$`)
 
+// nodePattern is PVE's pve-node format: a DNS label.
+var nodePattern = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?$`)
+
 // checkName accepts a name key only when it agrees with the file name.
 func checkName(name string) func(*Profile, *yaml.Node) error {
 	return func(_ *Profile, n *yaml.Node) error {
@@ -268,6 +272,18 @@ func setTemplate(p *Profile, n *yaml.Node) error {
 		return fmt.Errorf("%d is not a VMID; want 100 to 999999999", v)
 	}
 	p.TemplateVMID = &v
+	return nil
+}
+
+func setNode(p *Profile, n *yaml.Node) error {
+	v, err := stringValue(n)
+	if err != nil {
+		return err
+	}
+	if !nodePattern.MatchString(v) || len(v) > 63 {
+		return fmt.Errorf("%q is not a Proxmox VE node name such as \"pve2\"", v)
+	}
+	p.Node = &v
 	return nil
 }
 

@@ -1,0 +1,82 @@
+// Package privileges lists the Proxmox VE privileges AgentLab's two programs
+// need, least privilege first: what the provider's API token needs to create
+// and destroy sandboxes, and what the reaper's token needs to enforce
+// leases. The provider's "lacks privileges" diagnostic and the docs both
+// come from these lists, so they cannot disagree.
+package privileges
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Privilege is one Proxmox VE privilege, the ACL path it is needed on and
+// what AgentLab uses it for.
+type Privilege struct {
+	Name    string
+	Path    string
+	UsedFor string
+}
+
+// Provider returns the privileges of the Terraform provider's API token.
+func Provider() []Privilege {
+	return []Privilege{
+		{"VM.Audit", "/vms", "reading VMs, their config and status"},
+		{"VM.Clone", "/vms/<template>", "cloning the template"},
+		{"VM.Allocate", "/vms", "creating the clone's VMID and destroying sandboxes"},
+		{"VM.Config.Options", "/vms", "name, tags, metadata block, guest agent flag"},
+		{"VM.Config.CPU", "/vms", "cores"},
+		{"VM.Config.Memory", "/vms", "memory"},
+		{"VM.Config.Network", "/vms", "bridge and firewall of net0"},
+		{"VM.Config.Disk", "/vms", "growing the boot disk"},
+		{"VM.Config.CDROM", "/vms", "attaching the cloud-init ISO"},
+		{"VM.PowerMgmt", "/vms", "starting, stopping, rebooting"},
+		{"VM.GuestAgent.Audit", "/vms", "reading the IP address (wait_for_ip; VM.Monitor before Proxmox VE 9)"},
+		{"Datastore.AllocateSpace", "/storage", "the clone's disks"},
+		{"Datastore.AllocateTemplate", "/storage/<iso storage>", "uploading the cloud-init ISO"},
+		{"Datastore.Allocate", "/storage/<iso storage>", "deleting the cloud-init ISO"},
+		{"Datastore.Audit", "/storage", "listing ISOs and disks"},
+		{"SDN.Use", "/sdn/zones/<zone>/<bridge>", "attaching net0 to the bridge"},
+	}
+}
+
+// Reaper returns the privileges of the reaper's API token.
+func Reaper() []Privilege {
+	return []Privilege{
+		{"VM.Audit", "/vms", "listing VMs, reading their config"},
+		{"VM.Config.Options", "/vms", "writing the metadata block and the expiry tag (renewals, heartbeats)"},
+		{"VM.Config.Disk", "/vms", "detaching a workspace before a destroy"},
+		{"VM.PowerMgmt", "/vms", "stopping"},
+		{"VM.Allocate", "/vms", "destroying"},
+		{"Datastore.Audit", "/storage/<iso storage>", "listing seed ISOs"},
+		{"Datastore.Allocate", "/storage/<iso storage>", "deleting a reaped sandbox's seed ISO"},
+	}
+}
+
+// Names returns the privileges' names, in order, without repeats.
+func Names(ps []Privilege) []string {
+	var names []string
+	seen := map[string]bool{}
+	for _, p := range ps {
+		if !seen[p.Name] {
+			seen[p.Name] = true
+			names = append(names, p.Name)
+		}
+	}
+	return names
+}
+
+// Markdown renders the privileges as a table for the docs.
+func Markdown(ps []Privilege) string {
+	var b strings.Builder
+	b.WriteString("| Privilege | On | Used for |\n|---|---|---|\n")
+	for _, p := range ps {
+		fmt.Fprintf(&b, "| `%s` | `%s` | %s |\n", p.Name, p.Path, p.UsedFor)
+	}
+	return b.String()
+}
+
+// RoleCommand is the pveum command that creates a role with the privileges.
+func RoleCommand(role string, ps []Privilege) string {
+	return fmt.Sprintf("pveum role add %s -privs %q", role, strings.Join(Names(ps), " "))
+}

@@ -1,0 +1,34 @@
+package privileges
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestPrivilegesWellFormed checks the lists' form; their names were checked
+// against Proxmox VE 9.1's API schema (the permissions of each call the
+// programs make) when they were written.
+func TestPrivilegesWellFormed(t *testing.T) {
+	name := regexp.MustCompile(`^(VM|Datastore|SDN|Sys)\.[A-Z][A-Za-z]*(\.[A-Z][A-Za-z]*)?$`)
+	for _, ps := range [][]Privilege{Provider(), Reaper()} {
+		if len(ps) == 0 {
+			t.Fatal("empty privilege list")
+		}
+		for _, p := range ps {
+			if !name.MatchString(p.Name) || p.UsedFor == "" || !strings.HasPrefix(p.Path, "/") {
+				t.Errorf("want a privilege name, a path and a use, got %+v", p)
+			}
+		}
+	}
+}
+
+func TestRender(t *testing.T) {
+	ps := []Privilege{{"VM.Audit", "/vms", "reading"}, {"VM.Allocate", "/vms", "a"}, {"VM.Allocate", "/pool/x", "b"}}
+	if got, want := RoleCommand("AgentLab", ps), `pveum role add AgentLab -privs "VM.Audit VM.Allocate"`; got != want {
+		t.Errorf("RoleCommand = %q; want %q", got, want)
+	}
+	if got := Markdown(ps); !strings.Contains(got, "| `VM.Audit` | `/vms` | reading |\n") {
+		t.Errorf("Markdown = %q", got)
+	}
+}
