@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -192,15 +193,13 @@ func resolveProviderSettings(m providerModel, getenv func(string) string) (provi
 	return s, diags
 }
 
-// tokenErrorReason returns the part of a token parse error worth showing: the
-// client's error without its generic prefix.
+// tokenErrorReason returns the part of a token parse error worth showing:
+// the reason of the client's *pve.TokenError, without its generic prefix and
+// the example the diagnostic already gives.
 func tokenErrorReason(err error) string {
-	msg := err.Error()
-	if i := strings.Index(msg, ": "); i >= 0 && strings.HasPrefix(msg, pve.ErrInvalidConfig.Error()) {
-		msg = msg[i+2:]
+	var te *pve.TokenError
+	if errors.As(err, &te) {
+		return te.Reason
 	}
-	if i := strings.Index(msg, "; want"); i >= 0 {
-		msg = msg[:i]
-	}
-	return msg
+	return err.Error()
 }

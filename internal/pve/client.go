@@ -196,34 +196,57 @@ func NormalizeEndpoint(endpoint string) (string, error) {
 	return u.String(), nil
 }
 
+// TokenError is a malformed API token. Its Reason never contains the secret.
+// errors.Is(err, ErrInvalidConfig) is true for it.
+type TokenError struct {
+	// Reason says what is wrong, e.g. "api token has no '!' between user and token id".
+	Reason string
+}
+
+// tokenWant is the form an API token must have.
+const tokenWant = "want user@realm!tokenid=secret, e.g. root@pam!agentlab=3f0c6b0e-8c1f-4d0e-9a57-1c2d3e4f5a6b"
+
+// Error implements error.
+func (e *TokenError) Error() string {
+	return ErrInvalidConfig.Error() + ": " + e.Reason + "; " + tokenWant
+}
+
+// Is makes errors.Is(err, ErrInvalidConfig) true.
+func (e *TokenError) Is(target error) bool { return target == ErrInvalidConfig }
+
+// tokenError returns a *TokenError with a formatted reason.
+func tokenError(format string, args ...any) error {
+	return &TokenError{Reason: fmt.Sprintf(format, args...)}
+}
+
 // ParseAPIToken splits "user@realm!tokenid=secret" into the token id
 // ("user@realm!tokenid") and the secret, validating the form. A leading
-// "PVEAPIToken=" and surrounding white space are tolerated.
+// "PVEAPIToken=" and surrounding white space are tolerated. A malformed
+// token is a *TokenError.
 func ParseAPIToken(token string) (tokenID, secret string, err error) {
 	t := strings.TrimSpace(token)
 	t = strings.TrimPrefix(t, "PVEAPIToken=")
-	const want = "want user@realm!tokenid=secret, e.g. root@pam!agentlab=3f0c6b0e-8c1f-4d0e-9a57-1c2d3e4f5a6b"
 	if t == "" {
-		return "", "", fmt.Errorf("%w: api token is empty; %s", ErrInvalidConfig, want)
+		return "", "", tokenError("api token is empty")
 	}
 	bang := strings.IndexByte(t, '!')
 	if bang < 0 {
-		return "", "", fmt.Errorf("%w: api token has no '!' between user and token id; %s", ErrInvalidConfig, want)
+		return "", "", tokenError("api token has no '!' between user and token id")
 	}
 	eq := strings.IndexByte(t[bang:], '=')
 	if eq < 0 {
-		return "", "", fmt.Errorf("%w: api token has no '=' before the secret; %s", ErrInvalidConfig, want)
+		return "", "", tokenError("api token has no '=' before the secret")
 	}
 	tokenID, secret = t[:bang+eq], t[bang+eq+1:]
 	var id proxmox.ApiTokenID
 	if err := id.Parse(tokenID); err != nil {
-		return "", "", fmt.Errorf("%w: api token id %q: %v; %s", ErrInvalidConfig, tokenID, err, want)
+		return "", "", tokenError("api token id %q: %v", tokenID, err)
 	}
 	if err := id.Validate(); err != nil {
-		return "", "", fmt.Errorf("%w: api token id %q: %v; %s", ErrInvalidConfig, tokenID, err, want)
+		return "", "", tokenError("api token id %q: %v", tokenID, err)
 	}
 	if secret == "" || strings.ContainsAny(secret, " \t\r\n") {
-		return "", "", fmt.Errorf("%w: api token secret is empty or contains white space; %s", ErrInvalidConfig, want)
+		return "", "", tokenError("api token secret is empty or contains white space")
 	}
 	return tokenID, secret, nil
 }
