@@ -34,7 +34,9 @@ const isoDrive = "ide2"
 // metadata block in its description), cloud-init ISO, configure, resize,
 // start, and optionally wait for the IP. A failure after the clone destroys
 // the half-made VM and its ISO; when that fails too, the VM is saved to state
-// so Terraform marks it tainted and destroys it on the next apply.
+// so Terraform marks it tainted and destroys it on the next apply. A clone
+// that failed without an answer always leaves its VMID in state (see
+// identify): the provider never forgets a VMID whose VM may exist.
 func (r *sandboxResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
 	if !r.configured(&resp.Diagnostics) {
 		return
@@ -135,6 +137,16 @@ func (r *sandboxResource) Create(ctx context.Context, req resource.CreateRequest
 						"It is saved in state as tainted, so the next apply destroys it.%s", tmplID, err, ref, cerr, hint))
 				return
 			}
+			// Nothing was there to remove, or it is removed; but a clone
+			// request whose answer was lost may still create the VM after
+			// the look. The VMID stays in state until a refresh finds it
+			// gone (the refresh then drops it) or destroys what appeared.
+			r.saveTainted(ctx, resp, plan, ref, meta, true)
+			resp.Diagnostics.AddError("Cloning the template failed",
+				fmt.Sprintf("Cloning template %d on %s failed: %s.\n\nVM %s, which the clone may have started, was "+
+					"removed or never existed. Its VMID stays in state as tainted until the next refresh confirms "+
+					"it gone; the next apply creates the sandbox.", tmplID, tmpl.Node, err, ref))
+			return
 		}
 		resp.Diagnostics.AddError("Cloning the template failed",
 			fmt.Sprintf("Cloning template %d on %s failed: %s.", tmplID, tmpl.Node, err))
