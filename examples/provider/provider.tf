@@ -1,6 +1,6 @@
 # Every setting can come from the environment instead:
 #   PROXMOX_VE_ENDPOINT, PROXMOX_VE_API_TOKEN, PROXMOX_VE_INSECURE,
-#   AGENTLAB_PROFILES_DIR, AGENTLAB_REAPER_URL, AGENTLAB_REAPER_TOKEN.
+#   AGENTLAB_PROFILES_DIR, AGENTLAB_REAPER_URL, AGENTLAB_REAPER_TOKEN, AGENTLAB_MAX_TTL.
 terraform {
   required_version = ">= 1.11"
   required_providers {
@@ -21,4 +21,5 @@ provider "agentlab" {
   insecure     = false                 # true for Proxmox VE's self-signed certificate
   node         = "pve"                 # default node for sandboxes that set none
   profiles_dir = "${path.module}/profiles"
+  max_ttl      = "24h" # no sandbox lease may exceed this (default 168h)
 }
