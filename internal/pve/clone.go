@@ -117,6 +117,7 @@ const (
 	cloneGone  cloneOutcome = iota // no VM: the earlier attempt did nothing or failed
 	cloneOurs                      // a finished clone carrying our nonce
 	cloneOther                     // somebody else's VM
+	cloneStale                     // a placeholder locked by a clone that no longer runs
 )
 
 // cloneAs clones req to vmid, retrying transient failures.
@@ -183,6 +184,11 @@ func (c *Client) cloneAs(ctx context.Context, req CloneRequest, nonce string, vm
 				return ref, fmt.Errorf("%s: after a lost answer, checking who owns vmid %d: %w", what, vmid, oerr)
 			}
 			switch outcome {
+			case cloneStale:
+				// PVE died mid-clone: the placeholder may be ours, and only an
+				// operator can remove its lock.
+				return VMRef{Node: node, VMID: vmid}, fmt.Errorf("%s: vmid %d is a clone placeholder whose clone no "+
+					"longer runs (Proxmox VE stopped mid-clone; the lock outlives that): %w", what, vmid, ErrLocked)
 			case cloneOurs:
 				c.log.InfoContext(ctx, "pve: clone answer was lost but the clone is ours", "vm", ref.String())
 				return VMRef{Node: node, VMID: vmid}, nil
@@ -222,9 +228,12 @@ func (c *Client) cloneAs(ctx context.Context, req CloneRequest, nonce string, vm
 
 // cloneOwner finds out whether the VM at vmid is a clone of ours: it waits
 // while the VM is locked by a running clone, then compares its description
-// with the nonce.
+// with the nonce. A clone lock with no clone of the source running, twice
+// in a row, is stale: PVE died mid-clone and left the placeholder, whose lock
+// outlives the crash, so waiting would last until the context ends.
 func (c *Client) cloneOwner(ctx context.Context, req CloneRequest, nonce string, vmid int) (cloneOutcome, string, error) {
 	start := c.clock.Now()
+	idle := 0 // polls in a row that found the clone lock without a running clone
 	for {
 		node, cfg, err := c.locateConfig(ctx, req, vmid)
 		if err != nil {
@@ -233,16 +242,45 @@ func (c *Client) cloneOwner(ctx context.Context, req CloneRequest, nonce string,
 		if node == "" {
 			return cloneGone, "", nil
 		}
-		if lock := cfg.Lock(); lock != "clone" && lock != "create" {
+		lock := cfg.Lock()
+		if lock != "clone" && lock != "create" {
 			if strings.Contains(cfg.Description(), nonce) {
 				return cloneOurs, node, nil
 			}
 			return cloneOther, node, nil
 		}
+		if lock == "clone" {
+			running, err := c.cloneRunning(ctx, req.Node, req.SourceVMID)
+			switch {
+			case err != nil:
+				idle = 0 // cannot tell: keep waiting
+			case running:
+				idle = 0
+			default:
+				idle++
+			}
+			if idle >= 2 {
+				return cloneStale, node, nil
+			}
+		}
 		if err := c.sleep(ctx, taskPollInterval(c.clock.Now().Sub(start))); err != nil {
 			return cloneGone, "", err
 		}
 	}
+}
+
+// cloneRunning reports whether a clone of source runs on node. PVE's task
+// list names a clone task by its source VMID, not the new one, so any
+// running clone of the template counts: the answer errs towards waiting.
+func (c *Client) cloneRunning(ctx context.Context, node string, source int) (bool, error) {
+	var tasks []struct {
+		UPID string `json:"upid"`
+	}
+	q := url.Values{"source": {"active"}, "vmid": {strconv.Itoa(source)}, "typefilter": {"qmclone"}}
+	if err := c.get(ctx, pathf("/nodes/%s/tasks", node), q, &tasks); err != nil {
+		return false, err
+	}
+	return len(tasks) > 0, nil
 }
 
 // locateConfig reads vmid's config on the clone's source node, then its

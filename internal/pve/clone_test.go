@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func cloneReq(nonce string) CloneRequest {
@@ -257,5 +258,61 @@ func TestCloneValidation(t *testing.T) {
 		if _, err := c.Clone(context.Background(), tt.req); err == nil {
 			t.Errorf("%s: got nil error; want one", tt.name)
 		}
+	}
+}
+
+// TestCloneStalePlaceholder: PVE dies mid-clone and the answer is lost; on
+// restart the placeholder keeps its clone lock but no clone runs. Clone must
+// not wait for the lock until its context ends: it returns the VM (it may
+// be ours) with ErrLocked.
+func TestCloneStalePlaceholder(t *testing.T) {
+	f := newFakePVE(t)
+	f.taskLength = 1000 // the clone never finishes on its own
+	f.afterClone = func(call, vmid int, w http.ResponseWriter) bool {
+		if call != 1 {
+			return false
+		}
+		f.mu.Lock()
+		for upid := range f.tasks {
+			delete(f.tasks, upid) // PVE restarted: no task runs, the lock stays
+		}
+		f.mu.Unlock()
+		dropConnection(t, w)
+		return true
+	}
+	c, _ := newTestClient(t, f.srv)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ref, err := c.Clone(ctx, cloneReq("abc"))
+	if !errors.Is(err, ErrLocked) {
+		t.Fatalf("Clone = %v, %v; want ErrLocked", ref, err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("Clone waited until its context ended")
+	}
+	if ref.VMID != 100 || ref.Node != "pve" {
+		t.Errorf("ref = %v; want pve/100, the placeholder, so the caller can record it", ref)
+	}
+	if cfg, _ := f.vm(100); cfg["lock"] != "clone" {
+		t.Errorf("placeholder config = %v; want it left locked", cfg)
+	}
+}
+
+// TestCloneWaitsForARunningClone: a locked VMID whose clone still runs is
+// waited for, and turns out ours.
+func TestCloneWaitsForARunningClone(t *testing.T) {
+	f := newFakePVE(t)
+	f.taskLength = 12
+	f.afterClone = func(call, vmid int, w http.ResponseWriter) bool {
+		if call == 1 {
+			dropConnection(t, w)
+			return true
+		}
+		return false
+	}
+	c, _ := newTestClient(t, f.srv)
+	ref, err := c.Clone(context.Background(), cloneReq("abc"))
+	if err != nil || ref.VMID != 100 {
+		t.Fatalf("Clone = %v, %v; want pve/100, nil", ref, err)
 	}
 }

@@ -55,6 +55,7 @@ func newFakePVE(t *testing.T) *fakePVE {
 	mux.HandleFunc("POST /api2/json/nodes/{node}/qemu/{vmid}/clone", f.clone)
 	mux.HandleFunc("GET /api2/json/nodes/{node}/qemu/{vmid}/config", f.config)
 	mux.HandleFunc("GET /api2/json/nodes/{node}/tasks/{upid}/status", f.taskStatus)
+	mux.HandleFunc("GET /api2/json/nodes/{node}/tasks", f.activeTasks)
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		f.tick++
@@ -222,4 +223,30 @@ func (f *fakePVE) taskStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeData(w, body)
+}
+
+// activeTasks lists the running tasks of a node, filtered by vmid and type
+// as PVE's GET /nodes/{node}/tasks?source=active does.
+func (f *fakePVE) activeTasks(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if q.Get("source") != "active" {
+		writeRaw(f.t, w, 400, "fake: only source=active is served", `{"data":null}`)
+		return
+	}
+	f.mu.Lock()
+	var out []map[string]string
+	for upid, tk := range f.tasks {
+		if tk.finish == nil {
+			continue
+		}
+		u, err := ParseUPID(upid)
+		if err != nil || u.Node != r.PathValue("node") || (q.Get("vmid") != "" && u.ID != q.Get("vmid")) ||
+			(q.Get("typefilter") != "" && u.Type != q.Get("typefilter")) {
+			continue
+		}
+		out = append(out, map[string]string{"upid": upid})
+	}
+	f.mu.Unlock()
+	b, _ := json.Marshal(out)
+	writeData(w, string(b))
 }
