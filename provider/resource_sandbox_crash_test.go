@@ -10,12 +10,15 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
+	tfjson "github.com/hashicorp/terraform-json"
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/plancheck"
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/lease"
@@ -31,6 +34,9 @@ type midCloneCrash struct {
 	t      *testing.T
 	e      *accEnv
 	target *url.URL
+
+	// keepClone leaves the finished clone as it is: only its answer is lost.
+	keepClone bool
 
 	mu       sync.Mutex
 	armed    bool
@@ -129,6 +135,12 @@ func (p *midCloneCrash) crash(ctx context.Context, form, answer []byte) {
 		return
 	}
 	ref := pve.VMRef{Node: "pve", VMID: vmid}
+	if p.keepClone {
+		p.mu.Lock()
+		p.hungUPID, p.vmid = env.Data, vmid
+		p.mu.Unlock()
+		return
+	}
 	if err := p.e.api.UpdateConfig(ctx, ref, pve.ConfigUpdate{Delete: []string{"description", "name"}}); err != nil {
 		p.t.Errorf("strip the clone to a placeholder: %v", err)
 		return
@@ -271,4 +283,75 @@ resource "agentlab_sandbox" "g" {
 			},
 		},
 	})
+}
+
+// TestAccSandbox_lostCloneAnswerKeepsVMID: the clone's answer never comes
+// (its task status hangs until the create times out). The cleanup destroys
+// the clone, yet the sandbox's VMID stays in state: a lost request could
+// still make the VM after the cleanup looked. The next refresh finds it gone
+// and drops it (the plan shows that drift), and the apply creates the
+// sandbox.
+func TestAccSandbox_lostCloneAnswerKeepsVMID(t *testing.T) {
+	e := newAccEnv(t)
+	proxy, srv := newMidCloneCrash(t, e)
+	proxy.keepClone = true
+	provider := fmt.Sprintf(`
+provider "agentlab" {
+  endpoint     = %q
+  api_token    = %q
+  insecure     = true
+  profiles_dir = %q
+}
+`, srv.URL, e.sim.Token, e.profiles)
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: e.factories(),
+		CheckDestroy:             e.checkNothingLeft(t),
+		Steps: []resource.TestStep{
+			{
+				Config: provider + `
+resource "agentlab_sandbox" "l" {
+  template_vmid = 9000
+  timeouts {
+    create = "3s"
+  }
+}
+`,
+				ExpectError: regexp.MustCompile(`(?s)Cloning the template failed.*stays in state as tainted`),
+			},
+			{
+				PreConfig: func() {
+					if vms := e.sandboxes(t); len(vms) != 0 {
+						t.Errorf("VMs after the failed create: %v; want the clone removed", vms)
+					}
+				},
+				Config: provider + `
+resource "agentlab_sandbox" "l" {
+  template_vmid = 9000
+}
+`,
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply:             []plancheck.PlanCheck{expectDrift{addr: "agentlab_sandbox.l", action: tfjson.ActionDelete}},
+					PostApplyPostRefresh: emptyPlanAfterApply(),
+				},
+			},
+		},
+	})
+}
+
+// expectDrift is a plan check: the refresh before the plan found addr
+// changed outside Terraform with action (e.g. deleted), which proves the
+// state held it.
+type expectDrift struct {
+	addr   string
+	action tfjson.Action
+}
+
+// CheckPlan implements plancheck.PlanCheck.
+func (c expectDrift) CheckPlan(_ context.Context, req plancheck.CheckPlanRequest, resp *plancheck.CheckPlanResponse) {
+	for _, d := range req.Plan.ResourceDrift {
+		if d.Address == c.addr && d.Change != nil && slices.Contains(d.Change.Actions, c.action) {
+			return
+		}
+	}
+	resp.Error = fmt.Errorf("no %s drift of %s in the plan: the state did not hold it", c.action, c.addr)
 }
