@@ -3,8 +3,11 @@ package provider
 import (
 	"bytes"
 	"context"
+	"errors"
+	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-log/tflogtest"
 
@@ -71,5 +74,30 @@ func TestAPICallsAreLoggedWithoutTheToken(t *testing.T) {
 	}
 	if ok < 10 || retried == 0 {
 		t.Errorf("logged %d successful requests, %d failed, %d retries; want >= 10 successful and some retries:\n%s", ok, failed, retried, raw)
+	}
+}
+
+func TestTFLogHandler(t *testing.T) {
+	var out bytes.Buffer
+	ctx := tflogtest.RootLogger(context.Background(), &out)
+	log := slog.New(newTFLogHandler("s3cret", ""))
+	log.With("vm", "pve/101").WithGroup("req").WarnContext(ctx, "retry s3cret", "attempt", 2, "delay", 1500*time.Millisecond,
+		"err", errors.New("token root@pam!t=s3cret refused"))
+	log.InfoContext(ctx, "plain")
+	entries, err := tflogtest.MultilineJSONDecode(&out)
+	if err != nil || len(entries) != 2 {
+		t.Fatalf("entries = %v, %v; want 2", entries, err)
+	}
+	want := map[string]any{
+		"@level": "warn", "@message": "retry ***", "vm": "pve/101", "req.attempt": float64(2),
+		"req.delay": "1.5s", "req.err": "token root@pam!t=*** refused",
+	}
+	for k, v := range want {
+		if entries[0][k] != v {
+			t.Errorf("%s = %v; want %v (entry %v)", k, entries[0][k], v, entries[0])
+		}
+	}
+	if entries[1]["@level"] != "info" || entries[1]["@message"] != "plain" {
+		t.Errorf("second entry %v; want info \"plain\"", entries[1])
 	}
 }
