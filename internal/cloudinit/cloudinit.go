@@ -47,6 +47,9 @@ type Config struct {
 	// Heartbeat, when set, installs the sandbox's heartbeat token and the
 	// agentlab-heartbeat command that extends its lease.
 	Heartbeat *Heartbeat
+	// Workspace, when set, formats the attached workspace disk once and
+	// mounts it at WorkspaceMountPoint.
+	Workspace *Workspace
 }
 
 // User is the guest account. It never has a password: it logs in with SSH keys.
@@ -137,7 +140,10 @@ func (c Config) Validate() error {
 	if name := c.nicName(); !ifaceName.MatchString(name) {
 		return fmt.Errorf("nic name %q: want a Linux interface name such as %q", name, DefaultInterface)
 	}
-	return c.Heartbeat.validate()
+	if err := c.Heartbeat.validate(); err != nil {
+		return err
+	}
+	return c.Workspace.validate()
 }
 
 func validateHostname(h string) error {

@@ -37,6 +37,9 @@ func TestUserDataSchema(t *testing.T) {
 	withHeartbeat := testConfig()
 	withHeartbeat.Heartbeat = &Heartbeat{URL: "http://10.77.0.1:8846", Token: "Zm9vYmFyYmF6cXV4MTIzNDU2"}
 	configs["heartbeat"] = withHeartbeat
+	withWorkspace := withHeartbeat
+	withWorkspace.Workspace = &Workspace{Disk: "scsi1"}
+	configs["workspace"] = withWorkspace
 	for name, c := range configs {
 		t.Run(name, func(t *testing.T) {
 			seed, err := c.Render()

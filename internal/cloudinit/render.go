@@ -17,6 +17,8 @@ type cloudConfig struct {
 	DisableRoot    bool        `yaml:"disable_root"`
 	SSHPwauth      bool        `yaml:"ssh_pwauth"`
 	WriteFiles     []writeFile `yaml:"write_files,omitempty"`
+	FSSetup        []fsSetup   `yaml:"fs_setup,omitempty"`
+	Mounts         [][]string  `yaml:"mounts,omitempty"`
 }
 
 // writeFile is one write_files entry; Defer writes it after users exist.
@@ -76,6 +78,8 @@ func (c Config) userData() ([]byte, error) {
 		DisableRoot:    true,
 		SSHPwauth:      false,
 		WriteFiles:     c.heartbeatFiles(),
+		FSSetup:        c.workspaceFS(),
+		Mounts:         c.workspaceMounts(),
 	}
 	return marshal("#cloud-config\n", doc)
 }
