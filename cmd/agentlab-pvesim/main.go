@@ -29,6 +29,10 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == pvesim.GuestInitArg {
+		// This process is a guest's init, started by --guest-exec.
+		os.Exit(pvesim.GuestInit(os.Args[2:]))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	go func() {
 		<-ctx.Done()
@@ -108,7 +112,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&m.lostMode, "lose-answers-mode", pvesim.LostDrop, "how an answer is lost: drop (close the connection) or 500")
 	fs.StringVar(&m.lostCalls, "lose-answers-calls", "all", "calls whose answers may be lost: all, or a comma-separated list of clone, config, start, delete")
 	fs.Int64Var(&m.seed, "seed", 1, "seed of the fault injection and MAC address generators")
-	fs.BoolVar(&m.guestExec, "guest-exec", false, "run guests' cloud-init user-data as processes (not supported yet)")
+	fs.BoolVar(&m.guestExec, "guest-exec", false, "run each started VM's cloud-init user-data as a guest process in its own namespaces (needs root)")
 	fs.StringVar(&m.stateDir, "state-dir", "", "directory to persist state in across restarts")
 	fs.BoolVar(&m.legacyErrors, "legacy-errors", false, `error bodies without "message", as before libpve-http-server-perl 5.2.0`)
 	fs.DurationVar(&m.authDelay, "auth-delay", 3*time.Second, "delay of answers to bad credentials (PVE: 3s)")
@@ -118,9 +122,6 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
-	}
-	if m.guestExec {
-		return errors.New("--guest-exec is not supported yet: the guest job runner arrives in a later release")
 	}
 	return nil
 }
@@ -179,6 +180,13 @@ func (m *Main) options() (pvesim.Options, string, error) {
 		token = fmt.Sprintf("root@pam!agentlab=%s-%s-%s-%s-%s", h[:8], h[8:12], h[12:16], h[16:20], h[20:])
 	}
 	o.Tokens = []string{token}
+	if m.guestExec {
+		exe, err := os.Executable()
+		if err != nil {
+			return o, "", fmt.Errorf("--guest-exec: find this program to run as the guests' init: %w", err)
+		}
+		o.GuestExec = &pvesim.GuestExec{Init: []string{exe, pvesim.GuestInitArg}}
+	}
 	level := slog.LevelInfo
 	if m.debug {
 		level = slog.LevelDebug

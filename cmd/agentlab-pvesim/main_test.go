@@ -123,7 +123,6 @@ func TestFlagErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--guest-exec"}, "not supported yet"},
 		{[]string{"--latency", "slow"}, "latency model"},
 		{[]string{"--template", "abc"}, "VMID:NAME"},
 		{[]string{"--token", "nonsense"}, "USER@REALM!TOKENID=SECRET"},

@@ -57,6 +57,10 @@ type Options struct {
 	Clock clock.Clock
 	// Logger receives request logs at debug level. Nil discards them.
 	Logger *slog.Logger
+	// GuestExec, when set, runs each started VM's NoCloud user-data as a
+	// guest process in its own namespaces (guest.go). It needs root; New
+	// fails when guests cannot run here.
+	GuestExec *GuestExec
 }
 
 // Template is a VM template created when the simulator starts.

@@ -538,6 +538,7 @@ func (s *Server) freeOwnedVolumeLocked(v *vmState, volid string) {
 		return
 	}
 	delete(s.st.Volumes, volKey(v.Node, volid))
+	s.freeVolumeDirLocked(v.Node, volid)
 	s.markDirtyLocked()
 }
 

@@ -74,8 +74,10 @@ func handleDestroy(c *call) (any, error) {
 			defer s.mu.Unlock()
 			for _, volid := range s.destroyVolumesLocked(v, unreferenced) {
 				tr.t.Log = append(tr.t.Log, fmt.Sprintf("  Logical volume \"%s\" successfully removed.", strings.SplitN(volid, ":", 2)[1]))
+				s.freeVolumeDirLocked(node, volid)
 			}
 			delete(s.st.VMs, vmid)
+			s.destroyGuestLocked(vmid)
 			s.markDirtyLocked()
 			return nil
 		},

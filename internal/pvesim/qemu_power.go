@@ -49,6 +49,7 @@ func (s *Server) startVMLocked(v *vmState) {
 	v.StartedAt = s.clock.Now()
 	v.PID = s.st.NextPID
 	s.st.NextPID++
+	s.bootGuestLocked(v)
 }
 
 func stopVM(v *vmState) {
@@ -82,7 +83,7 @@ func handleStart(c *call) (any, error) {
 		if v.Running {
 			return fail("VM %d already running", vmid)
 		}
-		return nil
+		return c.s.checkGuestLocked(v)
 	}, c.s.startVMLocked)
 }
 
@@ -103,7 +104,7 @@ func handleStop(c *call) (any, error) {
 			return checkConfigLock(v)
 		}
 		return nil
-	}, stopVM)
+	}, c.s.stopVMLocked)
 }
 
 // handleShutdown is POST .../status/shutdown (task qmshutdown).
@@ -122,7 +123,7 @@ func handleShutdown(c *call) (any, error) {
 			return checkConfigLock(v)
 		}
 		return nil
-	}, stopVM)
+	}, c.s.stopVMLocked)
 }
 
 // handleReboot is POST .../status/reboot: 500 when stopped, else task qmreboot.
@@ -148,7 +149,7 @@ func handleReboot(c *call) (any, error) {
 		}
 		return nil
 	}, func(v *vmState) {
-		stopVM(v)
+		s.stopVMLocked(v)
 		s.startVMLocked(v)
 	})
 }

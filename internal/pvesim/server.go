@@ -55,6 +55,8 @@ type Server struct {
 	// proxyPool and daemonPool are the API worker pools of the capacity
 	// model; nil when unbounded.
 	proxyPool, daemonPool *pool
+
+	guests *guests // nil without Options.GuestExec (guest.go)
 }
 
 var versionRE = regexp.MustCompile(`^[0-9]{1,2}\.[0-9]{1,2}\.[0-9]{1,3}$`)
@@ -131,6 +133,13 @@ func New(opts Options) (*Server, error) {
 	s.configRoute, _, _ = s.routes.match("PUT", "/nodes/pve/qemu/100/config")
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
+	if opts.GuestExec != nil {
+		g, err := newGuests(opts.GuestExec, opts.StateDir, opts.Logger)
+		if err != nil {
+			return nil, err
+		}
+		s.guests = g
+	}
 	restored := false
 	if opts.StateDir != "" {
 		p, st, err := openPersister(opts.StateDir)
@@ -161,6 +170,7 @@ func New(opts Options) (*Server, error) {
 		s.markDirtyLocked()
 		s.mu.Unlock()
 	}
+	s.bootRestoredGuests()
 	return s, nil
 }
 
@@ -181,6 +191,9 @@ func (s *Server) Close() error {
 	}
 	s.cancel()
 	s.wg.Wait()
+	if s.guests != nil {
+		s.guests.close()
+	}
 	if s.persist != nil {
 		s.mu.Lock()
 		data, blobs, err := s.snapshotLocked()

@@ -288,6 +288,7 @@ func handleContentDelete(c *call) (any, error) {
 				}
 			}
 			delete(s.st.Volumes, volKey(node, volid))
+			s.freeVolumeDirLocked(node, volid)
 			s.markDirtyLocked()
 			tr.t.Log = append(tr.t.Log, fmt.Sprintf("Removed volume '%s'", volid))
 			return nil
