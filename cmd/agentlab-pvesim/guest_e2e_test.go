@@ -245,9 +245,11 @@ func TestGuestExecHeartbeatAndLifecycle(t *testing.T) {
 	img := seedISO(t, c, fmt.Sprintf(`runcmd:
   - [%s]
   - curl -fsS --data-binary "$(hostname)" %s/hostname
+  - curl -fsS --data-binary "$(git --version)" %s/git
+  - curl -fsS --data-binary "$(grep CapBnd /proc/self/status)" %s/caps
   - [sh, -c, "nohup sleep 600 >/dev/null 2>&1 &"]
   - curl -fsS -d up %s/done
-`, cloudinit.HeartbeatCommand, srv.URL, srv.URL))
+`, cloudinit.HeartbeatCommand, srv.URL, srv.URL, srv.URL, srv.URL))
 	mustOK(t, "start", bootSandbox(t, p, 101, img, nil))
 
 	if got, want := waitEvent(t, events, "POST /v1/heartbeat", 60*time.Second), "POST /v1/heartbeat Bearer "+token; got != want {
@@ -255,6 +257,14 @@ func TestGuestExecHeartbeatAndLifecycle(t *testing.T) {
 	}
 	if got := waitEvent(t, events, "POST /hostname", 30*time.Second); got != "POST /hostname  sbx-101" {
 		t.Errorf("hostname request = %q; want the hostname sbx-101 from the seed", got)
+	}
+	if got := waitEvent(t, events, "POST /git", 30*time.Second); !strings.HasPrefix(got, "POST /git  git version ") {
+		t.Errorf("git in the guest: %q; want its version", got)
+	}
+	caps := strings.Fields(waitEvent(t, events, "POST /caps", 30*time.Second))
+	bnd, err := strconv.ParseUint(caps[len(caps)-1], 16, 64)
+	if err != nil || bnd&(1<<21) != 0 || bnd&(1<<18) != 0 || bnd&(1<<0) == 0 {
+		t.Errorf("guest bounding set %v (%v): want CAP_SYS_ADMIN and CAP_SYS_CHROOT dropped, CAP_CHOWN kept", caps, err)
 	}
 	waitEvent(t, events, "POST /done", 30*time.Second)
 

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -47,6 +48,9 @@ var hostDev = []string{"null", "zero", "full", "random", "urandom", "tty"}
 // guest's console. With "--probe" it only checks that the namespaces allow
 // its mounts. It returns the exit status.
 func GuestInit(args []string) int {
+	// Everything the init starts is started from this thread (see
+	// dropCapabilities).
+	runtime.LockOSThread()
 	if len(args) == 1 && args[0] == "--probe" {
 		if err := probeMounts(); err != nil {
 			fmt.Println(err)
@@ -77,6 +81,10 @@ func GuestInit(args []string) int {
 		consolef("%s", b.Note)
 	}
 	if err := b.setupRoot(); err != nil {
+		consolef("boot failed: %v", err)
+		return 1
+	}
+	if err := dropCapabilities(); err != nil {
 		consolef("boot failed: %v", err)
 		return 1
 	}
@@ -446,6 +454,54 @@ func (b *guestBoot) runcmd() error {
 		return fmt.Errorf("%s: %w (its output is in /var/log/cloud-init-output.log)", script, err)
 	}
 	consolef("runcmd: done")
+	return nil
+}
+
+// guestDroppedCaps are the capabilities no program the guest runs gets
+// (they are dropped from the bounding set): the ones that would let root
+// in the guest leave its chroot or namespaces (SYS_CHROOT, SYS_ADMIN,
+// DAC_READ_SEARCH for open_by_handle_at, SYS_PTRACE), change the host
+// (SYS_MODULE, SYS_RAWIO, SYS_BOOT, SYS_TIME, NET_ADMIN, MKNOD, BPF, ...).
+// The guest stays root for everything else, as in a VM.
+var guestDroppedCaps = []uintptr{
+	2,  // CAP_DAC_READ_SEARCH
+	9,  // CAP_LINUX_IMMUTABLE
+	12, // CAP_NET_ADMIN
+	16, // CAP_SYS_MODULE
+	17, // CAP_SYS_RAWIO
+	18, // CAP_SYS_CHROOT
+	19, // CAP_SYS_PTRACE
+	20, // CAP_SYS_PACCT
+	21, // CAP_SYS_ADMIN
+	22, // CAP_SYS_BOOT
+	25, // CAP_SYS_TIME
+	27, // CAP_MKNOD
+	30, // CAP_AUDIT_CONTROL
+	32, // CAP_MAC_OVERRIDE
+	33, // CAP_MAC_ADMIN
+	34, // CAP_SYSLOG
+	35, // CAP_WAKE_ALARM
+	36, // CAP_BLOCK_SUSPEND
+	38, // CAP_PERFMON
+	39, // CAP_BPF
+	40, // CAP_CHECKPOINT_RESTORE
+}
+
+// dropCapabilities removes guestDroppedCaps from the bounding set, which
+// every program the init starts inherits. The bounding set is per thread:
+// it is dropped on all of the process's threads, or, in a cgo build where
+// Go cannot do that, on the current one, to which GuestInit is locked. A
+// capability the kernel does not know (EINVAL) is no risk.
+func dropCapabilities() error {
+	for _, c := range guestDroppedCaps {
+		_, _, errno := syscall.AllThreadsSyscall(syscall.SYS_PRCTL, syscall.PR_CAPBSET_DROP, c, 0)
+		if errno == syscall.ENOTSUP {
+			_, _, errno = syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_CAPBSET_DROP, c, 0)
+		}
+		if errno != 0 && errno != syscall.EINVAL {
+			return fmt.Errorf("drop capability %d: %w", c, errno)
+		}
+	}
 	return nil
 }
 
