@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/agentlab/terraform-provider-agentlab/internal/cloudinit"
 	"github.com/agentlab/terraform-provider-agentlab/reaper/reapertest"
 )
@@ -214,24 +216,46 @@ func testSeedConfig(vmid int) cloudinit.Config {
 	}
 }
 
-// guestProcesses counts the host's processes whose root directory is the
-// guest's root: everything running inside the guest.
-func guestProcesses(t *testing.T, root string) int {
+// guestPIDs lists the host's processes whose root directory is the guest's
+// root: everything running inside the guest.
+func guestPIDs(t *testing.T, root string) []int {
 	t.Helper()
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
+	var pids []int
 	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
 			continue
 		}
 		if r, err := os.Readlink("/proc/" + e.Name() + "/root"); err == nil && r == root {
-			n++
+			pids = append(pids, pid)
 		}
 	}
-	return n
+	return pids
+}
+
+func guestProcesses(t *testing.T, root string) int { return len(guestPIDs(t, root)) }
+
+// waitExited waits until every process in pids has exited, watching each
+// through a pidfd (readable once the process is gone).
+func waitExited(t *testing.T, pids []int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for _, pid := range pids {
+		fd, err := unix.PidfdOpen(pid, 0)
+		if err != nil {
+			continue // already gone
+		}
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, int(time.Until(deadline).Milliseconds()))
+		unix.Close(fd)
+		if err != nil || n == 0 {
+			t.Fatalf("guest process %d still runs %v after its simulator was killed (%v)", pid, timeout, err)
+		}
+	}
 }
 
 func TestGuestExecHeartbeatAndLifecycle(t *testing.T) {
@@ -302,6 +326,21 @@ func TestGuestExecHeartbeatAndLifecycle(t *testing.T) {
 	}
 	if n := guestProcesses(t, root); n != 0 {
 		t.Errorf("%d guest processes left after the simulator exited; want 0", n)
+	}
+
+	// Restarted on its state, the simulator boots the running VM's guest
+	// again; killed, it takes the guest with it (parent-death signal).
+	sim = reapertest.StartSimulator(t, simBinary, "--listen", "127.0.0.1:0", "--plain-http", "--auth-delay", "0",
+		"--guest-exec", "--state-dir", state)
+	waitEvent(t, events, "POST /done", 60*time.Second)
+	if n := guestProcesses(t, root); n < 2 {
+		t.Fatalf("%d processes in the guest after a restart; want at least 2", n)
+	}
+	pids := guestPIDs(t, root)
+	sim.Kill()
+	waitExited(t, pids, 10*time.Second) // the kernel ends the namespace asynchronously
+	if n := guestProcesses(t, root); n != 0 {
+		t.Errorf("%d guest processes left after the simulator was killed; want 0", n)
 	}
 }
 
