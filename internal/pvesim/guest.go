@@ -56,6 +56,8 @@ type guests struct {
 
 	mu      sync.Mutex // guards running; taken inside Server.mu, never the other way round
 	running map[int]*guestProc
+	trashed int            // names the directories moved to trash/
+	wg      sync.WaitGroup // removals of trashed directories
 }
 
 // guestProc is one guest's init process.
@@ -113,8 +115,9 @@ func (g *guests) start(b *guestBoot) error {
 	b.Root = filepath.Join(dir, "root")
 	b.UsrLocal = filepath.Join(dir, "usr-local")
 	// Every start is a first boot: the root is made afresh. Its mounts
-	// lived only in the previous guest's namespace, so this removes files.
-	if err := os.RemoveAll(b.Root); err != nil {
+	// lived only in the previous guest's namespace, so removing it removes
+	// the guest's own files only.
+	if err := g.trashLocked(b.Root); err != nil {
 		return fmt.Errorf("guest-exec: remove the previous root: %w", err)
 	}
 	for _, d := range []string{b.Root, b.UsrLocal} {
@@ -193,10 +196,40 @@ func (g *guests) stopLocked(vmid int, p *guestProc) {
 
 // remove deletes a destroyed VM's guest directory.
 func (g *guests) remove(vmid int) {
-	g.stop(vmid)
-	if err := os.RemoveAll(g.dir(vmid)); err != nil {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if p := g.running[vmid]; p != nil {
+		g.stopLocked(vmid, p)
+	}
+	if err := g.trashLocked(g.dir(vmid)); err != nil {
 		g.log.Error("remove guest directory", "vmid", vmid, "err", err)
 	}
+}
+
+// trashLocked moves dir out of the way at once and deletes it in the
+// background: a guest's root may hold a large checkout, and the caller
+// holds the simulator's lock.
+func (g *guests) trashLocked(dir string) error {
+	trash := filepath.Join(g.base, "trash")
+	if err := os.MkdirAll(trash, 0o700); err != nil {
+		return err
+	}
+	g.trashed++
+	to := filepath.Join(trash, fmt.Sprintf("%d-%d", os.Getpid(), g.trashed))
+	if err := os.Rename(dir, to); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		if err := os.RemoveAll(to); err != nil {
+			g.log.Error("remove guest files", "dir", to, "err", err)
+		}
+	}()
+	return nil
 }
 
 // runningVMIDs lists the VMs whose guest runs.
@@ -211,13 +244,16 @@ func (g *guests) runningVMIDs() []int {
 	return ids
 }
 
-// close stops every guest (and removes a temporary base directory).
+// close stops every guest, finishes removals (left over ones too) and
+// removes a temporary base directory.
 func (g *guests) close() {
 	g.mu.Lock()
 	for id, p := range g.running {
 		g.stopLocked(id, p)
 	}
 	g.mu.Unlock()
+	g.wg.Wait()
+	_ = os.RemoveAll(filepath.Join(g.base, "trash"))
 	if g.temp {
 		_ = os.RemoveAll(g.base)
 	}

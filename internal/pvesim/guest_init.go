@@ -71,6 +71,9 @@ func GuestInit(args []string) int {
 		consolef("read the boot plan: %v", err)
 		return 1
 	}
+	// The plan holds the seed's files (tokens among them): once read, it
+	// exists only in the guest, as the seed does.
+	_ = os.Remove(args[0])
 	var b guestBoot
 	if err := json.Unmarshal(data, &b); err != nil {
 		consolef("decode the boot plan: %v", err)

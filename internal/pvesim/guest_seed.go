@@ -353,13 +353,17 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'"'"'`) + "'"
 }
 
+// yamlNoise is what yaml.v3 says that means nothing to a seed's author: the
+// line within the re-encoded value and the simulator's Go type names.
+var yamlNoise = regexp.MustCompile(`line \d+: | in type pvesim\.\w+| into \S*pvesim\.\w+|yaml: `)
+
 // unwrapYAML drops yaml.v3's "yaml: unmarshal errors:" preamble.
 func unwrapYAML(err error) string {
 	var te *yaml.TypeError
 	if errors.As(err, &te) {
-		return strings.Join(te.Errors, "; ")
+		return yamlNoise.ReplaceAllString(strings.Join(te.Errors, "; "), "")
 	}
-	return err.Error()
+	return yamlNoise.ReplaceAllString(err.Error(), "")
 }
 
 func contains(list []string, s string) bool {

@@ -1,0 +1,152 @@
+package pvesim
+
+import (
+	"errors"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/agentlab/terraform-provider-agentlab/internal/cloudinit"
+)
+
+// guestServer is a simulator whose guests are planned but never started
+// (no root needed): boot plans and volume directories can be checked.
+func guestServer(t *testing.T) *Server {
+	t.Helper()
+	s, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.guests = &guests{base: t.TempDir(), log: slog.New(slog.DiscardHandler), running: map[int]*guestProc{}}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func seedImage(t *testing.T, extra string) []byte {
+	t.Helper()
+	seed, err := cloudinit.Config{InstanceID: "i-101", Hostname: "sbx-101", NIC: cloudinit.NIC{MAC: "BC:24:11:00:00:01"},
+		Workspace: &cloudinit.Workspace{Disk: "scsi1"}}.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed.UserData = append(seed.UserData, extra...)
+	img, err := seed.ISO()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func TestGuestBootPlan(t *testing.T) {
+	const ws = "local-lvm:vm-990-disk-0"
+	tests := []struct {
+		name    string
+		conf    map[string]string
+		extra   string
+		check   func(t *testing.T, s *Server, b *guestBoot)
+		wantErr string
+	}{
+		{
+			name: "workspace attached",
+			conf: map[string]string{"ide2": "local:iso/seed.iso,media=cdrom", "scsi1": ws + ",size=1G"},
+			check: func(t *testing.T, s *Server, b *guestBoot) {
+				dir := s.guests.volumeDir("pve", ws)
+				if len(b.Mounts) != 1 || b.Mounts[0].Source != dir || b.Mounts[0].Target != cloudinit.WorkspaceMountPoint {
+					t.Fatalf("mounts = %+v; want %s at %s", b.Mounts, dir, cloudinit.WorkspaceMountPoint)
+				}
+				if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+					t.Errorf("volume directory %s: %v", dir, err)
+				}
+				if b.Hostname != "sbx-101" || !b.ManageEtcHosts {
+					t.Errorf("hostname %q manage_etc_hosts %v; want sbx-101 from the seed, true", b.Hostname, b.ManageEtcHosts)
+				}
+			},
+		},
+		{
+			name: "workspace not attached",
+			conf: map[string]string{"ide2": "local:iso/seed.iso,media=cdrom"},
+			check: func(t *testing.T, s *Server, b *guestBoot) {
+				if len(b.Mounts) != 0 || len(b.MissingMounts) != 1 || b.MissingMounts[0] != cloudinit.WorkspaceMountPoint {
+					t.Errorf("mounts %+v missing %v; want only %s missing", b.Mounts, b.MissingMounts, cloudinit.WorkspaceMountPoint)
+				}
+			},
+		},
+		{
+			name: "no seed",
+			conf: map[string]string{"ide2": "none,media=cdrom", "name": "plain"},
+			check: func(t *testing.T, s *Server, b *guestBoot) {
+				if b.Note == "" || b.Runcmd != "" || b.Hostname != "plain" {
+					t.Errorf("boot %+v; want a note, nothing to run and the VM's name as hostname", b)
+				}
+			},
+		},
+		{
+			name:    "workspace disk is a CD-ROM",
+			conf:    map[string]string{"ide2": "local:iso/seed.iso,media=cdrom", "scsi1": "none,media=cdrom"},
+			wantErr: "is a CD-ROM",
+		},
+		{
+			name:    "workspace volume missing",
+			conf:    map[string]string{"ide2": "local:iso/seed.iso,media=cdrom", "scsi1": "local-lvm:vm-991-disk-0,size=1G"},
+			wantErr: "does not exist",
+		},
+		{
+			name:    "unknown key",
+			conf:    map[string]string{"ide2": "local:iso/seed.iso,media=cdrom"},
+			extra:   "snap:\n  commands: [ls]\n",
+			wantErr: `user-data key "snap" is not supported`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := guestServer(t)
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.addVolumeLocked(&volume{Node: "pve", Storage: "local", Volid: "local:iso/seed.iso", Content: "iso",
+				Format: "iso", Data: seedImage(t, tt.extra)})
+			s.addVolumeLocked(&volume{Node: "pve", Storage: "local-lvm", Volid: ws, Content: "images", Format: "raw",
+				Size: 1 << 30, VMID: 990})
+			v := &vmState{VMID: 101, Node: "pve", Conf: tt.conf}
+			s.st.VMs[101] = v
+			b, err := s.guestBootLocked(v)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, ErrGuestSeed) {
+					t.Fatalf("guestBootLocked = %v; want an ErrGuestSeed containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("guestBootLocked: %v", err)
+			}
+			if err := s.checkGuestLocked(v); err != nil {
+				t.Errorf("checkGuestLocked: %v", err)
+			}
+			tt.check(t, s, b)
+		})
+	}
+}
+
+func TestGuestVolumeDirFreed(t *testing.T) {
+	s := guestServer(t)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dir := s.guests.volumeDir("pve", "local-lvm:vm-990-disk-0")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir+"/note", []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	other := s.guests.volumeDir("pve", "local-lvm:vm-990-disk-1")
+	if err := os.MkdirAll(other, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s.freeVolumeDirLocked("pve", "local-lvm:vm-990-disk-0")
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("volume directory after free: %v; want it gone", err)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("another volume's directory: %v; want it kept", err)
+	}
+}
