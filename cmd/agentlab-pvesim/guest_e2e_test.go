@@ -48,6 +48,13 @@ func guestSim(t *testing.T) (*reapertest.Simulator, *reapertest.PVE, string) {
 	if os.Geteuid() != 0 {
 		t.Skip("--guest-exec needs root (mount and PID namespaces); run the tests as root to cover it")
 	}
+	// The guests run the host's programs: the heartbeat script needs curl.
+	if _, err := exec.LookPath("curl"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("curl is not installed but CI is set: CI must install it (apt-get install -y curl)")
+		}
+		t.Skip("curl is not installed (apt-get install -y curl); the guests' scripts need it")
+	}
 	if simBinary == "" {
 		dir, err := os.MkdirTemp("", "agentlab-pvesim-e2e-")
 		if err != nil {
