@@ -246,6 +246,23 @@ func guestPIDs(t *testing.T, root string) []int {
 
 func guestProcesses(t *testing.T, root string) int { return len(guestPIDs(t, root)) }
 
+// waitConsole waits until a guest's console log holds want n times. The
+// console is a file, so it is polled.
+func waitConsole(t *testing.T, console, want string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, _ := os.ReadFile(console)
+		if strings.Count(string(b), want) >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s does not say %q %d times within 30s:\n%s", console, want, n, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // waitExited waits until every process in pids has exited, watching each
 // through a pidfd (readable once the process is gone).
 func waitExited(t *testing.T, pids []int, timeout time.Duration) {
@@ -317,11 +334,26 @@ func TestGuestExecHeartbeatAndLifecycle(t *testing.T) {
 		t.Errorf("%d guest processes left after stop; want 0", n)
 	}
 
-	// A new start is a new boot that runs the seed again.
+	// A new start boots the same disk; the seed's instance was set up, so
+	// runcmd does not run again (cloud-init's once-per-instance).
+	console := filepath.Join(state, "guest-exec", "guests", "101", "console.log")
 	mustOK(t, "start again", pveTask(t, p, http.MethodPost, "/nodes/pve/qemu/101/status/start", url.Values{}))
-	waitEvent(t, events, "POST /done", 60*time.Second)
-	if n := guestProcesses(t, root); n < 2 {
-		t.Fatalf("%d processes in the restarted guest; want at least 2", n)
+	waitConsole(t, console, "cloud-init finished", 2)
+	if b, _ := os.ReadFile(console); !strings.Contains(string(b), "was set up on an earlier boot") {
+		t.Errorf("console of the second boot:\n%s\nwant it to say the instance was set up before", b)
+	}
+	select {
+	case e := <-events:
+		if strings.HasPrefix(e, "POST /done") {
+			t.Errorf("runcmd ran again on the second boot of the same instance")
+		}
+	default:
+	}
+	if n := guestProcesses(t, root); n != 1 {
+		t.Errorf("%d processes in the rebooted guest; want its init only", n)
+	}
+	if _, err := os.Stat(filepath.Join(root, cloudinit.HeartbeatEnvFile)); err != nil {
+		t.Errorf("the first boot's files on the second boot: %v; want them kept, like a disk", err)
 	}
 
 	// The simulator's exit ends the guests too.
@@ -339,9 +371,9 @@ func TestGuestExecHeartbeatAndLifecycle(t *testing.T) {
 	// again; killed, it takes the guest with it (parent-death signal).
 	sim = reapertest.StartSimulator(t, simBinary, "--listen", "127.0.0.1:0", "--plain-http", "--auth-delay", "0",
 		"--guest-exec", "--state-dir", state)
-	waitEvent(t, events, "POST /done", 60*time.Second)
-	if n := guestProcesses(t, root); n < 2 {
-		t.Fatalf("%d processes in the guest after a restart; want at least 2", n)
+	waitConsole(t, console, "cloud-init finished", 3)
+	if n := guestProcesses(t, root); n != 1 {
+		t.Fatalf("%d processes in the guest after a restart; want its init", n)
 	}
 	pids := guestPIDs(t, root)
 	sim.Kill()

@@ -112,14 +112,10 @@ func (g *guests) start(b *guestBoot) error {
 		g.stopLocked(b.VMID, p)
 	}
 	dir := g.dir(b.VMID)
+	// The root and /usr/local are the VM's disk: they stay from one boot to
+	// the next until the VM is destroyed.
 	b.Root = filepath.Join(dir, "root")
 	b.UsrLocal = filepath.Join(dir, "usr-local")
-	// Every start is a first boot: the root is made afresh. Its mounts
-	// lived only in the previous guest's namespace, so removing it removes
-	// the guest's own files only.
-	if err := g.trashLocked(b.Root); err != nil {
-		return fmt.Errorf("guest-exec: remove the previous root: %w", err)
-	}
 	for _, d := range []string{b.Root, b.UsrLocal} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("guest-exec: %w", err)
@@ -208,7 +204,8 @@ func (g *guests) remove(vmid int) {
 
 // trashLocked moves dir out of the way at once and deletes it in the
 // background: a guest's root may hold a large checkout, and the caller
-// holds the simulator's lock.
+// holds the simulator's lock. The guest's mounts lived only in its own
+// namespace, so this removes the guest's own files only.
 func (g *guests) trashLocked(dir string) error {
 	trash := filepath.Join(g.base, "trash")
 	if err := os.MkdirAll(trash, 0o700); err != nil {
@@ -266,7 +263,10 @@ type guestBoot struct {
 	// bind-mounted at /usr/local (writable, unlike the rest of /usr).
 	Root     string `json:"root"`
 	UsrLocal string `json:"usr_local"`
-	// Seed is what the guest's cloud-init does; nil when the VM has no seed.
+	// The rest is what the guest's cloud-init does. InstanceID is the
+	// seed's; the per-instance modules run only when it differs from the
+	// one an earlier boot recorded.
+	InstanceID     string      `json:"instance_id"`
 	Hostname       string      `json:"hostname"`
 	ManageEtcHosts bool        `json:"manage_etc_hosts"`
 	Users          []guestUser `json:"users,omitempty"`
@@ -338,6 +338,7 @@ func (s *Server) guestBootLocked(v *vmState) (*guestBoot, error) {
 	if seed.Hostname != "" {
 		b.Hostname = seed.Hostname
 	}
+	b.InstanceID = seed.InstanceID
 	b.ManageEtcHosts, b.Users, b.WriteFiles, b.Runcmd = seed.ManageEtcHosts, seed.Users, seed.WriteFiles, seed.Runcmd
 	for _, m := range seed.Mounts {
 		var fs guestFS

@@ -168,6 +168,9 @@ func (b *guestBoot) setupRoot() error {
 			if err != nil {
 				return err
 			}
+			if _, err := os.Lstat(at(name)); err == nil {
+				continue // made on an earlier boot
+			}
 			if err := os.Symlink(target, at(name)); err != nil {
 				return err
 			}
@@ -266,10 +269,14 @@ func (b *guestBoot) setupRoot() error {
 	return nil
 }
 
-// writeEtc writes the guest's own /etc files: passwd and group start as
-// copies of the host's (system accounts), hostname and hosts name the guest.
+// writeEtc writes the guest's own /etc files: passwd and group start, on
+// the first boot, as copies of the host's (system accounts); hostname and
+// hosts name the guest on every boot.
 func (b *guestBoot) writeEtc(r string) error {
 	for _, name := range []string{"passwd", "group"} {
+		if _, err := os.Stat(filepath.Join(r, "etc", name)); err == nil {
+			continue
+		}
 		data, err := os.ReadFile("/etc/" + name)
 		if err != nil {
 			data = []byte("root:x:0:0:root:/root:/bin/sh\n")
@@ -296,9 +303,25 @@ func (b *guestBoot) writeEtc(r string) error {
 	return os.WriteFile(filepath.Join(r, "etc/hosts"), []byte(hosts), 0o644)
 }
 
+// instanceIDFile records the instance an earlier boot set up, as
+// cloud-init's /var/lib/cloud/data/instance-id does.
+const instanceIDFile = "/var/lib/cloud/data/instance-id"
+
 // cloudInit runs the seed's modules in cloud-init's order. A failing module
-// is logged and the next one runs, as cloud-init does.
+// is logged and the next one runs, as cloud-init does. The modules run once
+// per instance: a later boot with the same instance-id (a stop and start, a
+// reboot) only mounts and names the guest.
 func (b *guestBoot) cloudInit() {
+	if b.InstanceID != "" {
+		if prev, err := os.ReadFile(instanceIDFile); err == nil && strings.TrimSpace(string(prev)) == b.InstanceID {
+			consolef("instance %s was set up on an earlier boot: write_files, users and runcmd run once per instance", b.InstanceID)
+			consolef("cloud-init finished")
+			return
+		}
+		if err := os.MkdirAll(path.Dir(instanceIDFile), 0o755); err == nil {
+			_ = os.WriteFile(instanceIDFile, []byte(b.InstanceID+"\n"), 0o644)
+		}
+	}
 	step := func(name string, err error) {
 		if err != nil {
 			consolef("%s failed: %v", name, err)
