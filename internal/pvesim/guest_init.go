@@ -99,8 +99,9 @@ func consolef(format string, args ...any) {
 	fmt.Printf("%s guest-init: %s\n", time.Now().UTC().Format(time.RFC3339), fmt.Sprintf(format, args...))
 }
 
-// probeMounts does what setupRoot needs of the namespaces, on a scratch
-// directory.
+// probeMounts does what setupRoot needs of the namespaces: private mounts,
+// a proc of the new PID namespace and a tmpfs (over /proc and /tmp, seen
+// only in this namespace).
 func probeMounts() error {
 	if err := syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make mounts private: %w", err)

@@ -133,13 +133,6 @@ func New(opts Options) (*Server, error) {
 	s.configRoute, _, _ = s.routes.match("PUT", "/nodes/pve/qemu/100/config")
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
-	if opts.GuestExec != nil {
-		g, err := newGuests(opts.GuestExec, opts.StateDir, opts.Logger)
-		if err != nil {
-			return nil, err
-		}
-		s.guests = g
-	}
 	restored := false
 	if opts.StateDir != "" {
 		p, st, err := openPersister(opts.StateDir)
@@ -170,7 +163,15 @@ func New(opts Options) (*Server, error) {
 		s.markDirtyLocked()
 		s.mu.Unlock()
 	}
-	s.bootRestoredGuests()
+	if opts.GuestExec != nil {
+		g, err := newGuests(opts.GuestExec, opts.StateDir, opts.Logger)
+		if err != nil {
+			_ = s.Close()
+			return nil, err
+		}
+		s.guests = g
+		s.bootRestoredGuests()
+	}
 	return s, nil
 }
 
