@@ -298,11 +298,13 @@ func TestGuestExecHeartbeatAndLifecycle(t *testing.T) {
   - [sh, -c, "nohup sleep 600 >/dev/null 2>&1 &"]
   - curl -fsS -d up %s/done
 `, cloudinit.HeartbeatCommand, srv.URL, srv.URL, srv.URL, srv.URL))
+	started := time.Now()
 	mustOK(t, "start", bootSandbox(t, p, 101, img, nil))
 
 	if got, want := waitEvent(t, events, "POST /v1/heartbeat", 60*time.Second), "POST /v1/heartbeat Bearer "+token; got != want {
 		t.Errorf("heartbeat request = %q; want %q", got, want)
 	}
+	t.Logf("first heartbeat %v after the start request (clone, upload, config and start included)", time.Since(started).Round(time.Millisecond))
 	if got := waitEvent(t, events, "POST /hostname", 30*time.Second); got != "POST /hostname  sbx-101" {
 		t.Errorf("hostname request = %q; want the hostname sbx-101 from the seed", got)
 	}
@@ -427,6 +429,47 @@ func TestGuestExecWorkspaceKeepsData(t *testing.T) {
 	mustOK(t, "delete the workspace", pveTask(t, p, http.MethodDelete, "/nodes/pve/storage/local-lvm/content/"+url.PathEscape(volid), nil))
 	if _, err := os.Stat(volDir); !os.IsNotExist(err) {
 		t.Errorf("workspace directory after the volume was deleted: %v; want it gone", err)
+	}
+}
+
+// TestGuestExecGitClone clones a repository served on loopback over git's
+// HTTP protocol inside the guest, as the job runner does.
+func TestGuestExecGitClone(t *testing.T) {
+	_, p, _ := guestSim(t)
+	gitBin, err := exec.LookPath("git")
+	if err != nil {
+		t.Skip("git is not installed (apt-get install -y git)")
+	}
+	work, repos := t.TempDir(), t.TempDir()
+	run := func(dir string, args ...string) {
+		t.Helper()
+		cmd := exec.Command(gitBin, args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
+			"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com", "GIT_CONFIG_GLOBAL=/dev/null")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	run(work, "init", "-q", "-b", "main", ".")
+	if err := os.WriteFile(filepath.Join(work, "hello.txt"), []byte("hello from git\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(work, "add", "hello.txt")
+	run(work, "commit", "-q", "-m", "first")
+	run(repos, "clone", "-q", "--bare", work, "repo.git")
+	run(filepath.Join(repos, "repo.git"), "update-server-info") // git's "dumb" HTTP protocol
+	srv, events := guestEvents(t)
+	files := httptest.NewServer(http.FileServer(http.Dir(repos)))
+	t.Cleanup(files.Close)
+
+	img := seedISO(t, testSeedConfig(101), fmt.Sprintf(`runcmd:
+  - git clone -q --branch main %s/repo.git /var/lib/agentlab/job/src
+  - curl -fsS --data-binary @/var/lib/agentlab/job/src/hello.txt %s/cloned
+`, files.URL, srv.URL))
+	mustOK(t, "start", bootSandbox(t, p, 101, img, nil))
+	if got := waitEvent(t, events, "POST /cloned", 60*time.Second); got != "POST /cloned  hello from git" {
+		t.Errorf("guest sent %q; want the cloned file", got)
 	}
 }
 

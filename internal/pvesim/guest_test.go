@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -124,6 +125,24 @@ func TestGuestBootPlan(t *testing.T) {
 			}
 			tt.check(t, s, b)
 		})
+	}
+}
+
+func TestGuestAccessors(t *testing.T) {
+	plain, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if plain.GuestDir(101) != "" || plain.GuestsRunning() != nil {
+		t.Errorf("without GuestExec: GuestDir %q, GuestsRunning %v; want empty", plain.GuestDir(101), plain.GuestsRunning())
+	}
+	s := guestServer(t)
+	if got, want := s.GuestDir(101), filepath.Join(s.guests.base, "guests", "101"); got != want {
+		t.Errorf("GuestDir(101) = %q; want %q", got, want)
+	}
+	if got := s.GuestsRunning(); len(got) != 0 {
+		t.Errorf("GuestsRunning() = %v; want none", got)
 	}
 }
 
