@@ -427,8 +427,10 @@ func TestGuestExecWorkspaceKeepsData(t *testing.T) {
 		t.Fatalf("workspace directory: %v", err)
 	}
 	mustOK(t, "delete the workspace", pveTask(t, p, http.MethodDelete, "/nodes/pve/storage/local-lvm/content/"+url.PathEscape(volid), nil))
-	if _, err := os.Stat(volDir); !os.IsNotExist(err) {
-		t.Errorf("workspace directory after the volume was deleted: %v; want it gone", err)
+	for _, p := range []string{volDir, volDir + ".fs"} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s after the volume was deleted: %v; want it gone", p, err)
+		}
 	}
 }
 

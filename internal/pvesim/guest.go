@@ -264,21 +264,26 @@ type guestBoot struct {
 	Root     string `json:"root"`
 	UsrLocal string `json:"usr_local"`
 	// The rest is what the guest's cloud-init does. InstanceID is the
-	// seed's; the per-instance modules run only when it differs from the
-	// one an earlier boot recorded.
+	// seed's; FirstBoot is set when it differs from the one an earlier boot
+	// recorded, and only then do the per-instance modules run.
 	InstanceID     string      `json:"instance_id"`
+	FirstBoot      bool        `json:"first_boot"`
 	Hostname       string      `json:"hostname"`
 	ManageEtcHosts bool        `json:"manage_etc_hosts"`
 	Users          []guestUser `json:"users,omitempty"`
 	WriteFiles     []guestFile `json:"write_files,omitempty"`
-	// Mounts are volumes' directories bind-mounted into the guest;
-	// MissingMounts are mount points whose disk is not attached (created
-	// empty, as cloud-init's nofail mount leaves them).
+	// Fstab are the lines cloud-init's mounts module adds to /etc/fstab on
+	// the first boot. Mounts are volumes' directories bind-mounted into the
+	// guest, as /etc/fstab mounts them on every boot; MissingMounts are
+	// mount points whose file system is on no attached disk (created empty,
+	// as a nofail mount leaves them).
+	Fstab         []string    `json:"fstab,omitempty"`
 	Mounts        []guestBind `json:"mounts,omitempty"`
 	MissingMounts []string    `json:"missing_mounts,omitempty"`
 	Runcmd        string      `json:"runcmd,omitempty"`
-	// Note is logged on the console first (e.g. why nothing runs).
-	Note string `json:"note,omitempty"`
+	// Notes are logged on the console first (what fs_setup did, why
+	// nothing runs).
+	Notes []string `json:"notes,omitempty"`
 }
 
 // guestBind is a host directory mounted in the guest.
@@ -322,54 +327,6 @@ func (s *Server) guestSeedLocked(node string, conf map[string]string) (*guestSee
 		return parseSeed(k, files)
 	}
 	return nil, nil
-}
-
-// guestBootLocked plans the boot of v from its active config (s.mu held).
-func (s *Server) guestBootLocked(v *vmState) (*guestBoot, error) {
-	b := &guestBoot{VMID: v.VMID, Hostname: v.Conf["name"]}
-	seed, err := s.guestSeedLocked(v.Node, v.Conf)
-	if err != nil {
-		return nil, err
-	}
-	if seed == nil {
-		b.Note = "no CD-ROM holds a NoCloud seed (an ISO labelled cidata): cloud-init has nothing to do"
-		return b, nil
-	}
-	if seed.Hostname != "" {
-		b.Hostname = seed.Hostname
-	}
-	b.InstanceID = seed.InstanceID
-	b.ManageEtcHosts, b.Users, b.WriteFiles, b.Runcmd = seed.ManageEtcHosts, seed.Users, seed.WriteFiles, seed.Runcmd
-	for _, m := range seed.Mounts {
-		var fs guestFS
-		for _, f := range seed.FSSetup {
-			if f.Label == m.Label {
-				fs = f
-			}
-		}
-		val, ok := v.Conf[fs.Disk]
-		if !ok {
-			b.MissingMounts = append(b.MissingMounts, m.Target)
-			continue
-		}
-		d := parseDrive(val)
-		if d.isCDROM() {
-			return nil, seedError("fs_setup device %s: %s is a CD-ROM, not a disk", fs.Device, fs.Disk)
-		}
-		vol := s.volumeLocked(v.Node, d.file)
-		if vol == nil {
-			return nil, seedError("fs_setup device %s: the volume %s on %s does not exist", fs.Device, d.file, fs.Disk)
-		}
-		// Formatting once is creating the directory when it is missing;
-		// its files are the file system and are never wiped.
-		dir := s.guests.volumeDir(v.Node, vol.Volid)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("guest-exec: workspace directory: %w", err)
-		}
-		b.Mounts = append(b.Mounts, guestBind{Source: dir, Target: m.Target,
-			What: fmt.Sprintf("%s %s (LABEL=%s)", fs.Disk, vol.Volid, m.Label)})
-	}
-	return b, nil
 }
 
 // checkGuestLocked fails a start whose seed the guest could not run (s.mu
@@ -433,8 +390,11 @@ func (s *Server) freeVolumeDirLocked(node, volid string) {
 	if s.guests == nil {
 		return
 	}
-	if err := os.RemoveAll(s.guests.volumeDir(node, volid)); err != nil {
-		s.log.Error("remove volume directory", "volume", volid, "err", err)
+	dir := s.guests.volumeDir(node, volid)
+	for _, p := range []string{dir, dir + fsLabelSuffix} {
+		if err := os.RemoveAll(p); err != nil {
+			s.log.Error("remove volume directory", "volume", volid, "err", err)
+		}
 	}
 }
 

@@ -80,8 +80,8 @@ func GuestInit(args []string) int {
 		return 1
 	}
 	consolef("booting VM %d (hostname %s)", b.VMID, b.Hostname)
-	if b.Note != "" {
-		consolef("%s", b.Note)
+	for _, n := range b.Notes {
+		consolef("%s", n)
 	}
 	if err := b.setupRoot(); err != nil {
 		consolef("boot failed: %v", err)
@@ -298,6 +298,9 @@ func (b *guestBoot) writeEtc(r string) error {
 		short, _, _ := strings.Cut(host, ".")
 		hosts += fmt.Sprintf("127.0.1.1 %s %s\n", host, short)
 	}
+	if _, err := os.Stat(filepath.Join(r, "etc/hosts")); err == nil && !b.FirstBoot {
+		return nil // an earlier boot of this instance named the guest
+	}
 	if err := os.WriteFile(filepath.Join(r, "etc/hostname"), []byte(host+"\n"), 0o644); err != nil {
 		return err
 	}
@@ -313,12 +316,14 @@ const instanceIDFile = "/var/lib/cloud/data/instance-id"
 // per instance: a later boot with the same instance-id (a stop and start, a
 // reboot) only mounts and names the guest.
 func (b *guestBoot) cloudInit() {
-	if b.InstanceID != "" {
-		if prev, err := os.ReadFile(instanceIDFile); err == nil && strings.TrimSpace(string(prev)) == b.InstanceID {
+	if !b.FirstBoot {
+		if b.InstanceID != "" {
 			consolef("instance %s was set up on an earlier boot: write_files, users and runcmd run once per instance", b.InstanceID)
-			consolef("cloud-init finished")
-			return
 		}
+		consolef("cloud-init finished")
+		return
+	}
+	if b.InstanceID != "" {
 		if err := os.MkdirAll(path.Dir(instanceIDFile), 0o755); err == nil {
 			_ = os.WriteFile(instanceIDFile, []byte(b.InstanceID+"\n"), 0o644)
 		}
@@ -330,10 +335,32 @@ func (b *guestBoot) cloudInit() {
 	}
 	step("write_files", b.writeFiles(false))
 	step("users", b.createUsers())
+	step("mounts", b.writeFstab())
 	step("write_files (deferred)", b.writeFiles(true))
 	step("runcmd", b.runcmd())
 	_ = os.WriteFile("/var/lib/cloud/instance/boot-finished", []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644)
 	consolef("cloud-init finished")
+}
+
+// writeFstab replaces the mounts module's lines of /etc/fstab (marked
+// comment=cloudconfig) with this instance's; the mounts themselves were
+// made before the chroot.
+func (b *guestBoot) writeFstab() error {
+	old, err := os.ReadFile("/etc/fstab")
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	var keep []string
+	for _, l := range strings.Split(strings.TrimRight(string(old), "\n"), "\n") {
+		if l != "" && !strings.Contains(l, cloudconfigMark) {
+			keep = append(keep, l)
+		}
+	}
+	lines := append(keep, b.Fstab...)
+	if len(lines) == 0 {
+		return nil
+	}
+	return os.WriteFile("/etc/fstab", []byte(strings.Join(lines, "\n")+"\n"), 0o644)
 }
 
 // createUsers adds the seed's users to /etc/passwd and /etc/group, with a

@@ -59,8 +59,14 @@ func TestGuestBootPlan(t *testing.T) {
 				if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 					t.Errorf("volume directory %s: %v", dir, err)
 				}
-				if b.Hostname != "sbx-101" || !b.ManageEtcHosts {
-					t.Errorf("hostname %q manage_etc_hosts %v; want sbx-101 from the seed, true", b.Hostname, b.ManageEtcHosts)
+				if b.Hostname != "sbx-101" || !b.ManageEtcHosts || !b.FirstBoot {
+					t.Errorf("hostname %q manage_etc_hosts %v first boot %v; want sbx-101 from the seed, true, true", b.Hostname, b.ManageEtcHosts, b.FirstBoot)
+				}
+				if fs, ok, err := readVolumeFS(dir); !ok || err != nil || fs.Label != cloudinit.WorkspaceLabel {
+					t.Errorf("volume file system %+v %v %v; want it formatted with label %s", fs, ok, err, cloudinit.WorkspaceLabel)
+				}
+				if len(b.Fstab) != 1 || !strings.HasPrefix(b.Fstab[0], "LABEL="+cloudinit.WorkspaceLabel+"\t/workspace") {
+					t.Errorf("fstab lines %q; want the workspace's", b.Fstab)
 				}
 			},
 		},
@@ -77,7 +83,7 @@ func TestGuestBootPlan(t *testing.T) {
 			name: "no seed",
 			conf: map[string]string{"ide2": "none,media=cdrom", "name": "plain"},
 			check: func(t *testing.T, s *Server, b *guestBoot) {
-				if b.Note == "" || b.Runcmd != "" || b.Hostname != "plain" {
+				if len(b.Notes) == 0 || b.Runcmd != "" || b.Hostname != "plain" || b.FirstBoot {
 					t.Errorf("boot %+v; want a note, nothing to run and the VM's name as hostname", b)
 				}
 			},
@@ -154,6 +160,9 @@ func TestGuestVolumeDirFreed(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	if err := mkfs(dir, volumeFS{Filesystem: "ext4", Label: "agentlab-ws"}); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(dir+"/note", []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -162,10 +171,88 @@ func TestGuestVolumeDirFreed(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.freeVolumeDirLocked("pve", "local-lvm:vm-990-disk-0")
-	if _, err := os.Stat(dir); !os.IsNotExist(err) {
-		t.Errorf("volume directory after free: %v; want it gone", err)
+	for _, p := range []string{dir, dir + fsLabelSuffix} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s after free: %v; want it gone", p, err)
+		}
 	}
 	if _, err := os.Stat(other); err != nil {
 		t.Errorf("another volume's directory: %v; want it kept", err)
+	}
+}
+
+// TestGuestDisksAcrossBoots follows a workspace disk through boots: formatted
+// once, mounted by label from the guest's /etc/fstab when the seed is gone,
+// a foreign file system left alone.
+func TestGuestDisksAcrossBoots(t *testing.T) {
+	const ws = "local-lvm:vm-990-disk-0"
+	s := guestServer(t)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.addVolumeLocked(&volume{Node: "pve", Storage: "local", Volid: "local:iso/seed.iso", Content: "iso",
+		Format: "iso", Data: seedImage(t, "")})
+	s.addVolumeLocked(&volume{Node: "pve", Storage: "local-lvm", Volid: ws, Content: "images", Format: "raw", Size: 1 << 30, VMID: 990})
+	v := &vmState{VMID: 101, Node: "pve", Conf: map[string]string{"ide2": "local:iso/seed.iso,media=cdrom", "scsi1": ws}}
+	s.st.VMs[101] = v
+	dir := s.guests.volumeDir("pve", ws)
+
+	b, err := s.guestBootLocked(v)
+	if err != nil || !b.FirstBoot || len(b.Mounts) != 1 {
+		t.Fatalf("first boot: %+v, %v; want a first boot mounting the workspace", b, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "kept"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// What the guest's init wrote on that boot.
+	root := filepath.Join(s.GuestDir(101), "root")
+	for path, content := range map[string]string{
+		instanceIDFile:  "i-101\n",
+		"/etc/fstab":    b.Fstab[0] + "\n",
+		"/etc/hostname": "sbx-101\n",
+	} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(root, path)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, path), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The seed ISO is detached after the first boot: the workspace is still
+	// mounted, from /etc/fstab, and nothing runs again.
+	v.Conf["ide2"] = "none,media=cdrom"
+	b, err = s.guestBootLocked(v)
+	if err != nil || b.FirstBoot || len(b.Mounts) != 1 || b.Mounts[0].Source != dir || b.Hostname != "sbx-101" {
+		t.Fatalf("boot without the seed: %+v, %v; want the workspace mounted from fstab, hostname kept", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "kept")); err != nil {
+		t.Errorf("workspace file after a second boot: %v", err)
+	}
+
+	// Same instance, seed attached again: fs_setup does not run again.
+	v.Conf["ide2"] = "local:iso/seed.iso,media=cdrom"
+	if b, err = s.guestBootLocked(v); err != nil || b.FirstBoot || len(b.Mounts) != 1 {
+		t.Fatalf("second boot of the instance: %+v, %v", b, err)
+	}
+
+	// A disk carrying another file system is neither formatted nor mounted.
+	if err := os.Remove(filepath.Join(root, instanceIDFile)); err != nil {
+		t.Fatal(err)
+	}
+	if err := mkfs(dir, volumeFS{Filesystem: "ext4", Label: "other"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "theirs"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err = s.guestBootLocked(v)
+	if err != nil || !b.FirstBoot || len(b.Mounts) != 0 || len(b.MissingMounts) != 1 {
+		t.Fatalf("foreign disk: %+v, %v; want nothing mounted", b, err)
+	}
+	if !strings.Contains(strings.Join(b.Notes, "\n"), "left alone") {
+		t.Errorf("notes %q; want fs_setup to say it left the disk alone", b.Notes)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "theirs")); err != nil {
+		t.Errorf("a foreign disk's file: %v; want it untouched", err)
 	}
 }
