@@ -2,10 +2,12 @@ package pvesim
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -94,21 +96,17 @@ type fstabMount struct {
 // cloudconfigMark marks the /etc/fstab lines cloud-init's mounts module owns.
 const cloudconfigMark = "comment=cloudconfig"
 
-// readFstab returns the LABEL= mounts of a guest's /etc/fstab.
-func readFstab(path string) ([]fstabMount, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
+// parseFstab returns the LABEL= mounts of a guest's /etc/fstab.
+func parseFstab(data []byte) ([]fstabMount, error) {
 	var out []fstabMount
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
 		if len(fields) < 2 || strings.HasPrefix(fields[0], "#") {
+			continue
+		}
+		// The guest wrote this file: a mount point must stay inside its root.
+		if t := fields[1]; !path.IsAbs(t) || path.Clean(t) != t || t == "/" {
 			continue
 		}
 		if label, ok := strings.CutPrefix(fields[0], "LABEL="); ok {
@@ -119,21 +117,39 @@ func readFstab(path string) ([]fstabMount, error) {
 	return out, sc.Err()
 }
 
+// readGuestFile reads a file of a stopped guest's root, following no
+// symbolic link the guest may have made; a missing file reads as nothing.
+func readGuestFile(root, rel string) ([]byte, error) {
+	if err := noSymlinks(root, rel); err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(filepath.Join(root, rel))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return data, err
+}
+
 // guestBootLocked plans the boot of v from its active config (s.mu held).
 func (s *Server) guestBootLocked(v *vmState) (*guestBoot, error) {
 	root := filepath.Join(s.guests.dir(v.VMID), "root")
 	b := &guestBoot{VMID: v.VMID, Hostname: v.Conf["name"]}
-	if h, err := os.ReadFile(filepath.Join(root, "etc/hostname")); err == nil && strings.TrimSpace(string(h)) != "" {
+	h, err := readGuestFile(root, "etc/hostname")
+	if err != nil {
+		return nil, fmt.Errorf("guest-exec: %w", err)
+	}
+	if strings.TrimSpace(string(h)) != "" {
 		b.Hostname = strings.TrimSpace(string(h))
 	}
 	seed, err := s.guestSeedLocked(v.Node, v.Conf)
 	if err != nil {
 		return nil, err
 	}
-	prevID := ""
-	if id, err := os.ReadFile(filepath.Join(root, instanceIDFile)); err == nil {
-		prevID = strings.TrimSpace(string(id))
+	id, err := readGuestFile(root, instanceIDFile)
+	if err != nil {
+		return nil, fmt.Errorf("guest-exec: %w", err)
 	}
+	prevID := strings.TrimSpace(string(id))
 	disks := s.disksLocked(v.Node, v.Conf)
 	switch {
 	case seed == nil && prevID == "":
@@ -161,7 +177,11 @@ func (s *Server) guestBootLocked(v *vmState) (*guestBoot, error) {
 	}
 	// What /etc/fstab says on this boot: on the first boot of an instance
 	// the mounts module replaces its lines with the seed's.
-	fstab, err := readFstab(filepath.Join(root, "etc/fstab"))
+	data, err := readGuestFile(root, "etc/fstab")
+	if err != nil {
+		return nil, fmt.Errorf("guest-exec: read the guest's /etc/fstab: %w", err)
+	}
+	fstab, err := parseFstab(data)
 	if err != nil {
 		return nil, fmt.Errorf("guest-exec: read the guest's /etc/fstab: %w", err)
 	}

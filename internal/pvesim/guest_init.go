@@ -143,6 +143,63 @@ func mountPoint(dst string, dir bool) error {
 	return f.Close()
 }
 
+// guestDirs are the directories of a guest's root, made on its first boot.
+var guestDirs = []string{"etc/agentlab", "var/log", "var/tmp", "var/lib/cloud/instance/scripts", "home", "root",
+	"tmp", "opt", "srv", "mnt", "run", "proc", "dev", "usr"}
+
+// noSymlinks fails when a component of rel under root is a symbolic link.
+// Outside the chroot, a link the guest made on an earlier boot would lead
+// the host's file operations and mounts out of the guest's root.
+func noSymlinks(root, rel string) error {
+	cur := root
+	for _, part := range strings.Split(filepath.Clean(rel), "/") {
+		if part == "" || part == "." {
+			continue
+		}
+		cur = filepath.Join(cur, part)
+		fi, err := os.Lstat(cur)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // made afresh from here on
+		}
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("guest root: /%s is a symbolic link; the simulator follows no links out of a guest's root (destroy the VM to start from a clean disk)", rel)
+		}
+	}
+	return nil
+}
+
+// checkRoot checks every path setupRoot touches in the root with noSymlinks;
+// the top-level links into /usr it made itself must still be what they were.
+func (b *guestBoot) checkRoot() error {
+	rels := append([]string{"usr/local", "etc/passwd", "etc/group", "etc/hostname", "etc/hosts"}, guestDirs...)
+	for _, name := range hostEtc {
+		rels = append(rels, "etc/"+name)
+	}
+	for _, m := range b.Mounts {
+		rels = append(rels, m.Target)
+	}
+	rels = append(rels, b.MissingMounts...)
+	for _, name := range hostTop {
+		hostTarget, err := os.Readlink("/" + name)
+		if err != nil {
+			rels = append(rels, name) // a directory on the host, bound here
+			continue
+		}
+		if got, err := os.Readlink(filepath.Join(b.Root, name)); err == nil && got != hostTarget {
+			return fmt.Errorf("guest root: /%s links to %s, not %s", name, got, hostTarget)
+		}
+	}
+	for _, rel := range rels {
+		if err := noSymlinks(b.Root, rel); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // setupRoot builds the guest's root from b.Root and chroots into it.
 func (b *guestBoot) setupRoot() error {
 	// First of all: nothing mounted here may propagate to the host.
@@ -151,8 +208,10 @@ func (b *guestBoot) setupRoot() error {
 	}
 	r := b.Root
 	at := func(p string) string { return filepath.Join(r, p) }
-	for _, d := range []string{"etc/agentlab", "var/log", "var/tmp", "var/lib/cloud/instance/scripts", "home", "root",
-		"tmp", "opt", "srv", "mnt", "run", "proc", "dev", "usr"} {
+	if err := b.checkRoot(); err != nil {
+		return err
+	}
+	for _, d := range guestDirs {
 		if err := os.MkdirAll(at(d), 0o755); err != nil {
 			return err
 		}

@@ -256,3 +256,30 @@ func TestGuestDisksAcrossBoots(t *testing.T) {
 		t.Errorf("a foreign disk's file: %v; want it untouched", err)
 	}
 }
+
+func TestGuestRootLinksRefused(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc/hostname", filepath.Join(root, "etc/hostname")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc", filepath.Join(root, "workspace")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readGuestFile(root, "etc/hostname"); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("readGuestFile through a link = %v; want it refused", err)
+	}
+	if data, err := readGuestFile(root, "etc/missing"); err != nil || data != nil {
+		t.Errorf("readGuestFile of a missing file = %q, %v; want nothing", data, err)
+	}
+	b := &guestBoot{Root: root, Mounts: []guestBind{{Source: t.TempDir(), Target: "/workspace/sub"}}}
+	if err := b.checkRoot(); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("checkRoot = %v; want the linked paths refused", err)
+	}
+	mounts, err := parseFstab([]byte("LABEL=a /ok ext4 defaults 0 2\nLABEL=b /../etc ext4 defaults 0 2\nLABEL=c relative ext4\n# LABEL=d /x\n"))
+	if err != nil || len(mounts) != 1 || mounts[0].target != "/ok" {
+		t.Errorf("parseFstab = %+v, %v; want only /ok", mounts, err)
+	}
+}
