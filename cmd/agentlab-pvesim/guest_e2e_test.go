@@ -246,6 +246,28 @@ func guestPIDs(t *testing.T, root string) []int {
 
 func guestProcesses(t *testing.T, root string) int { return len(guestPIDs(t, root)) }
 
+// initRSS reports the resident memory of the guest's init: the guest
+// process that is PID 1 of its namespace (last NSpid field 1).
+func initRSS(t *testing.T, root string) string {
+	t.Helper()
+	for _, pid := range guestPIDs(t, root) {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			continue
+		}
+		fields := map[string]string{}
+		for _, l := range strings.Split(string(st), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok {
+				fields[k] = strings.TrimSpace(v)
+			}
+		}
+		if ns := strings.Fields(fields["NSpid"]); len(ns) > 1 && ns[len(ns)-1] == "1" {
+			return fmt.Sprintf("host pid %d, VmRSS %s", pid, fields["VmRSS"])
+		}
+	}
+	return "not found"
+}
+
 // waitConsole waits until a guest's console log holds want n times. The
 // console is a file, so it is polled.
 func waitConsole(t *testing.T, console, want string, n int) {
@@ -324,6 +346,7 @@ func TestGuestExecHeartbeatAndLifecycle(t *testing.T) {
 	if n := guestProcesses(t, root); n < 2 {
 		t.Fatalf("%d processes in the guest; want its init and the background sleep", n)
 	}
+	t.Logf("guest init: %s", initRSS(t, root))
 	env, err := os.ReadFile(filepath.Join(root, cloudinit.HeartbeatEnvFile))
 	if err != nil || !strings.Contains(string(env), token) {
 		t.Errorf("guest %s = %q, %v; want the token", cloudinit.HeartbeatEnvFile, env, err)
