@@ -335,8 +335,20 @@ func (s *Server) checkGuestLocked(v *vmState) error {
 	if s.guests == nil {
 		return nil
 	}
-	_, err := s.guestSeedLocked(v.Node, v.effectiveConfig())
-	return err
+	conf := v.effectiveConfig()
+	seed, err := s.guestSeedLocked(v.Node, conf)
+	if err != nil || seed == nil {
+		return err
+	}
+	disks := s.disksLocked(v.Node, conf)
+	for _, fs := range seed.FSSetup {
+		if _, ok := disks[fs.Disk]; !ok {
+			if err := fsDiskError(fs, conf); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // bootGuestLocked starts v's guest after v started (s.mu held). A failure

@@ -223,17 +223,28 @@ func (s *Server) guestBootLocked(v *vmState) (*guestBoot, error) {
 	return b, nil
 }
 
+// fsDiskError says why the disk an fs_setup entry names, when attached,
+// cannot be formatted: a CD-ROM, or a volume that does not exist. A disk
+// that is not attached at all is no error (nothing is formatted).
+func fsDiskError(fs guestFS, conf map[string]string) error {
+	val, attached := conf[fs.Disk]
+	if !attached {
+		return nil
+	}
+	if d := parseDrive(val); d.isCDROM() {
+		return seedError("fs_setup device %s: %s is a CD-ROM, not a disk", fs.Device, fs.Disk)
+	}
+	return seedError("fs_setup device %s: the volume %s on %s does not exist", fs.Device, parseDrive(val).file, fs.Disk)
+}
+
 // fsSetupLocked is one fs_setup entry with partition auto on the disk its
 // device names: a disk carrying the file system is kept, a blank disk is
 // formatted, a disk with another file system is left alone (s.mu held).
 func fsSetupLocked(fs guestFS, conf map[string]string, disks map[string]guestDisk) (string, error) {
 	d, ok := disks[fs.Disk]
 	if !ok {
-		if val, attached := conf[fs.Disk]; attached {
-			if parseDrive(val).isCDROM() {
-				return "", seedError("fs_setup device %s: %s is a CD-ROM, not a disk", fs.Device, fs.Disk)
-			}
-			return "", seedError("fs_setup device %s: the volume %s on %s does not exist", fs.Device, parseDrive(val).file, fs.Disk)
+		if err := fsDiskError(fs, conf); err != nil {
+			return "", err
 		}
 		return fmt.Sprintf("fs_setup: no disk %s (%s): nothing to format", fs.Disk, fs.Device), nil
 	}

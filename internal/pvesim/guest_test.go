@@ -116,6 +116,11 @@ func TestGuestBootPlan(t *testing.T) {
 				Size: 1 << 30, VMID: 990})
 			v := &vmState{VMID: 101, Node: "pve", Conf: tt.conf}
 			s.st.VMs[101] = v
+			if tt.wantErr != "" {
+				if err := s.checkGuestLocked(v); err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Errorf("checkGuestLocked = %v; want the start refused with %q", err, tt.wantErr)
+				}
+			}
 			b, err := s.guestBootLocked(v)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, ErrGuestSeed) {
