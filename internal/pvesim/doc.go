@@ -79,6 +79,6 @@
 //     reflect is on disk, so an answered change survives kill -9.
 //   - Options.GuestExec (agentlab-pvesim --guest-exec, root only) runs a
 //     started VM's NoCloud user-data as a guest in its own mount and PID
-//     namespaces; workspace volumes are directories (guest.go, guest_seed.go,
-//     guest_init.go; docs/simulator.md "Running guests").
+//     namespaces; workspace volumes are directories (guest*.go;
+//     docs/simulator.md "Running guests").
 package pvesim

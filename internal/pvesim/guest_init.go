@@ -74,6 +74,7 @@ func GuestInit(args []string) int {
 	return reapForever()
 }
 
+// consolef writes a line to the guest's console (the init's stdout).
 func consolef(format string, args ...any) {
 	fmt.Printf("%s guest-init: %s\n", time.Now().UTC().Format(time.RFC3339), fmt.Sprintf(format, args...))
 }
