@@ -242,9 +242,10 @@ func (b *guestBoot) setupRoot() error {
 	return nil
 }
 
-// writeEtc writes the guest's own /etc files: passwd and group start, on
-// the first boot, as copies of the host's (system accounts); hostname and
-// hosts name the guest on every boot.
+// writeEtc writes the guest's own /etc files: passwd and group start, when
+// the root has none, as copies of the host's (system accounts); hostname
+// and hosts name the guest on the first boot of an instance (later boots
+// keep what is there).
 func (b *guestBoot) writeEtc(r string) error {
 	for _, name := range []string{"passwd", "group"} {
 		if _, err := os.Stat(filepath.Join(r, "etc", name)); err == nil {
