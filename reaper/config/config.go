@@ -32,6 +32,14 @@ type Config struct {
 	WarnBefore Duration `yaml:"warn_before"`
 	// DryRun makes the reaper decide and log everything but change nothing.
 	DryRun bool `yaml:"dry_run"`
+	// Policy holds the operator's rules over every lease.
+	Policy Policy `yaml:"policy"`
+	// Prune makes the reaper remove the orphans whose ownership it can prove
+	// (metadata without tag, seed ISOs without VM) once they are older than
+	// policy.orphan_grace.
+	Prune bool `yaml:"prune"`
+	// Events configures the audit log.
+	Events Events `yaml:"events"`
 	// Control configures the operator and provider API.
 	Control Control `yaml:"control"`
 	// Guest configures the listener sandboxes reach (heartbeats).
@@ -45,6 +53,27 @@ type Config struct {
 
 	// lines maps each key set in the file to its line, for error messages.
 	lines map[string]int
+}
+
+// Policy holds the operator's rules over every lease.
+type Policy struct {
+	// MaxLease caps every lease, whatever its metadata says.
+	MaxLease Duration `yaml:"max_lease"`
+	// UserKeep makes the reaper honour an agentlab-keep tag set outside
+	// agentlab-reaper keep (by a Terraform user, say).
+	UserKeep bool `yaml:"user_keep"`
+	// VMIDRange is the range of VMIDs in which clone placeholders are
+	// reported as orphans; the zero value means every VMID.
+	VMIDRange VMIDRange `yaml:"vmid_range"`
+	// OrphanGrace is how long an orphan must have been seen before prune
+	// removes it.
+	OrphanGrace Duration `yaml:"orphan_grace"`
+}
+
+// Events configures the audit log.
+type Events struct {
+	// Retention is how long events are kept.
+	Retention Duration `yaml:"retention"`
 }
 
 // Proxmox says how to reach the Proxmox VE API.
@@ -112,6 +141,11 @@ func Default() Config {
 		Interval:   Duration(30 * time.Second),
 		Grace:      0,
 		WarnBefore: Duration(5 * time.Minute),
+		Policy: Policy{
+			MaxLease:    Duration(168 * time.Hour),
+			OrphanGrace: Duration(time.Hour),
+		},
+		Events: Events{Retention: Duration(720 * time.Hour)},
 		Control: Control{
 			Socket:    "/run/agentlab/reaper.sock",
 			TokenFile: "/etc/agentlab/control-token",

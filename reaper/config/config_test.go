@@ -42,7 +42,8 @@ func TestParseExampleFile(t *testing.T) {
 	}
 	if cfg.Interval != def.Interval || cfg.Grace != def.Grace || cfg.WarnBefore != def.WarnBefore ||
 		cfg.Database != def.Database || cfg.Control != def.Control || cfg.Guest != def.Guest ||
-		cfg.Metrics != def.Metrics || cfg.Artifacts != def.Artifacts || cfg.DryRun != def.DryRun {
+		cfg.Metrics != def.Metrics || cfg.Artifacts != def.Artifacts || cfg.DryRun != def.DryRun ||
+		cfg.Policy != def.Policy || cfg.Prune != def.Prune || cfg.Events != def.Events {
 		t.Errorf("example file = %+v; want the defaults %+v", cfg, def)
 	}
 }
@@ -83,6 +84,47 @@ artifacts:
 	}
 }
 
+func TestParsePolicy(t *testing.T) {
+	def, err := Parse(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := time.Duration(def.Policy.MaxLease), 168*time.Hour; got != want {
+		t.Errorf("default policy.max_lease = %s; want %s", got, want)
+	}
+	if def.Policy.UserKeep || def.Prune {
+		t.Errorf("default user_keep, prune = %v, %v; want false, false", def.Policy.UserKeep, def.Prune)
+	}
+	if got, want := time.Duration(def.Events.Retention), 720*time.Hour; got != want {
+		t.Errorf("default events.retention = %s; want %s", got, want)
+	}
+	if !def.Policy.VMIDRange.Contains(100) || !def.Policy.VMIDRange.Contains(999999999) {
+		t.Errorf("default vmid_range %s does not contain every VMID", def.Policy.VMIDRange)
+	}
+	cfg, err := Parse([]byte("policy:\n  max_lease: 24h\n  user_keep: true\n  vmid_range: 5000-5999\n  orphan_grace: 10m\nprune: true\nevents:\n  retention: 48h\n"))
+	if err != nil {
+		t.Fatalf("Parse = %v; want nil", err)
+	}
+	if got, want := time.Duration(cfg.Policy.MaxLease), 24*time.Hour; got != want {
+		t.Errorf("policy.max_lease = %s; want %s", got, want)
+	}
+	if !cfg.Policy.UserKeep || !cfg.Prune {
+		t.Errorf("user_keep, prune = %v, %v; want true, true", cfg.Policy.UserKeep, cfg.Prune)
+	}
+	r := cfg.Policy.VMIDRange
+	for _, tt := range []struct {
+		vmid int
+		want bool
+	}{{4999, false}, {5000, true}, {5999, true}, {6000, false}} {
+		if got := r.Contains(tt.vmid); got != tt.want {
+			t.Errorf("range %s Contains(%d) = %v; want %v", r, tt.vmid, got, tt.want)
+		}
+	}
+	if got, want := r.String(), "5000-5999"; got != want {
+		t.Errorf("range String() = %q; want %q", got, want)
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	tests := []struct {
 		name string
@@ -110,6 +152,18 @@ func TestParseErrors(t *testing.T) {
 		{"not a mapping", "- a\n- b\n", []string{"want a mapping"}},
 		{"yaml syntax", "a: [\n", []string{"not valid YAML"}},
 		{"several at once", "interval: x\ngrace: y\n", []string{"interval:", "grace:"}},
+		{"port out of range", "metrics:\n  listen: 127.0.0.1:99999\n", []string{"line 2: metrics.listen:", `port "99999" is not a number from 0 to 65535`}},
+		{"port not a number", "guest:\n  listen: 127.0.0.1:http\n", []string{"guest.listen:", "port \"http\""}},
+		{"short max_lease", "policy:\n  max_lease: 1m\n", []string{"line 2: policy.max_lease: 1m0s is too short", "168h"}},
+		{"max_lease no unit", "policy:\n  max_lease: 168\n", []string{"policy.max_lease:", "has no unit"}},
+		{"user_keep", "policy:\n  user_keep: yes please\n", []string{"policy.user_keep: want true or false"}},
+		{"vmid range syntax", "policy:\n  vmid_range: 100..200\n", []string{"line 2: policy.vmid_range:", "100-999"}},
+		{"vmid range reversed", "policy:\n  vmid_range: 900-200\n", []string{"policy.vmid_range:", "write the smaller VMID first, e.g. 200-900"}},
+		{"vmid range too low", "policy:\n  vmid_range: 1-200\n", []string{"policy.vmid_range:", "100-999999999"}},
+		{"negative orphan grace", "policy:\n  orphan_grace: -1h\n", []string{"policy.orphan_grace: -1h0m0s is negative"}},
+		{"short retention", "events:\n  retention: 1m\n", []string{"line 2: events.retention: 1m0s is too short"}},
+		{"prune", "prune: sometimes\n", []string{"prune: want true or false"}},
+		{"policy key typo", "policy:\n  max_leas: 1h\n", []string{"policy.max_leas: unknown key; did you mean max_lease?"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,12 +8,20 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
 
 // MinInterval is the shortest reconcile interval accepted.
 const MinInterval = 100 * time.Millisecond
+
+// MinMaxLease is the shortest policy.max_lease accepted: a shorter ceiling
+// would reap sandboxes before they boot.
+const MinMaxLease = 10 * time.Minute
+
+// MinRetention is the shortest events.retention accepted.
+const MinRetention = time.Hour
 
 // ErrNotAvailable marks a setting for a feature this build does not have yet.
 var ErrNotAvailable = errors.New("not available yet")
@@ -46,6 +54,15 @@ func (c *Config) Validate() error {
 		add("warn_before", "%s is negative; use 0s (no warning) or more", c.WarnBefore)
 	}
 
+	if d := time.Duration(c.Policy.MaxLease); d < MinMaxLease {
+		add("policy.max_lease", "%s is too short; use at least %s (168h, a week, is the default)", d, MinMaxLease)
+	}
+	if c.Policy.OrphanGrace < 0 {
+		add("policy.orphan_grace", "%s is negative; use 0s (prune at once) or more", c.Policy.OrphanGrace)
+	}
+	if d := time.Duration(c.Events.Retention); d < MinRetention {
+		add("events.retention", "%s is too short; keep at least %s of audit log (720h, 30 days, is the default)", d, MinRetention)
+	}
 	absPath(add, "control.socket", c.Control.Socket, true)
 	hostPort(add, "control.listen", c.Control.Listen)
 	if c.Control.Listen != "" && c.Control.TokenFile == "" {
@@ -94,6 +111,10 @@ func hostPort(add func(string, string, ...any), key, addr string) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil || port == "" {
 		add(key, "%q is not host:port; write it like 127.0.0.1:9090, or \"\" to turn it off", addr)
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		add(key, "%q: port %q is not a number from 0 to 65535; write it like 127.0.0.1:9090", addr, port)
 		return
 	}
 	if host != "" && host != "localhost" {

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -65,6 +66,68 @@ func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 
 // String writes the size with the largest binary unit that divides it.
 func (b ByteSize) String() string { return size.FormatIEC(int64(b)) }
+
+// VMIDRange is an inclusive range of VMIDs written "FIRST-LAST", e.g.
+// "100-999"; the zero value (or "", or "all") means every VMID.
+type VMIDRange struct {
+	// First and Last bound the range; both are 0 for every VMID.
+	First, Last int
+}
+
+// MinVMID and MaxVMID bound the VMIDs Proxmox VE accepts.
+const (
+	MinVMID = 100
+	MaxVMID = 999999999
+)
+
+// ParseVMIDRange parses "FIRST-LAST", "" or "all".
+func ParseVMIDRange(s string) (VMIDRange, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "all" {
+		return VMIDRange{}, nil
+	}
+	a, b, ok := strings.Cut(s, "-")
+	first, err1 := strconv.Atoi(strings.TrimSpace(a))
+	last, err2 := strconv.Atoi(strings.TrimSpace(b))
+	switch {
+	case !ok || err1 != nil || err2 != nil:
+		return VMIDRange{}, fmt.Errorf("%q is not a VMID range; write it like 100-999, or all", s)
+	case first < MinVMID || last > MaxVMID:
+		return VMIDRange{}, fmt.Errorf("%q reaches outside the VMIDs Proxmox VE uses (%d-%d)", s, MinVMID, MaxVMID)
+	case first > last:
+		return VMIDRange{}, fmt.Errorf("%q starts after it ends; write the smaller VMID first, e.g. %d-%d", s, last, first)
+	}
+	return VMIDRange{First: first, Last: last}, nil
+}
+
+// Contains reports whether vmid is in the range.
+func (r VMIDRange) Contains(vmid int) bool {
+	return r == VMIDRange{} || (vmid >= r.First && vmid <= r.Last)
+}
+
+// String writes the range as ParseVMIDRange reads it.
+func (r VMIDRange) String() string {
+	if r == (VMIDRange{}) {
+		return "all"
+	}
+	return strconv.Itoa(r.First) + "-" + strconv.Itoa(r.Last)
+}
+
+// UnmarshalYAML parses a VMID range.
+func (r *VMIDRange) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("want a VMID range such as 100-999, got a %s", kindName(n.Kind))
+	}
+	v, err := ParseVMIDRange(n.Value)
+	if err != nil {
+		return err
+	}
+	*r = v
+	return nil
+}
+
+// MarshalYAML writes the range as a string.
+func (r VMIDRange) MarshalYAML() (any, error) { return r.String(), nil }
 
 func kindName(k yaml.Kind) string {
 	switch k {
