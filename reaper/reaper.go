@@ -96,6 +96,11 @@ type Lease struct {
 	LastSeen  time.Time `json:"last_seen"`
 }
 
+// MinRenewal is the shortest renewal the control API accepts without force:
+// a shorter one has the sandbox reaped at the next tick, which is seldom what
+// an operator means.
+const MinRenewal = time.Minute
+
 // Renewal is the result of a renewal or a heartbeat.
 type Renewal struct {
 	// Lease is the sandbox's lease after the renewal.

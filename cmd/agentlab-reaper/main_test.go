@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"github.com/agentlab/terraform-provider-agentlab/reaper"
 	"github.com/agentlab/terraform-provider-agentlab/reaper/api"
 	"github.com/agentlab/terraform-provider-agentlab/reaper/reapertest"
+	"github.com/agentlab/terraform-provider-agentlab/reaper/sqlite"
 )
 
 func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }
@@ -41,6 +43,7 @@ func TestCommandLine(t *testing.T) {
 	}
 	unknown := write("unknown.yaml", "intervall: 30s\n", 0o644)
 	openToken := write("open-token", "root@pam!reaper=secret\n", 0o644)
+	badPort := write("badport.yaml", "metrics:\n  listen: 127.0.0.1:99999\nproxmox:\n  api_token_file: "+filepath.Join(dir, "pve-token")+"\n", 0o644)
 	badPerm := write("badperm.yaml", "proxmox:\n  api_token_file: "+openToken+"\n", 0o644)
 
 	tests := []struct {
@@ -63,6 +66,12 @@ func TestCommandLine(t *testing.T) {
 		{"egress", []string{"egress", "--print"}, 1, "", "not available yet"},
 		{"renew usage", []string{"renew", "101"}, 2, "", "Usage: agentlab-reaper renew VMID DURATION"},
 		{"renew bad duration", []string{"renew", "101", "soon", "--config", good}, 1, "", `DURATION "soon"`},
+		{"renew negative", []string{"renew", "100", "-5m", "--config", good}, 1, "", "DURATION -5m is not positive"},
+		{"renew negative before flag", []string{"renew", "--config", good, "100", "-5m"}, 1, "", "DURATION -5m is not positive"},
+		{"renew too short", []string{"renew", "101", "1s", "--config", good}, 1, "", "DURATION 1s is shorter than 1m0s: the sandbox would be reaped at the next tick; add --force"},
+		{"renew short forced", []string{"renew", "101", "1s", "--force", "--config", good}, 1, "", "is agentlab-reaper running"},
+		{"check bad port", []string{"serve", "--config", badPort, "--check"}, 1, "", `line 2: metrics.listen: "127.0.0.1:99999": port "99999" is not a number from 0 to 65535`},
+		{"serve bad port", []string{"serve", "--config", badPort}, 1, "", `line 2: metrics.listen: "127.0.0.1:99999": port "99999"`},
 		{"leases without daemon", []string{"leases", "--config", good}, 1, "", "is agentlab-reaper running"},
 		{"version", []string{"version", "--config", good}, 0, "agentlab-reaper dev", ""},
 	}
@@ -103,6 +112,18 @@ func TestMainInProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
+
+	// A second reaper on the same database refuses to start.
+	second := NewMain(io.Discard)
+	if err := second.ParseFlags(ctx, []string{"--config", cfg.Write(t)}); err != nil {
+		t.Fatal(err)
+	}
+	err := second.Run(ctx)
+	second.Close()
+	if !errors.Is(err, sqlite.ErrLocked) || !strings.Contains(err.Error(), "stop that reaper first") {
+		t.Fatalf("second reaper on the same database: Run = %v; want sqlite.ErrLocked naming the fix", err)
+	}
+
 	// Run ticked at once; this tick waits for it and makes sure it is done.
 	if err := m.loop.Tick(ctx); err != nil {
 		t.Fatal(err)
@@ -196,5 +217,11 @@ func TestMainInProcess(t *testing.T) {
 	}
 	if _, err := os.Stat(cfg.Socket()); !os.IsNotExist(err) {
 		t.Errorf("control socket left behind after Close (stat: %v)", err)
+	}
+	// Close released the database: a new reaper may take it.
+	if l, err := sqlite.AcquireLock(cfg.Database()); err != nil {
+		t.Errorf("lock after Close = %v; want it released", err)
+	} else {
+		l.Release()
 	}
 }

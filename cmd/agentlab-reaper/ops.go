@@ -51,6 +51,12 @@ func (c *opCommand) flags(name, synopsis string) *flag.FlagSet {
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
+		if len(args) > 0 && negativeValue(args[0]) {
+			// "renew 100 -5m": a value, not a flag; the command says
+			// what is wrong with it.
+			pos, args = append(pos, args[0]), args[1:]
+			continue
+		}
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				return nil, err
@@ -64,6 +70,12 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
+}
+
+// negativeValue reports whether arg is a negative number or duration ("-5",
+// "-5m", "-1.5h") rather than a flag.
+func negativeValue(arg string) bool {
+	return len(arg) > 1 && arg[0] == '-' && (arg[1] >= '0' && arg[1] <= '9' || arg[1] == '.')
 }
 
 // client connects to the socket named by --socket or the configuration.
@@ -123,7 +135,8 @@ func (c *opCommand) leases(ctx context.Context, args []string) error {
 }
 
 func (c *opCommand) renew(ctx context.Context, args []string) error {
-	fs := c.flags("renew", "VMID DURATION [--json]")
+	fs := c.flags("renew", "VMID DURATION [--force] [--json]")
+	force := fs.Bool("force", false, fmt.Sprintf("allow a DURATION shorter than %s (the sandbox is reaped at the next tick)", reaper.MinRenewal))
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -137,14 +150,23 @@ func (c *opCommand) renew(ctx context.Context, args []string) error {
 		return fmt.Errorf("VMID %q is not a VM ID", pos[0])
 	}
 	d, err := time.ParseDuration(pos[1])
-	if err != nil || d <= 0 {
-		return fmt.Errorf("DURATION %q is not a positive Go duration such as 30m or 2h", pos[1])
+	switch {
+	case err != nil:
+		return fmt.Errorf("DURATION %q is not a Go duration such as 30m or 2h", pos[1])
+	case d <= 0:
+		return fmt.Errorf("DURATION %s is not positive: the lease is set to end DURATION from now; give e.g. 30m or 2h", pos[1])
+	case d < reaper.MinRenewal && !*force:
+		return fmt.Errorf("DURATION %s is shorter than %s: the sandbox would be reaped at the next tick; add --force if that is what you want", pos[1], reaper.MinRenewal)
 	}
 	cl, err := c.client()
 	if err != nil {
 		return err
 	}
-	ren, err := cl.Renew(ctx, vmid, d)
+	renew := cl.Renew
+	if *force {
+		renew = cl.ForceRenew
+	}
+	ren, err := renew(ctx, vmid, d)
 	var ae *api.Error
 	capped := errors.As(err, &ae) && ren.Capped
 	if err != nil && !capped {

@@ -78,6 +78,7 @@ type Main struct {
 
 	// Set by Run.
 	db        *sqlite.DB
+	dbLock    *sqlite.Lock
 	loop      *reconcile.Loop
 	metrics   *metrics.Metrics
 	servers   []*http.Server
@@ -154,6 +155,14 @@ func (m *Main) Run(ctx context.Context) error {
 	log := m.Logger
 
 	m.metrics = metrics.New(version)
+
+	// One reaper per database: a second would destroy the same VMs and
+	// interleave its decisions in the audit log.
+	lock, err := sqlite.AcquireLock(cfg.Database)
+	if err != nil {
+		return err
+	}
+	m.dbLock = lock
 
 	m.db = sqlite.New(cfg.Database)
 	m.db.Now = m.Clock.Now
@@ -323,6 +332,9 @@ func (m *Main) Close() error {
 			if err := m.db.Close(); err != nil {
 				errs = append(errs, err)
 			}
+		}
+		if err := m.dbLock.Release(); err != nil {
+			errs = append(errs, err)
 		}
 		m.closeErr = errors.Join(errs...)
 	})

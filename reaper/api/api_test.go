@@ -219,8 +219,9 @@ func TestErrors(t *testing.T) {
 		status             int
 		msg                string
 	}{
-		{"POST", "/v1/leases/101/renew", `{"duration":"soon"}`, 400, "not a positive Go duration"},
-		{"POST", "/v1/leases/101/renew", `{"duration":"-1h"}`, 400, "not a positive Go duration"},
+		{"POST", "/v1/leases/101/renew", `{"duration":"soon"}`, 400, "not a Go duration"},
+		{"POST", "/v1/leases/101/renew", `{"duration":"-1h"}`, 400, "duration -1h0m0s is not positive"},
+		{"POST", "/v1/leases/101/renew", `{"duration":"1s"}`, 400, "shorter than 1m0s: the sandbox would be reaped at the next tick; set force"},
 		{"POST", "/v1/leases/101/renew", `{"ttl":"1h"}`, 400, "body must be JSON"},
 		{"POST", "/v1/leases/abc/renew", `{"duration":"1h"}`, 400, "not a VM ID"},
 		{"GET", "/v1/leases/999", "", 404, "not found"},

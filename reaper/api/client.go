@@ -84,8 +84,17 @@ func (c *Client) Leases(ctx context.Context, all bool) ([]reaper.Lease, error) {
 // renewal, the lease is extended to the cap and Renew returns the renewal
 // with an *Error of status 409.
 func (c *Client) Renew(ctx context.Context, vmid int, d time.Duration) (reaper.Renewal, error) {
+	return c.renew(ctx, vmid, RenewRequest{Duration: d.String()})
+}
+
+// ForceRenew is Renew allowing a duration shorter than reaper.MinRenewal.
+func (c *Client) ForceRenew(ctx context.Context, vmid int, d time.Duration) (reaper.Renewal, error) {
+	return c.renew(ctx, vmid, RenewRequest{Duration: d.String(), Force: true})
+}
+
+func (c *Client) renew(ctx context.Context, vmid int, req RenewRequest) (reaper.Renewal, error) {
 	var resp RenewResponse
-	err := c.do(ctx, http.MethodPost, "/v1/leases/"+strconv.Itoa(vmid)+"/renew", RenewRequest{Duration: d.String()}, &resp)
+	err := c.do(ctx, http.MethodPost, "/v1/leases/"+strconv.Itoa(vmid)+"/renew", req, &resp)
 	return resp.Renewal, err
 }
 

@@ -178,6 +178,8 @@ func (s *Server) lease(w http.ResponseWriter, r *http.Request) {
 type RenewRequest struct {
 	// Duration is a Go duration: the lease will expire that long from now.
 	Duration string `json:"duration"`
+	// Force allows a duration shorter than reaper.MinRenewal.
+	Force bool `json:"force,omitempty"`
 }
 
 // RenewResponse is the answer of a renewal; Error is set (with status 409)
@@ -201,8 +203,15 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request, actor string) {
 		return
 	}
 	d, err := time.ParseDuration(req.Duration)
-	if err != nil || d <= 0 {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("duration %q is not a positive Go duration such as 30m or 2h", req.Duration))
+	switch {
+	case err != nil:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("duration %q is not a Go duration such as 30m or 2h", req.Duration))
+		return
+	case d <= 0:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("duration %s is not positive: a renewal sets the lease to end that long from now; give e.g. 30m or 2h", d))
+		return
+	case d < reaper.MinRenewal && !req.Force:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("duration %s is shorter than %s: the sandbox would be reaped at the next tick; set force to renew for so little anyway", d, reaper.MinRenewal))
 		return
 	}
 	ren, err := s.Renewer.Renew(r.Context(), vmid, d, actor)
