@@ -77,7 +77,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case errors.Is(err, errUsage):
 		return 2
 	}
-	fmt.Fprintf(stderr, "agentlab-reaper %s: %v\n", cmd, err)
+	fmt.Fprintf(stderr, "agentlab-reaper %s: %s\n", cmd, printableLines(err.Error()))
 	return 1
 }
 

@@ -96,6 +96,7 @@ func TestMainInProcess(t *testing.T) {
 		{VMID: 101, Created: now.Add(-2 * time.Hour), TTL: time.Hour},
 		{VMID: 102, Created: now.Add(-time.Minute), TTL: time.Hour, MaxTTL: 3 * time.Hour, Token: "heartbeat-102"},
 		{VMID: 103, Created: now.Add(-2 * time.Hour), TTL: time.Hour, Tags: []string{"agentlab-keep"}},
+		{VMID: 104, Created: now, TTL: time.Hour, Owner: "mallory\x1b[2J\x1b]0;pwned\x07\nfake row"},
 	} {
 		if _, err := pveAPI.Create(ctx, s); err != nil {
 			t.Fatal(err)
@@ -139,8 +140,8 @@ func TestMainInProcess(t *testing.T) {
 	// Control API over the socket and over TCP with the token.
 	unix := api.NewUnixClient(cfg.Socket())
 	ls, err := unix.Leases(ctx, true)
-	if err != nil || len(ls) != 3 {
-		t.Fatalf("Leases = %d, %v; want 3", len(ls), err)
+	if err != nil || len(ls) != 4 {
+		t.Fatalf("Leases = %d, %v; want 4", len(ls), err)
 	}
 	tcp := &api.Client{BaseURL: "http://" + m.Addr("control").String(), Token: "ctl-secret"}
 	ren, err := tcp.Renew(ctx, 102, 2*time.Hour)
@@ -156,6 +157,9 @@ func TestMainInProcess(t *testing.T) {
 	if code != 0 || !regexpMatch(`(?m)^VMID\s+NODE\s+NAME\s+STATE\s+EXPIRES`, out) ||
 		!regexpMatch(`(?m)^103\s+pve\s+sbx-103\s+protected\s+.*tagged agentlab-keep$`, out) || strings.Contains(out, "\n101 ") {
 		t.Errorf("leases = %d %q %q; want a table with 102 and 103 (not the destroyed 101)", code, out, errOut)
+	}
+	if strings.ContainsAny(out, "\x1b\x07") || !strings.Contains(out, `mallory\x1b[2J\x1b]0;pwned\a\nfake row`) || strings.Contains(out, "\nfake row") {
+		t.Errorf("leases printed the owner of 104 raw; want it escaped:\n%s", out)
 	}
 	code, out, _ = runCmd(t, "events", "--vmid", "101", "--socket", cfg.Socket())
 	if code != 0 || !regexpMatch(`(?m)^\S+\s+101\s+destroy\s+intent\s+reaper\s+lease expired at`, out) ||

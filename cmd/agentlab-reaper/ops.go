@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/agentlab/terraform-provider-agentlab/reaper"
@@ -125,13 +124,12 @@ func (c *opCommand) leases(ctx context.Context, args []string) error {
 		return nil
 	}
 	now := c.now()
-	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "VMID\tNODE\tNAME\tSTATE\tEXPIRES\tMAX\tON EXPIRY\tOWNER\tREASON")
+	tw := newTable(c.stdout, "VMID", "NODE", "NAME", "STATE", "EXPIRES", "MAX", "ON EXPIRY", "OWNER", "REASON")
 	for _, l := range ls {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.VMID, dash(l.Node), dash(l.Name), l.State,
+		tw.row(l.VMID, dash(l.Node), dash(l.Name), l.State,
 			when(l.ExpiresAt, now), when(l.MaxExpiresAt, now), dash(l.OnExpiry), dash(l.Owner), dash(l.Reason))
 	}
-	return tw.Flush()
+	return tw.flush()
 }
 
 func (c *opCommand) renew(ctx context.Context, args []string) error {
@@ -182,7 +180,7 @@ func (c *opCommand) renew(ctx context.Context, args []string) error {
 		if ren.DryRun {
 			msg += " [dry run: not written]"
 		}
-		fmt.Fprintln(c.stdout, msg)
+		fmt.Fprintln(c.stdout, printable(msg))
 	}
 	if capped {
 		return fmt.Errorf("vm %d: capped by max_ttl: %w", vmid, err)
@@ -228,16 +226,15 @@ func (c *opCommand) events(ctx context.Context, args []string) error {
 		fmt.Fprintln(c.stdout, "no events")
 		return nil
 	}
-	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tVMID\tKIND\tDECISION\tACTOR\tREASON")
+	tw := newTable(c.stdout, "TIME", "VMID", "KIND", "DECISION", "ACTOR", "REASON")
 	for _, e := range evs {
 		decision := string(e.Decision)
 		if e.DryRun && e.Decision != reaper.DecisionDryRun {
 			decision += " (dry run)"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", e.Time.UTC().Format(time.RFC3339), e.VMID, e.Kind, decision, e.Actor, e.Reason)
+		tw.row(e.Time.UTC().Format(time.RFC3339), e.VMID, e.Kind, decision, e.Actor, e.Reason)
 	}
-	return tw.Flush()
+	return tw.flush()
 }
 
 func (c *opCommand) version(ctx context.Context, args []string) error {
@@ -265,7 +262,7 @@ func (c *opCommand) version(ctx context.Context, args []string) error {
 	if c.jsonOut {
 		return c.printJSON(out)
 	}
-	fmt.Fprintf(c.stdout, "agentlab-reaper %s (%s)\n", out.Version, out.GoVersion)
+	fmt.Fprintln(c.stdout, printable(fmt.Sprintf("agentlab-reaper %s (%s)", out.Version, out.GoVersion)))
 	if out.Daemon != nil {
 		line := fmt.Sprintf("daemon: %s, interval %s", out.Daemon.Version, out.Daemon.Interval)
 		if out.Daemon.DryRun {
@@ -274,7 +271,7 @@ func (c *opCommand) version(ctx context.Context, args []string) error {
 		if !out.Daemon.LastTick.IsZero() {
 			line += ", last tick " + when(out.Daemon.LastTick, c.now())
 		}
-		fmt.Fprintln(c.stdout, line)
+		fmt.Fprintln(c.stdout, printable(line))
 	}
 	return nil
 }

@@ -49,6 +49,7 @@ type Sandbox struct {
 	Workspace string   // workspace volume
 	Tags      []string // extra tags (agentlab-keep, ...)
 	Start     bool     // start the VM after configuring it
+	Owner     string   // the metadata's owner ("reapertest" when empty)
 }
 
 // Metadata returns the metadata block the sandbox gets.
@@ -57,7 +58,11 @@ func (s Sandbox) Metadata() (lease.Metadata, error) {
 	if err != nil {
 		return lease.Metadata{}, err
 	}
-	m := lease.Metadata{Owner: "reapertest", Nonce: lease.NewNonce(), Lease: l, Workspace: s.Workspace}
+	owner := s.Owner
+	if owner == "" {
+		owner = "reapertest"
+	}
+	m := lease.Metadata{Owner: owner, Nonce: lease.NewNonce(), Lease: l, Workspace: s.Workspace}
 	if s.Token != "" {
 		sum := sha256.Sum256([]byte(s.Token))
 		m.HeartbeatTokenSHA256 = hex.EncodeToString(sum[:])
