@@ -77,6 +77,10 @@ type Lease struct {
 	CreatedAt    time.Time `json:"created_at,omitzero"`
 	ExpiresAt    time.Time `json:"expires_at,omitzero"`
 	MaxExpiresAt time.Time `json:"max_expires_at,omitzero"`
+	// PolicyExpiresAt is the expiry policy.max_lease imposes when it is
+	// earlier than ExpiresAt (the metadata's); zero when the lease is not
+	// capped by policy. The reaper acts on the earlier of the two.
+	PolicyExpiresAt time.Time `json:"policy_expires_at,omitzero"`
 	// TTL is the lease's TTL, by which heartbeats extend it.
 	TTL time.Duration `json:"ttl,omitempty"`
 	// OnExpiry is "destroy" or "stop".
@@ -136,6 +140,13 @@ const (
 	KindHeartbeat EventKind = "heartbeat"
 	// KindGone records a sandbox that disappeared from Proxmox.
 	KindGone EventKind = "gone"
+	// KindKeep records `agentlab-reaper keep` (and its undo) and agentlab-keep
+	// tags the reaper does not honour.
+	KindKeep EventKind = "keep"
+	// KindOrphan records an orphan found, pruned or left to the operator.
+	KindOrphan EventKind = "orphan"
+	// KindVolume records the deletion of a reaped sandbox's seed ISO.
+	KindVolume EventKind = "volume"
 )
 
 // Decision is what the reaper did or will do about an event.
@@ -181,6 +192,52 @@ type Event struct {
 	Actor string `json:"actor"`
 	// DryRun is set when dry_run was on.
 	DryRun bool `json:"dry_run,omitempty"`
+	// Count is how many times this outcome happened in a row (identical
+	// events of a VM are stored once); LastTime is when it last did.
+	Count    int       `json:"count,omitempty"`
+	LastTime time.Time `json:"last_time,omitzero"`
+}
+
+// OrphanKind says what kind of orphan a resource is.
+type OrphanKind string
+
+// The kinds of orphan.
+const (
+	// OrphanUntagged is a VM whose description holds AgentLab metadata but
+	// which lacks the agentlab tag (a provider killed between the clone's
+	// configuration and its tag): the reaper would otherwise never see it.
+	OrphanUntagged OrphanKind = "untagged"
+	// OrphanPlaceholder is a clone placeholder: a config holding only
+	// "lock: clone", left by an interrupted clone.
+	OrphanPlaceholder OrphanKind = "placeholder"
+	// OrphanISO is an AgentLab seed ISO whose VM no longer exists.
+	OrphanISO OrphanKind = "iso"
+)
+
+// OrphanKinds returns every kind, in display order.
+func OrphanKinds() []OrphanKind {
+	return []OrphanKind{OrphanUntagged, OrphanPlaceholder, OrphanISO}
+}
+
+// Orphan is a resource AgentLab made that nothing owns any more.
+type Orphan struct {
+	// ID is "vm/<vmid>" or "iso/<volid>".
+	ID string `json:"id"`
+	// Kind says what it is.
+	Kind OrphanKind `json:"kind"`
+	// VMID is the VM, or the VM a seed ISO was made for.
+	VMID int `json:"vmid"`
+	// Node is where it is.
+	Node string `json:"node,omitempty"`
+	// Volid is a seed ISO's volume.
+	Volid string `json:"volid,omitempty"`
+	// Reason says why it is an orphan.
+	Reason string `json:"reason"`
+	// Action says what prune does about it, or the command an operator runs.
+	Action string `json:"action"`
+	// FirstSeen and LastSeen are when the reaper first and last found it.
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
 }
 
 // Actors of events.

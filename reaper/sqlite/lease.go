@@ -13,14 +13,15 @@ import (
 
 const leaseColumns = `vmid, node, name, status, tags, state, reason, created_at, expires_at,
 	max_expires_at, ttl, on_expiry, owner, profile, job_id, workspace, token_sha256, warned_for,
-	first_seen, last_seen`
+	first_seen, last_seen, policy_expires_at`
 
 // selectLeases reads leases; a present sandbox's last_seen is the end of the
 // last tick (Touch) when that is later than the row's own.
 const selectLeases = `SELECT vmid, node, name, status, tags, state, reason, created_at, expires_at,
 	max_expires_at, ttl, on_expiry, owner, profile, job_id, workspace, token_sha256, warned_for,
 	first_seen, CASE WHEN state IN ('destroyed', 'gone') THEN last_seen
-		ELSE MAX(last_seen, COALESCE((SELECT value FROM meta WHERE key = 'last_tick'), 0)) END
+		ELSE MAX(last_seen, COALESCE((SELECT value FROM meta WHERE key = 'last_tick'), 0)) END,
+	policy_expires_at
 	FROM leases`
 
 // Leases returns the leases of the sandboxes still present in Proxmox, or of
@@ -95,7 +96,7 @@ func (db *DB) Record(ctx context.Context, leases []reaper.Lease, events []reaper
 	defer tx.Rollback()
 	if len(leases) > 0 {
 		stmt, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO leases (`+leaseColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 		if err != nil {
 			return fmt.Errorf("record leases: %w", err)
 		}
@@ -104,7 +105,7 @@ func (db *DB) Record(ctx context.Context, leases []reaper.Lease, events []reaper
 			if _, err := stmt.ExecContext(ctx, l.VMID, l.Node, l.Name, l.Status, strings.Join(l.Tags, ";"),
 				string(l.State), l.Reason, millis(l.CreatedAt), millis(l.ExpiresAt), millis(l.MaxExpiresAt),
 				int64(l.TTL), l.OnExpiry, l.Owner, l.Profile, l.JobID, l.Workspace, l.TokenSHA256,
-				millis(l.WarnedFor), millis(l.FirstSeen), millis(l.LastSeen)); err != nil {
+				millis(l.WarnedFor), millis(l.FirstSeen), millis(l.LastSeen), millis(l.PolicyExpiresAt)); err != nil {
 				return fmt.Errorf("record lease %d: %w", l.VMID, err)
 			}
 		}
@@ -147,11 +148,11 @@ func scanLease(s scanner) (reaper.Lease, error) {
 		tags, state                      string
 		ttl                              int64
 		created, expires, maxExp, warned sql.NullInt64
-		firstSeen, lastSeen              sql.NullInt64
+		firstSeen, lastSeen, policyExp   sql.NullInt64
 	)
 	if err := s.Scan(&l.VMID, &l.Node, &l.Name, &l.Status, &tags, &state, &l.Reason, &created, &expires,
 		&maxExp, &ttl, &l.OnExpiry, &l.Owner, &l.Profile, &l.JobID, &l.Workspace, &l.TokenSHA256, &warned,
-		&firstSeen, &lastSeen); err != nil {
+		&firstSeen, &lastSeen, &policyExp); err != nil {
 		return reaper.Lease{}, err
 	}
 	if tags != "" {
@@ -162,5 +163,6 @@ func scanLease(s scanner) (reaper.Lease, error) {
 	l.CreatedAt, l.ExpiresAt, l.MaxExpiresAt = fromMillis(created), fromMillis(expires), fromMillis(maxExp)
 	l.WarnedFor = fromMillis(warned)
 	l.FirstSeen, l.LastSeen = fromMillis(firstSeen), fromMillis(lastSeen)
+	l.PolicyExpiresAt = fromMillis(policyExp)
 	return l, nil
 }

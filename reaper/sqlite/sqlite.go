@@ -7,6 +7,7 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/url"
@@ -139,4 +140,21 @@ func fromMillis(v sql.NullInt64) time.Time {
 		return time.Time{}
 	}
 	return time.UnixMilli(v.Int64).UTC()
+}
+
+// Size returns the bytes the database takes on disk: the file and its
+// write-ahead log.
+func (db *DB) Size() (int64, error) {
+	var total int64
+	for _, p := range []string{db.Path, db.Path + "-wal"} {
+		fi, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) && p != db.Path {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("database size: %w", err)
+		}
+		total += fi.Size()
+	}
+	return total, nil
 }
