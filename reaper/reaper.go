@@ -11,7 +11,10 @@ package reaper
 
 import (
 	"errors"
+	"fmt"
 	"time"
+
+	"github.com/agentlab/terraform-provider-agentlab/internal/lease"
 )
 
 // State is where a sandbox stands, as the reaper last saw it.
@@ -114,6 +117,9 @@ type Renewal struct {
 	// Capped is set when max_ttl cut the renewal short: the lease now ends
 	// at its cap (Lease.MaxExpiresAt) and cannot be extended further.
 	Capped bool `json:"capped"`
+	// CappedBy says what capped it: "max_ttl" (the VM's metadata) or
+	// "policy.max_lease" (the operator's ceiling).
+	CappedBy string `json:"capped_by,omitempty"`
 	// DryRun is set when dry_run kept the reaper from writing the new expiry.
 	DryRun bool `json:"dry_run,omitempty"`
 }
@@ -273,3 +279,46 @@ var (
 	// ErrProtected is a renewal of a sandbox the reaper refuses to touch.
 	ErrProtected = errors.New("sandbox is not managed by the reaper")
 )
+
+// VolumeDeletion is a volume to delete once its VM is gone: a reaped
+// sandbox's seed ISO, recorded before the VM's destroy starts.
+type VolumeDeletion struct {
+	// Volid is the volume, e.g. "local:iso/agentlab-101-cidata.iso".
+	Volid string
+	// Node is where it is.
+	Node string
+	// VMID is the VM it belonged to.
+	VMID int
+	// Since is when the deletion was decided.
+	Since time.Time
+}
+
+// PolicyCapError is a renewal or heartbeat that policy.max_lease cut short:
+// the lease now ends at Cap, MaxLease after its creation. It matches
+// lease.ErrPastMaxTTL with errors.Is, as the cap a VM's own max_ttl sets does.
+type PolicyCapError struct {
+	// MaxLease is the operator's ceiling.
+	MaxLease time.Duration
+	// Cap is when the lease ends.
+	Cap time.Time
+}
+
+// Error says where the lease ends and why.
+func (e *PolicyCapError) Error() string {
+	return fmt.Sprintf("capped by policy.max_lease (%s from creation): the lease ends at %s; only the operator can raise the ceiling",
+		e.MaxLease, e.Cap.UTC().Format(time.RFC3339))
+}
+
+// Is makes errors.Is(err, lease.ErrPastMaxTTL) true.
+func (e *PolicyCapError) Is(target error) bool { return target == lease.ErrPastMaxTTL }
+
+// PolicyExpiry returns the expiry policy.max_lease imposes on a lease created
+// at created and expiring at expires, and whether it is earlier than
+// expires. maxLease <= 0 imposes nothing.
+func PolicyExpiry(created, expires time.Time, maxLease time.Duration) (time.Time, bool) {
+	if maxLease <= 0 || created.IsZero() {
+		return time.Time{}, false
+	}
+	limit := created.Add(maxLease)
+	return limit, limit.Before(expires)
+}

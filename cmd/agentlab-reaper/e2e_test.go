@@ -134,7 +134,7 @@ func TestE2EServe(t *testing.T) {
 	}
 
 	const interval = 500 * time.Millisecond
-	cfg := reapertest.Config{Dir: t.TempDir(), Endpoint: sim.Endpoint, Token: sim.Token, Interval: interval,
+	cfg := reapertest.Config{Dir: t.TempDir(), UserKeep: true, Endpoint: sim.Endpoint, Token: sim.Token, Interval: interval,
 		GuestListen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0"}
 	p := reapertest.Start(t, reaperBin, "serve", "--config", cfg.Write(t), "--log-format", "json")
 
@@ -399,7 +399,7 @@ func TestE2ESimulatorDownThenFaults(t *testing.T) {
 	}
 
 	// The reaper starts with Proxmox down: it logs, retries, touches nothing.
-	cfg := reapertest.Config{Dir: t.TempDir(), Endpoint: sim.Endpoint, Token: token, Interval: 300 * time.Millisecond}
+	cfg := reapertest.Config{Dir: t.TempDir(), UserKeep: true, Endpoint: sim.Endpoint, Token: token, Interval: 300 * time.Millisecond}
 	p := reapertest.Start(t, reaperBin, "serve", "--config", cfg.Write(t), "--log-format", "json", "--log-level", "debug")
 	first := p.WaitFor(t, 0, 30*time.Second, "a failed tick", func(l string) bool { return strings.Contains(l, "reconcile tick failed") })
 	p.WaitFor(t, first+1, 30*time.Second, "another failed tick", func(l string) bool { return strings.Contains(l, "reconcile tick failed") })

@@ -6,7 +6,9 @@
 //
 //	agentlab-reaper serve   --config FILE          run the daemon
 //	agentlab-reaper leases  [--all] [--json]       list leases
-//	agentlab-reaper renew   VMID DURATION [--json] renew a lease
+//	agentlab-reaper renew   VMID DURATION [--force] [--json]  renew a lease
+//	agentlab-reaper keep    VMID [--remove] [--json]  keep a sandbox (or stop keeping it)
+//	agentlab-reaper orphans [--json]                  list orphans
 //	agentlab-reaper events  [--vmid N] [--since T] [--limit N] [--json]
 //	agentlab-reaper version
 //
@@ -53,6 +55,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = newOpCommand(stdout, stderr).renew(ctx, args)
 	case "events":
 		err = newOpCommand(stdout, stderr).events(ctx, args)
+	case "keep":
+		err = newOpCommand(stdout, stderr).keep(ctx, args)
+	case "orphans":
+		err = newOpCommand(stdout, stderr).orphans(ctx, args)
 	case "version":
 		err = newOpCommand(stdout, stderr).version(ctx, args)
 	case "artifacts":
@@ -93,7 +99,9 @@ Commands:
 
 	serve      run the daemon (--config FILE, --check, --log-level, --log-format)
 	leases     list the sandboxes' leases (--all, --json)
-	renew      renew a lease: renew VMID DURATION (--json)
+	renew      renew a lease: renew VMID DURATION (--force under 1m, --json)
+	keep       keep a sandbox from the reaper: keep VMID (--remove to undo, --json)
+	orphans    list what AgentLab made that nothing owns (--json)
 	events     show the audit log (--vmid N, --since 1h|RFC3339, --limit N, --json)
 	version    print the version (and the running daemon's)
 	artifacts  list a job's artifacts (not available yet)

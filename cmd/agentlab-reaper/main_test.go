@@ -133,8 +133,13 @@ func TestMainInProcess(t *testing.T) {
 	if ok, _ := pveAPI.Exists(ctx, 101); ok {
 		t.Error("expired VM 101 not destroyed")
 	}
-	if ok, _ := pveAPI.Exists(ctx, 103); !ok {
-		t.Error("protected VM 103 destroyed")
+	// A Terraform user's agentlab-keep tag is not honoured (policy.user_keep
+	// is false by default); the operator keeps 104 with agentlab-reaper keep.
+	if ok, _ := pveAPI.Exists(ctx, 103); ok {
+		t.Error("VM 103, kept only by a user's tag, not destroyed")
+	}
+	if code, out, errOut := runCmd(t, "keep", "104", "--socket", cfg.Socket()); code != 0 || !strings.Contains(out, "vm 104: kept") {
+		t.Errorf("keep 104 = %d %q %q; want kept", code, out, errOut)
 	}
 
 	// Control API over the socket and over TCP with the token.
@@ -155,8 +160,9 @@ func TestMainInProcess(t *testing.T) {
 	// The operator commands over the socket.
 	code, out, errOut := runCmd(t, "leases", "--socket", cfg.Socket())
 	if code != 0 || !regexpMatch(`(?m)^VMID\s+NODE\s+NAME\s+STATE\s+EXPIRES`, out) ||
-		!regexpMatch(`(?m)^103\s+pve\s+sbx-103\s+protected\s+.*tagged agentlab-keep$`, out) || strings.Contains(out, "\n101 ") {
-		t.Errorf("leases = %d %q %q; want a table with 102 and 103 (not the destroyed 101)", code, out, errOut)
+		!regexpMatch(`(?m)^104\s+pve\s+sbx-104\s+protected\s+.*tagged agentlab-keep \(agentlab-reaper keep\)$`, out) ||
+		strings.Contains(out, "\n101 ") || strings.Contains(out, "\n103 ") {
+		t.Errorf("leases = %d %q %q; want a table with 102 and 104 (not the destroyed 101 and 103)", code, out, errOut)
 	}
 	if strings.ContainsAny(out, "\x1b\x07") || !strings.Contains(out, `mallory\x1b[2J\x1b]0;pwned\a\nfake row`) || strings.Contains(out, "\nfake row") {
 		t.Errorf("leases printed the owner of 104 raw; want it escaped:\n%s", out)
@@ -200,7 +206,8 @@ func TestMainInProcess(t *testing.T) {
 	body, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, want := range []string{
-		"agentlab_sandboxes_destroyed_total 1",
+		"agentlab_sandboxes_destroyed_total 2",
+		`agentlab_orphans{kind="iso"} 0`,
 		`agentlab_sandboxes{state="protected"} 1`,
 		`agentlab_proxmox_requests_total{code="200",method="GET"}`,
 		`agentlab_heartbeats_total{result="ok"} 1`,
@@ -210,6 +217,14 @@ func TestMainInProcess(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+	if !regexpMatch(`(?m)^agentlab_database_bytes [1-9]`, string(body)) {
+		t.Error("/metrics lacks a measured agentlab_database_bytes")
+	}
+
+	code, out, _ = runCmd(t, "orphans", "--socket", cfg.Socket())
+	if code != 0 || out != "no orphans\n" {
+		t.Errorf("orphans = %d %q; want no orphans", code, out)
 	}
 
 	code, out, errOut = runCmd(t, "renew", "102", "3h", "--socket", cfg.Socket())

@@ -126,8 +126,12 @@ func (c *opCommand) leases(ctx context.Context, args []string) error {
 	now := c.now()
 	tw := newTable(c.stdout, "VMID", "NODE", "NAME", "STATE", "EXPIRES", "MAX", "ON EXPIRY", "OWNER", "REASON")
 	for _, l := range ls {
+		expires := when(l.ExpiresAt, now)
+		if !l.PolicyExpiresAt.IsZero() {
+			expires = when(l.PolicyExpiresAt, now) + " capped by policy"
+		}
 		tw.row(l.VMID, dash(l.Node), dash(l.Name), l.State,
-			when(l.ExpiresAt, now), when(l.MaxExpiresAt, now), dash(l.OnExpiry), dash(l.Owner), dash(l.Reason))
+			expires, when(l.MaxExpiresAt, now), dash(l.OnExpiry), dash(l.Owner), dash(l.Reason))
 	}
 	return tw.flush()
 }
@@ -183,7 +187,11 @@ func (c *opCommand) renew(ctx context.Context, args []string) error {
 		fmt.Fprintln(c.stdout, printable(msg))
 	}
 	if capped {
-		return fmt.Errorf("vm %d: capped by max_ttl: %w", vmid, err)
+		by := ren.CappedBy
+		if by == "" {
+			by = "max_ttl"
+		}
+		return fmt.Errorf("vm %d: capped by %s: %w", vmid, by, err)
 	}
 	return nil
 }
@@ -232,7 +240,78 @@ func (c *opCommand) events(ctx context.Context, args []string) error {
 		if e.DryRun && e.Decision != reaper.DecisionDryRun {
 			decision += " (dry run)"
 		}
-		tw.row(e.Time.UTC().Format(time.RFC3339), e.VMID, e.Kind, decision, e.Actor, e.Reason)
+		reason := e.Reason
+		if e.Count > 1 {
+			reason += fmt.Sprintf(" [%d times, last %s]", e.Count, e.LastTime.UTC().Format(time.RFC3339))
+		}
+		tw.row(e.Time.UTC().Format(time.RFC3339), e.VMID, e.Kind, decision, e.Actor, reason)
+	}
+	return tw.flush()
+}
+
+func (c *opCommand) keep(ctx context.Context, args []string) error {
+	fs := c.flags("keep", "VMID [--remove] [--json]")
+	remove := fs.Bool("remove", false, "stop keeping the sandbox: remove the agentlab-keep tag, the lease applies again")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return errUsage
+	}
+	vmid, err := strconv.Atoi(pos[0])
+	if err != nil || vmid <= 0 {
+		return fmt.Errorf("VMID %q is not a VM ID", pos[0])
+	}
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	l, err := cl.Keep(ctx, vmid, !*remove)
+	if err != nil {
+		return c.explain(err)
+	}
+	if c.jsonOut {
+		return c.printJSON(l)
+	}
+	msg := fmt.Sprintf("vm %d: kept: tagged agentlab-keep, the reaper leaves it alone until agentlab-reaper keep --remove %d", vmid, vmid)
+	if *remove {
+		msg = fmt.Sprintf("vm %d: no longer kept: %s, lease expires at %s", vmid, l.State, when(l.ExpiresAt, c.now()))
+	}
+	fmt.Fprintln(c.stdout, printable(msg))
+	return nil
+}
+
+func (c *opCommand) orphans(ctx context.Context, args []string) error {
+	fs := c.flags("orphans", "[--json]")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		fs.Usage()
+		return errUsage
+	}
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	os, err := cl.Orphans(ctx)
+	if err != nil {
+		return c.explain(err)
+	}
+	if c.jsonOut {
+		return c.printJSON(os)
+	}
+	if len(os) == 0 {
+		fmt.Fprintln(c.stdout, "no orphans")
+		return nil
+	}
+	now := c.now()
+	tw := newTable(c.stdout, "KIND", "VMID", "NODE", "VOLUME", "SINCE", "REASON", "ACTION")
+	for _, o := range os {
+		tw.row(o.Kind, o.VMID, dash(o.Node), dash(o.Volid), when(o.FirstSeen, now), o.Reason, o.Action)
 	}
 	return tw.flush()
 }

@@ -191,9 +191,17 @@ func (m *Main) Run(ctx context.Context) error {
 		Clock:      m.Clock,
 		Logger:     log.With("component", "reconcile"),
 		Metrics:    m.metrics,
+
+		EventRetention:   time.Duration(cfg.Events.Retention),
+		MaxLease:         time.Duration(cfg.Policy.MaxLease),
+		UserKeep:         cfg.Policy.UserKeep,
+		Prune:            cfg.Prune,
+		OrphanGrace:      time.Duration(cfg.Policy.OrphanGrace),
+		PlaceholderFirst: cfg.Policy.VMIDRange.First,
+		PlaceholderLast:  cfg.Policy.VMIDRange.Last,
 	})
 
-	control := &api.Server{Store: m.db, Renewer: m.loop, Logger: log.With("component", "control"),
+	control := &api.Server{Store: m.db, Renewer: m.loop, Keeper: m.loop, Orphans: m.loop, Logger: log.With("component", "control"),
 		Status: func() api.Status {
 			return api.Status{Version: version, DryRun: cfg.DryRun, Interval: cfg.Interval.String(), LastTick: m.loop.LastTick()}
 		}}
@@ -237,6 +245,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}()
 	log.Info("agentlab-reaper started", "version", version, "config", m.ConfigPath, "interval", cfg.Interval.String(),
 		"grace", cfg.Grace.String(), "warn_before", cfg.WarnBefore.String(), "dry_run", cfg.DryRun,
+		"max_lease", cfg.Policy.MaxLease.String(), "user_keep", cfg.Policy.UserKeep, "prune", cfg.Prune,
 		"database", cfg.Database, "control_socket", cfg.Control.Socket)
 	return nil
 }

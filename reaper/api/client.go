@@ -98,6 +98,25 @@ func (c *Client) renew(ctx context.Context, vmid int, req RenewRequest) (reaper.
 	return resp.Renewal, err
 }
 
+// Keep tags sandbox vmid agentlab-keep for the operator (keep), or removes
+// the tag (!keep), and returns the lease after it.
+func (c *Client) Keep(ctx context.Context, vmid int, keep bool) (reaper.Lease, error) {
+	method := http.MethodPost
+	if !keep {
+		method = http.MethodDelete
+	}
+	var l reaper.Lease
+	err := c.do(ctx, method, "/v1/leases/"+strconv.Itoa(vmid)+"/keep", nil, &l)
+	return l, err
+}
+
+// Orphans returns the orphans the reaper found.
+func (c *Client) Orphans(ctx context.Context) ([]reaper.Orphan, error) {
+	var resp OrphansResponse
+	err := c.do(ctx, http.MethodGet, "/v1/orphans", nil, &resp)
+	return resp.Orphans, err
+}
+
 // Events returns the events matching f, oldest first.
 func (c *Client) Events(ctx context.Context, f reaper.EventFilter) ([]reaper.Event, error) {
 	q := url.Values{}

@@ -7,7 +7,11 @@
 //	GET  /v1/status                    version, dry_run, last tick
 //	GET  /v1/leases[?all=1]            leases as last seen (all: destroyed and gone too)
 //	GET  /v1/leases/{vmid}             one lease
-//	POST /v1/leases/{vmid}/renew       {"duration":"2h"}: expire 2h from now, capped by max_ttl
+//	POST /v1/leases/{vmid}/renew       {"duration":"2h","force":false}: expire 2h from now,
+//	                                   capped by max_ttl and policy.max_lease; under 1m needs force
+//	POST   /v1/leases/{vmid}/keep      tag agentlab-keep for the operator (agentlab-reaper keep)
+//	DELETE /v1/leases/{vmid}/keep      remove it (agentlab-reaper keep --remove)
+//	GET  /v1/orphans                   orphans found, with what is done about each
 //	GET  /v1/events[?vmid=&since=&limit=]  the audit log, oldest first
 //
 // Errors are {"error": "..."} with a status: 400 bad request, 401 missing or
@@ -31,6 +35,22 @@ import (
 	"github.com/agentlab/terraform-provider-agentlab/internal/lease"
 	"github.com/agentlab/terraform-provider-agentlab/reaper"
 )
+
+// Keeper sets and removes the operator's agentlab-keep tag;
+// *reconcile.Loop is one.
+type Keeper interface {
+	Keep(ctx context.Context, vmid int, keep bool, actor string) (reaper.Lease, error)
+}
+
+// OrphanLister lists the orphans found; *reconcile.Loop is one.
+type OrphanLister interface {
+	Orphans(ctx context.Context) ([]reaper.Orphan, error)
+}
+
+// OrphansResponse is the answer of GET /v1/orphans.
+type OrphansResponse struct {
+	Orphans []reaper.Orphan `json:"orphans"`
+}
 
 // Store answers the read-only queries.
 type Store interface {
@@ -62,6 +82,10 @@ type Server struct {
 	Store Store
 	// Renewer renews leases.
 	Renewer Renewer
+	// Keeper keeps sandboxes for the operator.
+	Keeper Keeper
+	// Orphans lists the orphans found.
+	Orphans OrphanLister
 	// Status returns the reaper's status.
 	Status func() Status
 	// Logger receives request errors. Nil discards them.
@@ -109,6 +133,9 @@ func (s *Server) mux(actor string) http.Handler {
 	mux.HandleFunc("GET /v1/leases/{vmid}", s.lease)
 	mux.HandleFunc("POST /v1/leases/{vmid}/renew", func(w http.ResponseWriter, r *http.Request) { s.renew(w, r, actor) })
 	mux.HandleFunc("GET /v1/events", s.events)
+	mux.HandleFunc("POST /v1/leases/{vmid}/keep", func(w http.ResponseWriter, r *http.Request) { s.keep(w, r, true, actor) })
+	mux.HandleFunc("DELETE /v1/leases/{vmid}/keep", func(w http.ResponseWriter, r *http.Request) { s.keep(w, r, false, actor) })
+	mux.HandleFunc("GET /v1/orphans", s.orphans)
 	notYet := func(feature string) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusNotImplemented, feature+" are not available yet in this version of agentlab-reaper")
@@ -224,6 +251,40 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request, actor string) {
 		return
 	}
 	writeJSON(w, http.StatusOK, RenewResponse{Renewal: ren})
+}
+
+func (s *Server) keep(w http.ResponseWriter, r *http.Request, keep bool, actor string) {
+	vmid, err := vmidParam(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if s.Keeper == nil {
+		writeError(w, http.StatusNotImplemented, "keep is not available")
+		return
+	}
+	l, err := s.Keeper.Keep(r.Context(), vmid, keep, actor)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, l)
+}
+
+func (s *Server) orphans(w http.ResponseWriter, r *http.Request) {
+	if s.Orphans == nil {
+		writeJSON(w, http.StatusOK, OrphansResponse{Orphans: []reaper.Orphan{}})
+		return
+	}
+	os, err := s.Orphans.Orphans(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if os == nil {
+		os = []reaper.Orphan{}
+	}
+	writeJSON(w, http.StatusOK, OrphansResponse{Orphans: os})
 }
 
 // EventsResponse is the answer of GET /v1/events.

@@ -32,6 +32,10 @@ type Metrics struct {
 	proxmoxRequests *prometheus.CounterVec
 	heartbeats      *prometheus.CounterVec
 	renewals        *prometheus.CounterVec
+	orphans         *prometheus.GaugeVec
+	orphansPruned   *prometheus.CounterVec
+	volumesDeleted  prometheus.Counter
+	databaseBytes   prometheus.Gauge
 }
 
 // New returns the metrics registered in a new registry, with the Go runtime
@@ -84,6 +88,22 @@ func New(version string) *Metrics {
 			Name: "agentlab_renewals_total",
 			Help: "Lease renewals through the control API by result (ok, capped, rejected, error).",
 		}, []string{"result"}),
+		orphans: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "agentlab_orphans",
+			Help: "Orphans found by kind: untagged (AgentLab metadata, no agentlab tag), placeholder (interrupted clone), iso (seed ISO without its VM).",
+		}, []string{"kind"}),
+		orphansPruned: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agentlab_orphans_pruned_total",
+			Help: "Orphans removed by prune, by kind.",
+		}, []string{"kind"}),
+		volumesDeleted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "agentlab_seed_isos_deleted_total",
+			Help: "Seed ISOs of destroyed sandboxes deleted by the reaper.",
+		}),
+		databaseBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "agentlab_database_bytes",
+			Help: "Size of the reaper's SQLite database on disk (file and write-ahead log), measured hourly.",
+		}),
 	}
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "agentlab_build_info",
@@ -94,9 +114,14 @@ func New(version string) *Metrics {
 	for _, s := range reaper.States() {
 		m.sandboxes.WithLabelValues(string(s))
 	}
+	for _, k := range reaper.OrphanKinds() {
+		m.orphans.WithLabelValues(string(k))
+		m.orphansPruned.WithLabelValues(string(k))
+	}
 	m.registry.MustRegister(
 		m.sandboxes, m.expired, m.destroyed, m.stopped, m.destroyFailures, m.tickDuration,
 		m.tickFailures, m.lastTick, m.proxmoxRequests, m.heartbeats, m.renewals, buildInfo,
+		m.orphans, m.orphansPruned, m.volumesDeleted, m.databaseBytes,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -200,4 +225,36 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	rt.requests.WithLabelValues(r.Method, code).Inc()
 	return resp, err
+}
+
+// SetOrphans sets the orphan gauge from counts by kind; kinds missing from
+// counts are set to zero.
+func (m *Metrics) SetOrphans(counts map[reaper.OrphanKind]int) {
+	if m == nil {
+		return
+	}
+	for _, k := range reaper.OrphanKinds() {
+		m.orphans.WithLabelValues(string(k)).Set(float64(counts[k]))
+	}
+}
+
+// OrphanPruned counts an orphan prune removed.
+func (m *Metrics) OrphanPruned(kind reaper.OrphanKind) {
+	if m != nil {
+		m.orphansPruned.WithLabelValues(string(kind)).Inc()
+	}
+}
+
+// VolumeDeleted counts a seed ISO deleted with its sandbox.
+func (m *Metrics) VolumeDeleted() {
+	if m != nil {
+		m.volumesDeleted.Inc()
+	}
+}
+
+// DatabaseSize sets the database size gauge.
+func (m *Metrics) DatabaseSize(bytes int64) {
+	if m != nil {
+		m.databaseBytes.Set(float64(bytes))
+	}
 }

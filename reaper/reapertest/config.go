@@ -26,6 +26,10 @@ type Config struct {
 	GuestListen, MetricsListen, ControlListen string
 	// ControlToken is written to the control token file.
 	ControlToken string
+	// UserKeep, Prune, OrphanGrace and MaxLease set policy.user_keep, prune,
+	// policy.orphan_grace and policy.max_lease (0: the defaults).
+	UserKeep, Prune       bool
+	OrphanGrace, MaxLease time.Duration
 }
 
 // Socket is the control socket's path.
@@ -58,6 +62,13 @@ func (c Config) Write(tb testing.TB) string {
 	fmt.Fprintf(&b, "control:\n  socket: %q\n  listen: %q\n  token_file: %q\n", c.Socket(), c.ControlListen, controlFile)
 	fmt.Fprintf(&b, "guest:\n  listen: %q\nmetrics:\n  listen: %q\n", c.GuestListen, c.MetricsListen)
 	fmt.Fprintf(&b, "artifacts:\n  dir: %q\n", filepath.Join(c.Dir, "artifacts"))
+	fmt.Fprintf(&b, "prune: %v\npolicy:\n  user_keep: %v\n", c.Prune, c.UserKeep)
+	if c.OrphanGrace != 0 {
+		fmt.Fprintf(&b, "  orphan_grace: %s\n", c.OrphanGrace)
+	}
+	if c.MaxLease != 0 {
+		fmt.Fprintf(&b, "  max_lease: %s\n", c.MaxLease)
+	}
 	path := filepath.Join(c.Dir, "reaper.yaml")
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		tb.Fatal(err)

@@ -83,14 +83,15 @@ func (l *Loop) act(ctx context.Context, vmid int) {
 	}
 	now := l.clock.Now()
 	l.mu.Lock()
-	e.setConfig(cfg)
+	e.setConfig(cfg, l.opts.MaxLease)
+	e.operatorKept = l.kept[vmid]
 	f := e.facts()
 	f.kind, f.status, f.lock = kind, status, lock
 	if cl := cfg.Lock(); cl != "" {
 		f.lock = cl
 	}
-	v := decide(f, now, policy{grace: l.opts.Grace, warnBefore: l.opts.WarnBefore})
-	e.verdict, e.decided, e.nextCheck = v, true, nextCheck(e, v, policy{grace: l.opts.Grace, warnBefore: l.opts.WarnBefore})
+	v := decide(f, now, l.policy())
+	e.verdict, e.decided, e.nextCheck = v, true, nextCheck(e, v, l.policy())
 	if v.act == actNone || l.opts.DryRun {
 		ev, ok := l.transition(e, v, now)
 		saved := e.lease
@@ -126,7 +127,16 @@ func (l *Loop) act(ctx context.Context, vmid int) {
 		return
 	}
 
-	// Intent first: if it cannot be recorded, do nothing.
+	// Intent first: if it cannot be recorded, do nothing. The seed ISO to
+	// delete once the VM is gone is part of it.
+	var isos []string
+	if v.act == actDestroy {
+		isos = l.seedISOs(cfg, vmid)
+		if err := l.recordVolumes(actx, ref.Node, vmid, isos, now); err != nil {
+			l.log.Error("cannot record the seed ISO to delete; not acting", "vmid", vmid, "err", err)
+			return
+		}
+	}
 	plan := v.act.verb()
 	if v.act == actDestroy && len(detach) > 0 {
 		plan = fmt.Sprintf("stop, detach workspace %s (%s) and destroy", meta.Workspace, strings.Join(detach, ", "))
@@ -189,6 +199,7 @@ func (l *Loop) act(ctx context.Context, vmid int) {
 		l.m.Stopped()
 	} else {
 		l.m.Destroyed()
+		l.deleteVolumes(actx, func(id int) bool { return id == vmid })
 	}
 	l.log.Info("sandbox "+string(done.Kind), "vmid", vmid, "node", ref.Node, "decision", done.Decision, "reason", done.Reason)
 }

@@ -44,6 +44,8 @@ type facts struct {
 	meta     lease.Metadata
 	metaErr  error // from lease.Decode, or the error reading the config
 	metaRead bool  // meta/metaErr come from a read config
+	// operatorKept: the operator kept the VM with agentlab-reaper keep.
+	operatorKept bool
 }
 
 // verdict is the decision about one VM.
@@ -57,7 +59,18 @@ type verdict struct {
 type policy struct {
 	grace      time.Duration
 	warnBefore time.Duration
+	maxLease   time.Duration // 0: no ceiling
+	userKeep   bool          // honour agentlab-keep tags set outside Keep
 }
+
+// policy returns the loop's decision settings.
+func (l *Loop) policy() policy {
+	return policy{grace: l.opts.Grace, warnBefore: l.opts.WarnBefore, maxLease: l.opts.MaxLease, userKeep: l.opts.UserKeep}
+}
+
+// keepIgnored is appended to the reason of a sandbox whose agentlab-keep tag
+// the reaper does not honour.
+const keepIgnored = "; agentlab-keep tag ignored: it was not set with agentlab-reaper keep and policy.user_keep is false"
 
 // ownedByTags reports whether a VM's tags make it the reaper's concern at
 // all: any agentlab tag. VMs without one are ignored silently.
@@ -71,8 +84,18 @@ func ownedByTags(tags []string) bool {
 }
 
 // decide applies the reaper's rules, in order: never touch what is not
-// plainly ours and valid (fail closed), then act on expiry.
+// plainly ours and valid (fail closed), then act on expiry. An agentlab-keep
+// tag protects the VM when the operator set it (Keep) or policy.user_keep
+// allows anyone to; otherwise the verdict says it was ignored.
 func decide(f facts, now time.Time, p policy) verdict {
+	v := decideLease(f, now, p)
+	if lease.Kept(f.tags) && !p.userKeep && !f.operatorKept && v.state != reaper.StateProtected {
+		v.reason += keepIgnored
+	}
+	return v
+}
+
+func decideLease(f facts, now time.Time, p policy) verdict {
 	switch {
 	case f.template:
 		return verdict{state: reaper.StateProtected, reason: "VM is a template; templates are never reaped"}
@@ -80,7 +103,9 @@ func decide(f facts, now time.Time, p policy) verdict {
 		return verdict{state: reaper.StateInvalid, reason: fmt.Sprintf("guest is a %s container, not a QEMU VM; sandboxes are VMs", f.kind)}
 	case !lease.Owned(f.tags):
 		return verdict{state: reaper.StateInvalid, reason: "no agentlab tag: the reaper only touches VMs tagged agentlab"}
-	case lease.Kept(f.tags):
+	case lease.Kept(f.tags) && f.operatorKept:
+		return verdict{state: reaper.StateProtected, reason: "tagged agentlab-keep (agentlab-reaper keep)"}
+	case lease.Kept(f.tags) && p.userKeep:
 		return verdict{state: reaper.StateProtected, reason: "tagged agentlab-keep"}
 	case !f.metaRead:
 		return verdict{state: reaper.StateUnknown, reason: "config not read yet"}
@@ -104,6 +129,18 @@ func decide(f facts, now time.Time, p policy) verdict {
 	case !tagExp.Equal(m.ExpiresAt):
 		return verdict{state: reaper.StateInvalid, reason: fmt.Sprintf("expiry tag says %s but the metadata says %s", stamp(tagExp), stamp(m.ExpiresAt))}
 	}
+	if capAt, ok := reaper.PolicyExpiry(m.CreatedAt, m.ExpiresAt, p.maxLease); ok {
+		v := decideExpiry(f, m.Lease, capAt, now, p)
+		v.reason += fmt.Sprintf(" (capped by policy.max_lease %s; the metadata says %s)", p.maxLease, stamp(m.ExpiresAt))
+		return v
+	}
+	return decideExpiry(f, m.Lease, m.ExpiresAt, now, p)
+}
+
+// decideExpiry decides on a valid lease l that ends at expires.
+func decideExpiry(f facts, l lease.Lease, expires time.Time, now time.Time, p policy) verdict {
+	m := l
+	m.ExpiresAt = expires
 
 	if m.Expired(now, p.grace) {
 		act := actDestroy

@@ -15,6 +15,7 @@ import (
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/lease"
 	"github.com/agentlab/terraform-provider-agentlab/internal/pve"
+	"github.com/agentlab/terraform-provider-agentlab/internal/volume"
 )
 
 // fakePVE is an in-memory Proxmox for the loop's unit tests: it keeps VM
@@ -33,6 +34,10 @@ type fakePVE struct {
 	beforeWrite func(vmid int)               // runs before UpdateConfig checks the digest
 	mismatch    string                       // UpdateConfig's message for a stale digest (default qemu-server's)
 	onDestroy   func(vmid int) (bool, error) // runs instead of the destroy when set; true: destroy anyway
+
+	isos      map[string]bool // volids on the ISO storage "local" of node "pve"
+	cloning   int             // active qmclone tasks on "pve"
+	deleteErr error           // DeleteVolume's error when set
 }
 
 type fakeVM struct {
@@ -43,7 +48,7 @@ type fakeVM struct {
 }
 
 func newFakePVE() *fakePVE {
-	return &fakePVE{vms: map[int]*fakeVM{}, calls: map[string]int{}, configErr: map[int]error{}}
+	return &fakePVE{vms: map[int]*fakeVM{}, calls: map[string]int{}, configErr: map[int]error{}, isos: map[string]bool{}}
 }
 
 func (f *fakePVE) nextDigest() string {
@@ -213,6 +218,88 @@ func (f *fakePVE) Destroy(ctx context.Context, ref pve.VMRef) error {
 		f.log = append(f.log, "destroy "+strconv.Itoa(ref.VMID))
 	}
 	return nil
+}
+
+func (f *fakePVE) Storages(ctx context.Context, node, content string) ([]pve.StorageInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls["storages"]++
+	return []pve.StorageInfo{{Storage: "local", Type: "dir", Content: []string{"iso", "vztmpl"}, Active: true}}, nil
+}
+
+func (f *fakePVE) StorageContent(ctx context.Context, node, storage, content string, vmid int) ([]pve.Volume, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls["content"]++
+	var out []pve.Volume
+	for _, v := range slices.Sorted(maps.Keys(f.isos)) {
+		out = append(out, pve.Volume{VolID: v, Content: "iso", Format: "iso"})
+	}
+	return out, nil
+}
+
+func (f *fakePVE) DeleteVolume(ctx context.Context, node, volid string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls["delvol"]++
+	if f.deleteErr != nil {
+		return f.deleteErr
+	}
+	if f.isos[volid] {
+		delete(f.isos, volid)
+		f.log = append(f.log, "delvol "+volid)
+	}
+	return nil
+}
+
+func (f *fakePVE) ActiveTasks(ctx context.Context, node, typ string) ([]pve.TaskStatus, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls["tasks"]++
+	out := make([]pve.TaskStatus, f.cloning)
+	for i := range out {
+		out[i] = pve.TaskStatus{Node: node, Type: "qmclone", ID: "9000", Status: "running"}
+	}
+	return out, nil
+}
+
+// addISO puts a seed ISO for vmid on storage "local" and attaches it to the
+// VM as ide2 when the VM exists.
+func (f *fakePVE) addISO(vmid int) string {
+	volid := volume.SeedISOVolid("local", vmid)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.isos[volid] = true
+	if v := f.vms[vmid]; v != nil {
+		v.cfg["ide2"] = volid + ",media=cdrom"
+	}
+	return volid
+}
+
+func (f *fakePVE) hasISO(volid string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.isos[volid]
+}
+
+// addPlaceholder adds what an interrupted clone leaves: a config holding
+// only lock: clone.
+func (f *fakePVE) addPlaceholder(vmid int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.vms[vmid] = &fakeVM{node: "pve", status: "stopped", kind: "qemu", lock: "clone",
+		cfg: map[string]any{"lock": "clone"}, digest: f.nextDigest()}
+}
+
+// calls returns the total number of calls made.
+func (f *fakePVE) total() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, c := range f.calls {
+		n += c
+	}
+	return n
 }
 
 var errConnReset = errors.New("read tcp: connection reset by peer")

@@ -17,6 +17,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -32,6 +33,10 @@ type Proxmox interface {
 	UpdateConfig(ctx context.Context, ref pve.VMRef, upd pve.ConfigUpdate) error
 	Stop(ctx context.Context, ref pve.VMRef) error
 	Destroy(ctx context.Context, ref pve.VMRef) error
+	Storages(ctx context.Context, node, content string) ([]pve.StorageInfo, error)
+	StorageContent(ctx context.Context, node, storage, content string, vmid int) ([]pve.Volume, error)
+	DeleteVolume(ctx context.Context, node, volid string) error
+	ActiveTasks(ctx context.Context, node, typ string) ([]pve.TaskStatus, error)
 }
 
 // Store keeps leases as last seen and the event log; *sqlite.DB is one.
@@ -42,6 +47,15 @@ type Store interface {
 	Record(ctx context.Context, leases []reaper.Lease, events []reaper.Event) error
 	Touch(ctx context.Context, at time.Time) error
 	PruneLeases(ctx context.Context, before time.Time) (int64, error)
+	PruneEvents(ctx context.Context, before time.Time) (int64, error)
+	Size() (int64, error)
+	Kept(ctx context.Context) (map[int]bool, error)
+	SetKept(ctx context.Context, vmid int, keep bool, at time.Time, actor string, ev reaper.Event) error
+	AddVolumeDeletions(ctx context.Context, vols []reaper.VolumeDeletion) error
+	VolumeDeletions(ctx context.Context) ([]reaper.VolumeDeletion, error)
+	VolumeDeleted(ctx context.Context, volid string, ev reaper.Event) error
+	Orphans(ctx context.Context) ([]reaper.Orphan, error)
+	SyncOrphans(ctx context.Context, kinds []reaper.OrphanKind, current []reaper.Orphan, events []reaper.Event) error
 }
 
 // Metrics receives what the loop counts; *metrics.Metrics is one.
@@ -54,6 +68,10 @@ type Metrics interface {
 	Tick(d time.Duration, ok bool, end time.Time)
 	Heartbeat(result string)
 	Renewal(result string)
+	SetOrphans(counts map[reaper.OrphanKind]int)
+	OrphanPruned(kind reaper.OrphanKind)
+	VolumeDeleted()
+	DatabaseSize(bytes int64)
 }
 
 // Options configure a Loop. Zero values take the defaults noted.
@@ -84,8 +102,26 @@ type Options struct {
 	// changed. Default 1 h.
 	InvalidRefresh time.Duration
 	// Retention is how long destroyed and gone sandboxes stay in the lease
-	// table (events stay forever). Default 7 days.
+	// table. Default 7 days.
 	Retention time.Duration
+	// EventRetention is how long events stay in the audit log. Default 30 days.
+	EventRetention time.Duration
+	// MaxLease caps every lease, whatever its metadata says; 0: no cap.
+	MaxLease time.Duration
+	// UserKeep honours agentlab-keep tags set outside Keep.
+	UserKeep bool
+	// Prune removes the orphans whose ownership the loop can prove once they
+	// have been seen for OrphanGrace.
+	Prune bool
+	// OrphanGrace is how long an orphan must have been seen before Prune
+	// removes it.
+	OrphanGrace time.Duration
+	// PlaceholderFirst and PlaceholderLast bound the VMIDs in which clone
+	// placeholders are orphans; both 0: every VMID.
+	PlaceholderFirst, PlaceholderLast int
+	// StorageScanEvery is how often the loop lists the ISO storages for seed
+	// ISOs whose VM is gone (also right after a VM disappears). Default 15 min.
+	StorageScanEvery time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -116,6 +152,12 @@ func (o Options) withDefaults() Options {
 	if o.Retention <= 0 {
 		o.Retention = 7 * 24 * time.Hour
 	}
+	if o.EventRetention <= 0 {
+		o.EventRetention = 30 * 24 * time.Hour
+	}
+	if o.StorageScanEvery <= 0 {
+		o.StorageScanEvery = 15 * time.Minute
+	}
 	return o
 }
 
@@ -140,6 +182,14 @@ type Loop struct {
 	lastTick  time.Time
 	// lastCatchUp is when a heartbeat with an unknown token last ran a tick.
 	lastCatchUp time.Time
+	// kept holds the VMs the operator kept with Keep.
+	kept map[int]bool
+	// pendingVols are the volumes to delete once their VM is gone, and
+	// volRetry when a failed deletion may be tried again.
+	pendingVols []reaper.VolumeDeletion
+	volRetry    map[string]time.Time
+	// orphans tracks what the orphan search found (see orphans.go).
+	orphans orphanState
 }
 
 // New returns a loop over p and s.
@@ -147,7 +197,7 @@ func New(p Proxmox, s Store, opts Options) *Loop {
 	opts = opts.withDefaults()
 	return &Loop{
 		pve: p, store: s, opts: opts, clock: opts.Clock, log: opts.Logger, m: opts.Metrics,
-		vms: map[int]*entry{},
+		vms: map[int]*entry{}, kept: map[int]bool{}, volRetry: map[string]time.Time{},
 	}
 }
 
@@ -198,11 +248,12 @@ func (l *Loop) tick(ctx context.Context) error {
 	if err := l.load(ctx); err != nil {
 		return err
 	}
-	reads, listed, now, err := l.list(ctx)
+	vms, reads, untracked, now, err := l.list(ctx)
 	if err != nil {
 		return err
 	}
 	l.readConfigs(ctx, reads, now)
+	l.readUntracked(ctx, untracked)
 
 	l.mu.Lock()
 	d := l.decideAll(now)
@@ -227,32 +278,45 @@ func (l *Loop) tick(ctx context.Context) error {
 	l.m.SetSandboxes(counts)
 
 	l.runActions(ctx, d.todo)
+	l.deleteVolumes(ctx, absentFrom(vms))
+	l.searchOrphans(ctx, vms, now)
 
 	if err := l.store.Touch(ctx, now); err != nil {
 		l.log.Warn("cannot update last_seen", "err", err)
 	}
 	l.prune(ctx, now)
-	l.log.Debug("tick", "vms", listed, "sandboxes", tracked, "config_reads", len(reads),
+	l.log.Debug("tick", "vms", len(vms), "sandboxes", tracked, "config_reads", len(reads),
 		"events", len(d.events), "actions", len(d.todo))
 	return nil
 }
 
 // list lists the VMs and updates the loop's memory from the list. It
-// returns the configs to read, how many VMs were listed and when. The list
-// itself, 10,000 entries in a large cluster, is not kept.
-func (l *Loop) list(ctx context.Context) (reads []configRead, listed int, now time.Time, err error) {
-	vms, err := l.pve.ListVMs(ctx)
+// returns the list, the sandbox configs to read, the untagged VMs whose
+// config the orphan search reads, and when. The list, 10,000 entries in a
+// large cluster, is dropped at the end of the tick.
+func (l *Loop) list(ctx context.Context) (vms []pve.VMEntry, reads []configRead, untracked []pve.VMRef, now time.Time, err error) {
+	vms, err = l.pve.ListVMs(ctx)
 	if err != nil {
-		return nil, 0, time.Time{}, fmt.Errorf("list vms: %w", err)
+		return nil, nil, nil, time.Time{}, fmt.Errorf("list vms: %w", err)
 	}
 	now = l.clock.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.tickNo++
-	return l.observe(vms, now), len(vms), now, nil
+	reads, untracked = l.observe(vms, now)
+	return vms, reads, untracked, now, nil
 }
 
-// prune deletes old destroyed and gone leases, at most once an hour.
+// absentFrom returns a function telling whether a VMID is not in vms.
+func absentFrom(vms []pve.VMEntry) func(vmid int) bool {
+	return func(vmid int) bool {
+		_, found := slices.BinarySearchFunc(vms, vmid, func(v pve.VMEntry, id int) int { return v.VMID - id })
+		return !found
+	}
+}
+
+// prune deletes old destroyed and gone leases and events older than
+// EventRetention, and measures the database, at most once an hour.
 func (l *Loop) prune(ctx context.Context, now time.Time) {
 	if now.Sub(l.lastPrune) < time.Hour {
 		return
@@ -263,15 +327,29 @@ func (l *Loop) prune(ctx context.Context, now time.Time) {
 	} else if n > 0 {
 		l.log.Info("pruned old leases", "count", n)
 	}
+	if n, err := l.store.PruneEvents(ctx, now.Add(-l.opts.EventRetention)); err != nil {
+		l.log.Warn("cannot prune old events", "err", err)
+	} else if n > 0 {
+		l.log.Info("pruned old events", "count", n, "retention", l.opts.EventRetention)
+	}
+	if size, err := l.store.Size(); err != nil {
+		l.log.Warn("cannot measure the database", "err", err)
+	} else {
+		l.m.DatabaseSize(size)
+	}
 }
 
 type noMetrics struct{}
 
-func (noMetrics) SetSandboxes(map[reaper.State]int)   {}
-func (noMetrics) Expired()                            {}
-func (noMetrics) Destroyed()                          {}
-func (noMetrics) Stopped()                            {}
-func (noMetrics) DestroyFailed()                      {}
-func (noMetrics) Tick(time.Duration, bool, time.Time) {}
-func (noMetrics) Heartbeat(string)                    {}
-func (noMetrics) Renewal(string)                      {}
+func (noMetrics) SetSandboxes(map[reaper.State]int)    {}
+func (noMetrics) Expired()                             {}
+func (noMetrics) Destroyed()                           {}
+func (noMetrics) Stopped()                             {}
+func (noMetrics) DestroyFailed()                       {}
+func (noMetrics) Tick(time.Duration, bool, time.Time)  {}
+func (noMetrics) Heartbeat(string)                     {}
+func (noMetrics) Renewal(string)                       {}
+func (noMetrics) SetOrphans(map[reaper.OrphanKind]int) {}
+func (noMetrics) OrphanPruned(reaper.OrphanKind)       {}
+func (noMetrics) VolumeDeleted()                       {}
+func (noMetrics) DatabaseSize(int64)                   {}

@@ -186,8 +186,8 @@ func TestDryRunChangesNothing(t *testing.T) {
 
 func TestNeverTouched(t *testing.T) {
 	long := t0.Add(-48 * time.Hour) // every lease below expired a day ago
-	h := newHarness(t, Options{})
-	// Protected by agentlab-keep.
+	h := newHarness(t, Options{UserKeep: true})
+	// Protected by agentlab-keep (user_keep is on in this test).
 	addSandbox(t, h.pve, sandbox{vmid: 110, created: long, ttl: time.Hour, extraTags: []string{"agentlab-keep"}})
 	// Valid metadata, but the agentlab tag was removed.
 	addSandbox(t, h.pve, sandbox{vmid: 111, created: long, ttl: time.Hour})
@@ -246,8 +246,8 @@ func TestNeverTouched(t *testing.T) {
 		t.Errorf("unrelated VM 117 is stored (err %v); want it ignored", err)
 	}
 	// Reads: every VM tagged agentlab (not templates) once, the unreadable one
-	// at every tick.
-	if got, want := h.pve.count("config"), 5+4; got != want {
+	// at every tick, and the untagged 117 once (the orphan search).
+	if got, want := h.pve.count("config"), 5+4+1; got != want {
 		t.Errorf("config reads = %d; want %d", got, want)
 	}
 }
@@ -379,11 +379,14 @@ func TestReadsOnlyWhatChanged(t *testing.T) {
 	for i := range 50 {
 		addSandbox(t, h.pve, sandbox{vmid: 200 + i, created: t0, ttl: 24 * time.Hour})
 	}
+	// A VM without the agentlab tag: the orphan search reads its config once
+	// per process, to find AgentLab metadata (there is none).
 	h.pve.add(300, "other", "", "")
 	h.tick()
-	if got := h.pve.count("config"); got != 50 {
-		t.Errorf("first tick config reads = %d; want 50", got)
+	if got := h.pve.count("config"); got != 51 {
+		t.Errorf("first tick config reads = %d; want 50 sandboxes and 1 untagged VM", got)
 	}
+	before := h.pve.total()
 	for range 3 {
 		h.clock.Advance(30 * time.Second)
 		h.tick()
@@ -391,22 +394,26 @@ func TestReadsOnlyWhatChanged(t *testing.T) {
 	if got, want := h.pve.count("list"), 4; got != want {
 		t.Errorf("list calls = %d; want %d (one per tick)", got, want)
 	}
-	if got := h.pve.count("config"); got != 50 {
-		t.Errorf("config reads after unchanged ticks = %d; want still 50", got)
+	if got := h.pve.total() - before; got != 3 {
+		t.Errorf("Proxmox calls in 3 unchanged ticks = %d; want 3 (the resource list only)", got)
+	}
+	if got := h.pve.count("config"); got != 51 {
+		t.Errorf("config reads after unchanged ticks = %d; want still 51", got)
 	}
 	// Each kind of change makes exactly one read.
 	h.pve.set(201, "name", "renamed")
 	h.pve.vms[202].status = "stopped"
 	h.pve.set(203, "tags", h.pve.vms[203].cfg["tags"].(string)+";extra")
 	h.tick()
-	if got := h.pve.count("config"); got != 53 {
-		t.Errorf("config reads after 3 changes = %d; want 53", got)
+	if got := h.pve.count("config"); got != 54 {
+		t.Errorf("config reads after 3 changes = %d; want 54", got)
 	}
-	// A restart trusts the stored view: no reads for unchanged VMs.
+	// A restart trusts the stored view: no reads for unchanged sandboxes
+	// (the untagged VM is read again).
 	h.start()
 	h.tick()
-	if got := h.pve.count("config"); got != 53 {
-		t.Errorf("config reads after restart = %d; want 53", got)
+	if got := h.pve.count("config"); got != 55 {
+		t.Errorf("config reads after restart = %d; want 55", got)
 	}
 }
 

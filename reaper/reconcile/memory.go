@@ -44,6 +44,9 @@ type entry struct {
 	failures   int
 	retryAt    time.Time
 	countedFor time.Time // expiry already counted in agentlab_leases_expired_total
+	// operatorKept: the operator kept the VM with Keep (copied from
+	// Loop.kept when deciding).
+	operatorKept bool
 }
 
 // load fills the loop's memory from the store, once.
@@ -58,8 +61,22 @@ func (l *Loop) load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load leases: %w", err)
 	}
+	kept, err := l.store.Kept(ctx)
+	if err != nil {
+		return err
+	}
+	vols, err := l.store.VolumeDeletions(ctx)
+	if err != nil {
+		return err
+	}
+	orphans, err := l.store.Orphans(ctx)
+	if err != nil {
+		return err
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.kept, l.pendingVols = kept, vols
+	l.orphans.load(orphans)
 	for _, s := range stored {
 		if _, ok := l.vms[s.VMID]; ok {
 			continue
@@ -95,16 +112,20 @@ func metadataFromLease(s reaper.Lease) lease.Metadata {
 	return m
 }
 
-// observe updates the memory from the resource list and returns the VMs
-// whose config must be read. Called with l.mu held.
-func (l *Loop) observe(vms []pve.VMEntry, now time.Time) []configRead {
-	var reads []configRead
+// observe updates the memory from the resource list and returns the
+// sandboxes whose config must be read, and the VMs without an agentlab tag
+// whose config the orphan search must read. Called with l.mu held.
+func (l *Loop) observe(vms []pve.VMEntry, now time.Time) (reads []configRead, untracked []pve.VMRef) {
 	for i := range vms {
 		v := &vms[i]
 		e := l.vms[v.VMID]
 		if e == nil {
 			if !ownedByTags(v.Tags) {
-				continue // not ours and never was: ignore silently
+				// Not a sandbox: only the orphan search looks at it.
+				if l.observeUntracked(v, now) {
+					untracked = append(untracked, v.Ref())
+				}
+				continue
 			}
 			e = &entry{isNew: true}
 			e.lease.VMID = v.VMID
@@ -130,7 +151,7 @@ func (l *Loop) observe(vms []pve.VMEntry, now time.Time) []configRead {
 			reads = append(reads, configRead{ref: pve.VMRef{Node: v.Node, VMID: v.VMID}, gen: e.gen})
 		}
 	}
-	return reads
+	return reads, untracked
 }
 
 // wantsConfig reports whether the loop needs the VM's metadata: only QEMU
@@ -235,17 +256,21 @@ func (l *Loop) applyRead(r configRead, f configFacts, err error, now time.Time) 
 	e.needRead, e.readFailures, e.hold = false, 0, false
 	e.readAt = now
 	before := e.lease
-	e.setFacts(f)
+	e.setFacts(f, l.opts.MaxLease)
 	if !sameLease(before, e.lease) {
 		e.dirty = true // e.g. a new heartbeat token hash: the store must know it
 	}
 }
 
-// setConfig takes the metadata and tags from a config just read.
-func (e *entry) setConfig(cfg pve.VMConfig) { e.setFacts(factsOf(cfg)) }
+// setConfig takes the metadata and tags from a config just read; maxLease
+// is policy.max_lease.
+func (e *entry) setConfig(cfg pve.VMConfig, maxLease time.Duration) {
+	e.setFacts(factsOf(cfg), maxLease)
+}
 
-// setFacts takes the metadata and tags read from a config.
-func (e *entry) setFacts(f configFacts) {
+// setFacts takes the metadata and tags read from a config; maxLease is
+// policy.max_lease.
+func (e *entry) setFacts(f configFacts, maxLease time.Duration) {
 	e.metaRead, e.metaErr = true, f.metaErr
 	if f.hasTags || len(e.lease.Tags) > 0 {
 		e.lease.Tags = lease.ParseTags(f.tags)
@@ -257,14 +282,27 @@ func (e *entry) setFacts(f configFacts) {
 		e.lease.TTL, e.lease.OnExpiry = m.TTL, string(m.OnExpiry)
 		e.lease.Owner, e.lease.Profile, e.lease.JobID = m.Owner, m.Profile, m.JobID
 		e.lease.Workspace, e.lease.TokenSHA256 = m.Workspace, m.HeartbeatTokenSHA256
+		e.lease.PolicyExpiresAt = time.Time{}
+		if capAt, ok := reaper.PolicyExpiry(m.CreatedAt, m.ExpiresAt, maxLease); ok {
+			e.lease.PolicyExpiresAt = capAt
+		}
 	}
+}
+
+// expiry returns the expiry the loop acts on: the metadata's, or the
+// earlier one policy.max_lease imposes.
+func (e *entry) expiry() time.Time {
+	if !e.lease.PolicyExpiresAt.IsZero() {
+		return e.lease.PolicyExpiresAt
+	}
+	return e.lease.ExpiresAt
 }
 
 // facts returns what decide needs.
 func (e *entry) facts() facts {
 	f := facts{
 		tags: e.lease.Tags, template: e.template, kind: e.kind, status: e.lease.Status, lock: e.lock,
-		metaErr: e.metaErr, metaRead: e.metaRead,
+		metaErr: e.metaErr, metaRead: e.metaRead, operatorKept: e.operatorKept,
 	}
 	if e.metaRead && e.metaErr == nil {
 		f.meta = e.metadata()

@@ -213,10 +213,22 @@ func (l *Loop) extendOnce(ctx context.Context, ref pve.VMRef, x extension) (reap
 	if rerr != nil && !errors.Is(rerr, lease.ErrPastMaxTTL) {
 		return reaper.Renewal{}, cfg, fmt.Errorf("vm %d: %w", ref.VMID, rerr)
 	}
+	if capAt, ok := reaper.PolicyExpiry(renewed.CreatedAt, renewed.ExpiresAt, l.opts.MaxLease); ok {
+		// The operator's ceiling, whatever the metadata's max_ttl allows.
+		renewed.ExpiresAt = capAt
+		rerr = &reaper.PolicyCapError{MaxLease: l.opts.MaxLease, Cap: capAt}
+	}
 	if x.heartbeat {
 		renewed.TTL = meta.TTL
 	}
 	r := reaper.Renewal{Previous: meta.ExpiresAt, Capped: rerr != nil, DryRun: l.opts.DryRun}
+	var policyCap *reaper.PolicyCapError
+	switch {
+	case errors.As(rerr, &policyCap):
+		r.CappedBy = "policy.max_lease"
+	case rerr != nil:
+		r.CappedBy = "max_ttl"
+	}
 	next := meta
 	next.Lease = renewed
 	if x.heartbeat && !renewed.ExpiresAt.After(meta.ExpiresAt) {
@@ -262,6 +274,11 @@ func (l *Loop) leaseView(ref pve.VMRef, cfg pve.VMConfig, m lease.Metadata, tags
 	out.TTL, out.OnExpiry = m.TTL, string(m.OnExpiry)
 	out.Owner, out.Profile, out.JobID, out.Workspace = m.Owner, m.Profile, m.JobID, m.Workspace
 	out.TokenSHA256 = m.HeartbeatTokenSHA256
+	out.PolicyExpiresAt = time.Time{}
+	if capAt, ok := reaper.PolicyExpiry(m.CreatedAt, m.ExpiresAt, l.opts.MaxLease); ok {
+		out.PolicyExpiresAt = capAt
+		m.ExpiresAt = capAt
+	}
 	switch out.State {
 	case reaper.StateActive, reaper.StateExpiring, reaper.StateExpired, reaper.StateStopped:
 		now := l.clock.Now()
@@ -287,7 +304,7 @@ func (l *Loop) renewed(ctx context.Context, ref pve.VMRef, x extension, r reaper
 		reason = fmt.Sprintf("lease unchanged, expires at %s", stamp(r.Previous))
 	}
 	if capErr != nil {
-		reason += "; capped by max_ttl: " + capErr.Error()
+		reason += "; " + capErr.Error()
 	}
 	if r.DryRun {
 		reason = "dry run: not written; " + reason
@@ -297,7 +314,7 @@ func (l *Loop) renewed(ctx context.Context, ref pve.VMRef, x extension, r reaper
 	saved := r.Lease
 	l.mu.Lock()
 	if e := l.vms[ref.VMID]; e != nil && !r.DryRun {
-		e.setConfig(cfg)
+		e.setConfig(cfg, l.opts.MaxLease)
 		e.gen++
 		e.decided = false
 		e.lease.LastSeen = now

@@ -103,9 +103,13 @@ func TestHeartbeat(t *testing.T) {
 		t.Errorf("config writes = %d; want 5", got)
 	}
 	// The wrong token at 31m ran a catch-up tick (the first was 31 minutes
-	// earlier), which observed 101's extended lease.
+	// earlier), which observed 101's extended lease. The two heartbeats at
+	// the cap had the same outcome: one row, counted twice.
 	h.wantEvents(101, "observe/track", "heartbeat/done", "heartbeat/done", "observe/track",
-		"heartbeat/done", "heartbeat/done", "heartbeat/done", "heartbeat/done", "heartbeat/done")
+		"heartbeat/done", "heartbeat/done", "heartbeat/done", "heartbeat/done")
+	if evs := h.events(101); evs[len(evs)-1].Count != 2 {
+		t.Errorf("last event count = %d; want 2 (two identical capped heartbeats)", evs[len(evs)-1].Count)
+	}
 
 	// The loop learnt the new expiry from the write: no read at the next tick.
 	reads := h.pve.count("config")

@@ -32,13 +32,14 @@ type undo struct {
 // decideAll decides for every VM whose facts changed or whose next deadline
 // passed and notes the VMs that disappeared. Called with l.mu held.
 func (l *Loop) decideAll(now time.Time) decision {
-	p := policy{grace: l.opts.Grace, warnBefore: l.opts.WarnBefore}
+	p := l.policy()
 	var d decision
 	for id, e := range l.vms {
 		if e.seenTick != l.tickNo {
 			if ev, gone, ok := l.vanished(e, now); ok {
 				d.events = append(d.events, ev)
 				d.leases = append(d.leases, gone)
+				l.orphans.scanDue = true // its seed ISO may be left behind
 			}
 			d.gone = append(d.gone, id)
 			continue
@@ -53,6 +54,7 @@ func (l *Loop) decideAll(now time.Time) decision {
 		} else if !e.decided || !now.Before(e.nextCheck) {
 			before := undo{vmid: id, state: e.lease.State, reason: e.lease.Reason,
 				warnedFor: e.lease.WarnedFor, lastSeen: e.lease.LastSeen}
+			e.operatorKept = l.kept[id]
 			v := decide(e.facts(), now, p)
 			e.verdict, e.decided, e.nextCheck = v, true, nextCheck(e, v, p)
 			if ev, ok := l.transition(e, v, now); ok {
@@ -103,7 +105,7 @@ func nextCheck(e *entry, v verdict, p policy) time.Time {
 	if v.act != actNone || !e.metaRead || e.metaErr != nil {
 		return time.Time{} // decide again at every tick
 	}
-	exp := e.lease.ExpiresAt // the metadata's, as metaErr is nil
+	exp := e.expiry() // the metadata's (or the policy's), as metaErr is nil
 	switch v.state {
 	case reaper.StateActive:
 		if p.warnBefore > 0 {

@@ -87,8 +87,8 @@ func TestKeepsVolumesOrphansAndSize(t *testing.T) {
 		t.Errorf("Kept = %v, %v; want {101}", k, err)
 	}
 
-	vd := VolumeDeletion{Volid: "local:iso/agentlab-101-cidata.iso", Node: "pve", VMID: 101, Since: t0}
-	if err := db.AddVolumeDeletions(ctx, []VolumeDeletion{vd, vd}); err != nil {
+	vd := reaper.VolumeDeletion{Volid: "local:iso/agentlab-101-cidata.iso", Node: "pve", VMID: 101, Since: t0}
+	if err := db.AddVolumeDeletions(ctx, []reaper.VolumeDeletion{vd, vd}); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := db.VolumeDeletions(ctx); err != nil || len(got) != 1 || got[0] != vd {

@@ -8,21 +8,9 @@ import (
 	"github.com/agentlab/terraform-provider-agentlab/reaper"
 )
 
-// VolumeDeletion is a volume to delete once its VM is gone.
-type VolumeDeletion struct {
-	// Volid is the volume, e.g. "local:iso/agentlab-101-cidata.iso".
-	Volid string
-	// Node is where it is.
-	Node string
-	// VMID is the VM it belonged to.
-	VMID int
-	// Since is when the deletion was decided.
-	Since time.Time
-}
-
 // AddVolumeDeletions records volumes to delete, before the action that
 // makes them garbage starts, so that a restart finishes the job.
-func (db *DB) AddVolumeDeletions(ctx context.Context, vols []VolumeDeletion) error {
+func (db *DB) AddVolumeDeletions(ctx context.Context, vols []reaper.VolumeDeletion) error {
 	if len(vols) == 0 {
 		return nil
 	}
@@ -44,15 +32,15 @@ func (db *DB) AddVolumeDeletions(ctx context.Context, vols []VolumeDeletion) err
 }
 
 // VolumeDeletions returns the pending volume deletions, oldest first.
-func (db *DB) VolumeDeletions(ctx context.Context) ([]VolumeDeletion, error) {
+func (db *DB) VolumeDeletions(ctx context.Context) ([]reaper.VolumeDeletion, error) {
 	rows, err := db.db.QueryContext(ctx, `SELECT volid, node, vmid, since FROM volume_deletions ORDER BY since, volid`)
 	if err != nil {
 		return nil, fmt.Errorf("list volume deletions: %w", err)
 	}
 	defer rows.Close()
-	var out []VolumeDeletion
+	var out []reaper.VolumeDeletion
 	for rows.Next() {
-		var v VolumeDeletion
+		var v reaper.VolumeDeletion
 		var since int64
 		if err := rows.Scan(&v.Volid, &v.Node, &v.VMID, &since); err != nil {
 			return nil, fmt.Errorf("list volume deletions: %w", err)

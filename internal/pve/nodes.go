@@ -1,0 +1,62 @@
+package pve
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// StorageInfo is one storage of a node, as /nodes/{node}/storage lists it.
+type StorageInfo struct {
+	Storage string   // e.g. "local"
+	Type    string   // "dir", "lvmthin", "nfs", ...
+	Content []string // e.g. ["iso", "vztmpl", "backup"]
+	Active  bool
+}
+
+// Storages lists the storages of node that hold content of the given type
+// ("" for every storage), e.g. "iso".
+func (c *Client) Storages(ctx context.Context, node, content string) ([]StorageInfo, error) {
+	q := url.Values{}
+	if content != "" {
+		q.Set("content", content)
+	}
+	var raw []struct {
+		Storage string  `json:"storage"`
+		Type    string  `json:"type"`
+		Content string  `json:"content"`
+		Active  flexInt `json:"active"`
+	}
+	if err := c.get(ctx, pathf("/nodes/%s/storage", node), q, &raw); err != nil {
+		return nil, fmt.Errorf("list storages of %s: %w", node, err)
+	}
+	out := make([]StorageInfo, 0, len(raw))
+	for _, r := range raw {
+		s := StorageInfo{Storage: r.Storage, Type: r.Type, Active: r.Active != 0}
+		if r.Content != "" {
+			s.Content = strings.Split(r.Content, ",")
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// ActiveTasks lists the tasks running on node, of type typ ("" for every
+// type, e.g. "qmclone").
+func (c *Client) ActiveTasks(ctx context.Context, node, typ string) ([]TaskStatus, error) {
+	q := url.Values{"source": {"active"}}
+	if typ != "" {
+		q.Set("typefilter", typ)
+	}
+	var raw []TaskStatus
+	if err := c.get(ctx, pathf("/nodes/%s/tasks", node), q, &raw); err != nil {
+		return nil, fmt.Errorf("list active tasks of %s: %w", node, err)
+	}
+	for i := range raw {
+		if raw[i].Status == "" {
+			raw[i].Status = "running" // the active list leaves it out
+		}
+	}
+	return raw, nil
+}

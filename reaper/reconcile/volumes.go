@@ -1,0 +1,99 @@
+package reconcile
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/agentlab/terraform-provider-agentlab/internal/pve"
+	"github.com/agentlab/terraform-provider-agentlab/internal/volume"
+	"github.com/agentlab/terraform-provider-agentlab/reaper"
+)
+
+// A sandbox's seed ISO holds its cloud-init data and heartbeat token; PVE
+// does not free it with the VM (an ISO has no owner). The loop records the
+// ISO's volid as a pending deletion before the VM's destroy starts and
+// deletes it once the VM is gone, at the end of the action or at a later
+// tick: a crash between the two is finished after the restart.
+
+// seedISOs returns the volids of vmid's seed ISO: the CD-ROM drives of cfg
+// that hold one, and otherwise the ones the last storage scan found (an ISO
+// detached from its VM).
+func (l *Loop) seedISOs(cfg pve.VMConfig, vmid int) []string {
+	var out []string
+	for _, d := range cfg.Drives() {
+		if id, ok := volume.SeedISOOwner(d.Volume); ok && id == vmid && d.CDROM() {
+			out = append(out, d.Volume)
+		}
+	}
+	if len(out) > 0 {
+		return out
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.orphans.seedISOs[vmid])
+}
+
+// recordVolumes records volids as pending deletions, before the action that
+// makes them garbage.
+func (l *Loop) recordVolumes(ctx context.Context, node string, vmid int, volids []string, now time.Time) error {
+	if len(volids) == 0 {
+		return nil
+	}
+	vols := make([]reaper.VolumeDeletion, 0, len(volids))
+	for _, v := range volids {
+		vols = append(vols, reaper.VolumeDeletion{Volid: v, Node: node, VMID: vmid, Since: now})
+	}
+	if err := l.store.AddVolumeDeletions(ctx, vols); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	for _, v := range vols {
+		if !slices.ContainsFunc(l.pendingVols, func(p reaper.VolumeDeletion) bool { return p.Volid == v.Volid }) {
+			l.pendingVols = append(l.pendingVols, v)
+		}
+	}
+	l.mu.Unlock()
+	return nil
+}
+
+// deleteVolumes deletes the pending volumes whose VM is gone (gone(vmid)),
+// recording each outcome. A failed deletion is retried after a backoff.
+func (l *Loop) deleteVolumes(ctx context.Context, gone func(vmid int) bool) {
+	now := l.clock.Now()
+	l.mu.Lock()
+	var due []reaper.VolumeDeletion
+	for _, v := range l.pendingVols {
+		if gone(v.VMID) && !now.Before(l.volRetry[v.Volid]) {
+			due = append(due, v)
+		}
+	}
+	l.mu.Unlock()
+	for _, v := range due {
+		err := l.pve.DeleteVolume(ctx, v.Node, v.Volid)
+		ev := reaper.Event{Time: l.clock.Now(), VMID: v.VMID, Node: v.Node, Kind: reaper.KindVolume, Actor: reaper.ActorReaper}
+		if err != nil {
+			l.mu.Lock()
+			l.volRetry[v.Volid] = now.Add(l.opts.Interval * 4)
+			l.mu.Unlock()
+			ev.Decision, ev.Reason = reaper.DecisionFailed, fmt.Sprintf("delete seed ISO %s of VM %d failed (retrying): %v", v.Volid, v.VMID, err)
+			l.log.Error("cannot delete a seed ISO", "vmid", v.VMID, "volid", v.Volid, "err", err)
+			if rerr := l.store.Record(ctx, nil, []reaper.Event{ev}); rerr != nil {
+				l.log.Error("cannot record a failed deletion", "volid", v.Volid, "err", rerr)
+			}
+			continue
+		}
+		ev.Decision, ev.Reason = reaper.DecisionDone, fmt.Sprintf("deleted seed ISO %s of VM %d (it held the sandbox's cloud-init data and heartbeat token)", v.Volid, v.VMID)
+		if err := l.store.VolumeDeleted(ctx, v.Volid, ev); err != nil {
+			l.log.Error("cannot record a deleted seed ISO; deleting again at the next tick", "volid", v.Volid, "err", err)
+			continue
+		}
+		l.m.VolumeDeleted()
+		l.log.Info("seed ISO deleted", "vmid", v.VMID, "volid", v.Volid)
+		l.mu.Lock()
+		l.pendingVols = slices.DeleteFunc(l.pendingVols, func(p reaper.VolumeDeletion) bool { return p.Volid == v.Volid })
+		delete(l.volRetry, v.Volid)
+		l.mu.Unlock()
+	}
+}
