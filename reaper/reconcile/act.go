@@ -6,12 +6,12 @@ import (
 	"log/slog"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/pve"
+	"github.com/agentlab/terraform-provider-agentlab/internal/volume"
 	"github.com/agentlab/terraform-provider-agentlab/reaper"
 )
 
@@ -272,10 +272,6 @@ func (l *Loop) failed(vmid int, a action, err error, intentRecorded bool) {
 	}
 }
 
-// reVolumeOwner finds the owner VMID in a volume name: "vm-123-disk-0",
-// "base-123-disk-0", "123/vm-123-disk-0.qcow2".
-var reVolumeOwner = regexp.MustCompile(`(?:^|[:/])(?:vm|base)-(\d+)-`)
-
 // reDetachable matches the config keys that can hold a disk.
 var reDetachable = regexp.MustCompile(`^(?:ide|sata|scsi|virtio|unused)\d+$`)
 
@@ -287,8 +283,8 @@ func workspaceKeys(cfg pve.VMConfig, workspace string, vmid int) ([]string, erro
 	if workspace == "" {
 		return nil, nil
 	}
-	if m := reVolumeOwner.FindStringSubmatch(workspace); m != nil {
-		if owner, _ := strconv.Atoi(m[1]); owner == vmid {
+	if owner, ok := volume.Owner(workspace); ok {
+		if owner == vmid {
 			return nil, fmt.Errorf("workspace volume %s is owned by VM %d itself; destroying the VM would delete it: "+
 				"move the workspace to a volume owned by an unused VMID, or destroy the VM by hand", workspace, vmid)
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/lease"
+	"github.com/agentlab/terraform-provider-agentlab/internal/pve"
 	"github.com/agentlab/terraform-provider-agentlab/reaper"
 )
 
@@ -294,4 +295,28 @@ func orphanIDs(os []reaper.Orphan) []string {
 		out = append(out, o.ID)
 	}
 	return out
+}
+
+func TestWorkspaceOwnerIsTheLastPathElement(t *testing.T) {
+	tests := []struct {
+		workspace string
+		vmid      int
+		refuse    bool
+	}{
+		// A linked clone of template 9000 owned by the sandbox itself: PVE
+		// frees it with VM 101, so the reaper must refuse.
+		{"local:9000/base-9000-disk-0.qcow2/101/vm-101-disk-1.qcow2", 101, true},
+		{"local-lvm:base-9000-disk-0/vm-101-disk-1", 101, true},
+		// A linked clone owned by another VMID, based on the sandbox's VMID as
+		// a template: not the sandbox's.
+		{"local-lvm:base-101-disk-0/vm-900-disk-0", 101, false},
+		{"local-lvm:vm-900-disk-0", 101, false},
+		{"local-lvm:vm-101-disk-1", 101, true},
+	}
+	for _, tt := range tests {
+		_, err := workspaceKeys(pve.VMConfig{Raw: map[string]any{"scsi1": tt.workspace + ",size=1G"}}, tt.workspace, tt.vmid)
+		if (err != nil) != tt.refuse {
+			t.Errorf("workspaceKeys(%q, vm %d) error = %v; want refused %v", tt.workspace, tt.vmid, err, tt.refuse)
+		}
+	}
 }
