@@ -248,7 +248,7 @@ func (l *Loop) tick(ctx context.Context) error {
 	if err := l.load(ctx); err != nil {
 		return err
 	}
-	vms, reads, untracked, now, err := l.list(ctx)
+	cluster, reads, untracked, now, err := l.list(ctx)
 	if err != nil {
 		return err
 	}
@@ -278,41 +278,58 @@ func (l *Loop) tick(ctx context.Context) error {
 	l.m.SetSandboxes(counts)
 
 	l.runActions(ctx, d.todo)
-	l.deleteVolumes(ctx, absentFrom(vms))
-	l.searchOrphans(ctx, vms, now)
+	l.deleteVolumes(ctx, cluster.absent)
+	l.searchOrphans(ctx, cluster, now)
 
 	if err := l.store.Touch(ctx, now); err != nil {
 		l.log.Warn("cannot update last_seen", "err", err)
 	}
 	l.prune(ctx, now)
-	l.log.Debug("tick", "vms", len(vms), "sandboxes", tracked, "config_reads", len(reads),
+	l.log.Debug("tick", "vms", len(cluster.ids), "sandboxes", tracked, "config_reads", len(reads),
 		"events", len(d.events), "actions", len(d.todo))
 	return nil
 }
 
 // list lists the VMs and updates the loop's memory from the list. It
-// returns the list, the sandbox configs to read, the untagged VMs whose
-// config the orphan search reads, and when. The list, 10,000 entries in a
-// large cluster, is dropped at the end of the tick.
-func (l *Loop) list(ctx context.Context) (vms []pve.VMEntry, reads []configRead, untracked []pve.VMRef, now time.Time, err error) {
-	vms, err = l.pve.ListVMs(ctx)
+// returns what the rest of the tick needs of the list (VMIDs and nodes), the
+// sandbox configs to read, the untagged VMs whose config the orphan search
+// reads, and when. The list itself, 10,000 entries in a large cluster, is
+// dropped at once: the first tick reads every config and is the daemon's
+// peak of memory.
+func (l *Loop) list(ctx context.Context) (c clusterView, reads []configRead, untracked []pve.VMRef, now time.Time, err error) {
+	vms, err := l.pve.ListVMs(ctx)
 	if err != nil {
-		return nil, nil, nil, time.Time{}, fmt.Errorf("list vms: %w", err)
+		return clusterView{}, nil, nil, time.Time{}, fmt.Errorf("list vms: %w", err)
 	}
 	now = l.clock.Now()
+	c.ids = make([]int, len(vms))
+	nodes := map[string]bool{}
+	for i := range vms {
+		c.ids[i] = vms[i].VMID
+		if !nodes[vms[i].Node] {
+			nodes[vms[i].Node] = true
+			c.nodes = append(c.nodes, vms[i].Node)
+		}
+	}
+	slices.Sort(c.ids)
+	slices.Sort(c.nodes)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.tickNo++
 	reads, untracked = l.observe(vms, now)
-	return vms, reads, untracked, now, nil
+	return c, reads, untracked, now, nil
 }
 
-// absentFrom returns a function telling whether a VMID is not in vms.
-func absentFrom(vms []pve.VMEntry) func(vmid int) bool {
-	return func(vmid int) bool {
-		_, found := slices.BinarySearchFunc(vms, vmid, func(v pve.VMEntry, id int) int { return v.VMID - id })
-		return !found
-	}
+// clusterView is what a tick keeps of the resource list.
+type clusterView struct {
+	ids   []int    // every VMID, sorted
+	nodes []string // the nodes with guests, sorted
+}
+
+// absent reports whether vmid was not in the list.
+func (c clusterView) absent(vmid int) bool {
+	_, found := slices.BinarySearch(c.ids, vmid)
+	return !found
 }
 
 // prune deletes old destroyed and gone leases and events older than

@@ -3,7 +3,6 @@ package reconcile
 import (
 	"context"
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -159,8 +158,8 @@ func (l *Loop) parallel(refs []pve.VMRef, fn func(pve.VMRef)) {
 
 // searchOrphans runs after the tick's decisions: it settles the VM orphans
 // (forgetting VMs no longer listed), scans the ISO storages when due, records
-// what changed and prunes. present holds every VMID the tick listed, by node.
-func (l *Loop) searchOrphans(ctx context.Context, vms []pve.VMEntry, now time.Time) {
+// what changed and prunes.
+func (l *Loop) searchOrphans(ctx context.Context, cluster clusterView, now time.Time) {
 	l.mu.Lock()
 	s := &l.orphans
 	var vanished bool
@@ -221,7 +220,7 @@ func (l *Loop) searchOrphans(ctx context.Context, vms []pve.VMEntry, now time.Ti
 	l.syncOrphans(ctx, []reaper.OrphanKind{reaper.OrphanUntagged, reaper.OrphanPlaceholder}, current, now)
 
 	if scan {
-		l.scanStorage(ctx, vms, now)
+		l.scanStorage(ctx, cluster, now)
 	}
 	l.pruneOrphans(ctx, now)
 }
@@ -254,13 +253,7 @@ func (l *Loop) cloningNodes(ctx context.Context, candidates []int) map[string]bo
 
 // scanStorage lists the ISO storages of every node for seed ISOs whose VM
 // does not exist.
-func (l *Loop) scanStorage(ctx context.Context, vms []pve.VMEntry, now time.Time) {
-	present := make(map[int]bool, len(vms))
-	nodes := map[string]bool{}
-	for i := range vms {
-		present[vms[i].VMID] = true
-		nodes[vms[i].Node] = true
-	}
+func (l *Loop) scanStorage(ctx context.Context, cluster clusterView, now time.Time) {
 	l.mu.Lock()
 	pending := map[string]bool{}
 	for _, v := range l.pendingVols {
@@ -270,7 +263,7 @@ func (l *Loop) scanStorage(ctx context.Context, vms []pve.VMEntry, now time.Time
 
 	current := map[string]reaper.Orphan{}
 	seen := map[int][]string{}
-	for _, node := range slices.Sorted(maps.Keys(nodes)) {
+	for _, node := range cluster.nodes {
 		list, err := l.pve.Storages(ctx, node, "iso")
 		if err != nil {
 			l.log.Warn("cannot list the ISO storages; retrying at the next tick", "node", node, "err", err)
@@ -288,7 +281,7 @@ func (l *Loop) scanStorage(ctx context.Context, vms []pve.VMEntry, now time.Time
 					continue
 				}
 				seen[id] = append(seen[id], v.VolID)
-				if present[id] || pending[v.VolID] {
+				if !cluster.absent(id) || pending[v.VolID] {
 					continue
 				}
 				o := reaper.Orphan{ID: isoOrphanID(v.VolID), Kind: reaper.OrphanISO, VMID: id, Node: node, Volid: v.VolID,
