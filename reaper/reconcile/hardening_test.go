@@ -320,3 +320,26 @@ func TestWorkspaceOwnerIsTheLastPathElement(t *testing.T) {
 		}
 	}
 }
+
+func TestRefusedHeartbeatsAreOneRow(t *testing.T) {
+	h := newHarness(t, Options{})
+	addSandbox(t, h.pve, sandbox{vmid: 101, created: t0, ttl: time.Hour, token: "tok", onExpiry: lease.Stop})
+	h.tick()
+	h.clock.Set(t0.Add(2 * time.Hour))
+	h.tick() // expired and stopped: heartbeats cannot revive it
+	before := len(h.events(101))
+	for range 100 {
+		h.clock.Advance(time.Minute)
+		if _, err := h.loop.Heartbeat(context.Background(), "tok"); !errors.Is(err, reaper.ErrConflict) {
+			t.Fatalf("Heartbeat = %v; want ErrConflict", err)
+		}
+	}
+	evs := h.events(101)
+	if len(evs) != before+1 {
+		t.Fatalf("events = %v; want one row for 100 refused heartbeats", summary(evs))
+	}
+	if last := evs[len(evs)-1]; last.Kind != reaper.KindHeartbeat || last.Decision != reaper.DecisionRejected || last.Count != 100 ||
+		!last.LastTime.Equal(h.clock.Now()) {
+		t.Errorf("last event = %+v; want heartbeat/rejected counted 100 times, last now", last)
+	}
+}

@@ -342,12 +342,14 @@ func (l *Loop) renewed(ctx context.Context, ref pve.VMRef, x extension, r reaper
 		"capped", r.Capped, "dry_run", r.DryRun)
 }
 
-// rejected logs a refused renewal and records refused operator renewals.
-// Refused heartbeats are only logged: a sandbox retrying every minute would
-// otherwise fill the log.
+// rejected logs a refused renewal and records it, when it concerns a
+// sandbox: a refused heartbeat too (a sandbox retrying every minute costs
+// one row, whose count grows: identical events are stored once). A heartbeat
+// whose token matches nothing is only logged.
 func (l *Loop) rejected(ctx context.Context, ref pve.VMRef, x extension, err error) {
 	l.log.Warn("renewal refused", "vmid", ref.VMID, "actor", x.actor, "kind", x.kind, "err", err)
-	if x.heartbeat || errors.Is(err, reaper.ErrNotFound) || !(errors.Is(err, reaper.ErrConflict) || errors.Is(err, reaper.ErrProtected) || errors.Is(err, lease.ErrInvalid)) {
+	if errors.Is(err, reaper.ErrNotFound) || errors.Is(err, reaper.ErrUnauthorized) ||
+		!(errors.Is(err, reaper.ErrConflict) || errors.Is(err, reaper.ErrProtected) || errors.Is(err, lease.ErrInvalid)) {
 		return
 	}
 	ev := reaper.Event{Time: l.clock.Now(), VMID: ref.VMID, Node: ref.Node, Kind: x.kind, Decision: reaper.DecisionRejected,
