@@ -97,6 +97,7 @@ func TestMainInProcess(t *testing.T) {
 		{VMID: 102, Created: now.Add(-time.Minute), TTL: time.Hour, MaxTTL: 3 * time.Hour, Token: "heartbeat-102"},
 		{VMID: 103, Created: now.Add(-2 * time.Hour), TTL: time.Hour, Tags: []string{"agentlab-keep"}},
 		{VMID: 104, Created: now, TTL: time.Hour, Owner: "mallory\x1b[2J\x1b]0;pwned\x07\nfake row"},
+		{VMID: 105, Created: now, TTL: 30 * 24 * time.Hour}, // past policy.max_lease (168h)
 	} {
 		if _, err := pveAPI.Create(ctx, s); err != nil {
 			t.Fatal(err)
@@ -145,8 +146,8 @@ func TestMainInProcess(t *testing.T) {
 	// Control API over the socket and over TCP with the token.
 	unix := api.NewUnixClient(cfg.Socket())
 	ls, err := unix.Leases(ctx, true)
-	if err != nil || len(ls) != 4 {
-		t.Fatalf("Leases = %d, %v; want 4", len(ls), err)
+	if err != nil || len(ls) != 5 {
+		t.Fatalf("Leases = %d, %v; want 5", len(ls), err)
 	}
 	tcp := &api.Client{BaseURL: "http://" + m.Addr("control").String(), Token: "ctl-secret"}
 	ren, err := tcp.Renew(ctx, 102, 2*time.Hour)
@@ -163,6 +164,9 @@ func TestMainInProcess(t *testing.T) {
 		!regexpMatch(`(?m)^104\s+pve\s+sbx-104\s+protected\s+.*tagged agentlab-keep \(agentlab-reaper keep\)$`, out) ||
 		strings.Contains(out, "\n101 ") || strings.Contains(out, "\n103 ") {
 		t.Errorf("leases = %d %q %q; want a table with 102 and 104 (not the destroyed 101 and 103)", code, out, errOut)
+	}
+	if !regexpMatch(`(?m)^105\s+pve\s+sbx-105\s+active\s+\S+ \(in 6d23h\) capped by policy\s+.*capped by policy.max_lease 168h0m0s`, out) {
+		t.Errorf("leases does not show 105 capped by policy:\n%s", out)
 	}
 	if strings.ContainsAny(out, "\x1b\x07") || !strings.Contains(out, `mallory\x1b[2J\x1b]0;pwned\a\nfake row`) || strings.Contains(out, "\nfake row") {
 		t.Errorf("leases printed the owner of 104 raw; want it escaped:\n%s", out)
