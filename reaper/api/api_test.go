@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -52,6 +53,12 @@ func (f *fakeStore) Events(ctx context.Context, flt reaper.EventFilter) ([]reape
 
 type fakeRenewer struct {
 	calls []string
+	keeps []string
+}
+
+func (f *fakeRenewer) Keep(ctx context.Context, vmid int, keep bool, actor string) (reaper.Lease, error) {
+	f.keeps = append(f.keeps, fmt.Sprintf("%d %v %s", vmid, keep, actor))
+	return reaper.Lease{VMID: vmid, State: reaper.StateProtected}, nil
 }
 
 func (f *fakeRenewer) Renew(ctx context.Context, vmid int, d time.Duration, actor string) (reaper.Renewal, error) {
@@ -80,7 +87,7 @@ func newServer() (*Server, *fakeStore, *fakeRenewer) {
 		events: []reaper.Event{{ID: 1, Time: t0, VMID: 101, Kind: reaper.KindObserve, Decision: reaper.DecisionTrack, Actor: "reaper"}},
 	}
 	rn := &fakeRenewer{}
-	return &Server{Store: st, Renewer: rn, Status: func() Status { return Status{Version: "v9", Interval: "30s"} }}, st, rn
+	return &Server{Store: st, Renewer: rn, Keeper: rn, Status: func() Status { return Status{Version: "v9", Interval: "30s"} }}, st, rn
 }
 
 func TestUnixSocketRoundTrip(t *testing.T) {
@@ -93,6 +100,17 @@ func TestUnixSocketRoundTrip(t *testing.T) {
 	hs := &http.Server{Handler: srv.Handler()}
 	go hs.Serve(ln)
 	t.Cleanup(func() { hs.Close() })
+
+	unix := NewUnixClient(sock)
+	if l, err := unix.Keep(context.Background(), 101, true); err != nil || l.State != reaper.StateProtected {
+		t.Errorf("Keep over the socket = %+v, %v; want protected", l, err)
+	}
+	if _, err := unix.Keep(context.Background(), 101, false); err != nil {
+		t.Errorf("keep --remove over the socket = %v", err)
+	}
+	if got, want := rn.keeps, []string{"101 true operator@unix", "101 false operator@unix"}; !slices.Equal(got, want) {
+		t.Errorf("keeps = %v; want %v", got, want)
+	}
 
 	fi, err := os.Stat(sock)
 	if err != nil {
@@ -180,6 +198,14 @@ func TestTokenHandler(t *testing.T) {
 	}
 	if got := rn.calls[len(rn.calls)-1]; !strings.HasSuffix(got, "client@tcp") {
 		t.Errorf("TCP renewal actor in %q; want client@tcp", got)
+	}
+	// Keeping is the operator's, on the socket only.
+	var ae *Error
+	if _, err := c.Keep(ctx, 101, true); !errors.As(err, &ae) || ae.Status != http.StatusForbidden || !strings.Contains(ae.Message, "agentlab-reaper keep") {
+		t.Errorf("Keep over TCP = %v; want 403 naming agentlab-reaper keep", err)
+	}
+	if got := rn.keeps; len(got) != 0 {
+		t.Errorf("keeps over TCP reached the keeper: %v", got)
 	}
 	req, _ := http.NewRequest(http.MethodGet, ts.URL+"/v1/leases", nil)
 	resp, err := http.DefaultClient.Do(req)

@@ -9,8 +9,8 @@
 //	GET  /v1/leases/{vmid}             one lease
 //	POST /v1/leases/{vmid}/renew       {"duration":"2h","force":false}: expire 2h from now,
 //	                                   capped by max_ttl and policy.max_lease; under 1m needs force
-//	POST   /v1/leases/{vmid}/keep      tag agentlab-keep for the operator (agentlab-reaper keep)
-//	DELETE /v1/leases/{vmid}/keep      remove it (agentlab-reaper keep --remove)
+//	POST   /v1/leases/{vmid}/keep      tag agentlab-keep for the operator (agentlab-reaper keep);
+//	DELETE /v1/leases/{vmid}/keep      remove it (keep --remove); both on the socket only (403 on TCP)
 //	GET  /v1/orphans                   orphans found, with what is done about each
 //	GET  /v1/events[?vmid=&since=&limit=]  the audit log, oldest first
 //
@@ -97,7 +97,10 @@ const MaxRequestBytes = 64 << 10
 
 // Handler returns the API for the Unix socket: no token (the socket's mode
 // restricts who can connect); events name the actor "operator@unix".
-func (s *Server) Handler() http.Handler { return s.mux("operator@unix") }
+func (s *Server) Handler() http.Handler { return s.mux(operatorActor) }
+
+// operatorActor is the actor of requests on the Unix socket.
+const operatorActor = "operator@unix"
 
 // TokenHandler returns the API for TCP: every request must carry
 // "Authorization: Bearer TOKEN"; events name the actor "client@tcp".
@@ -133,8 +136,16 @@ func (s *Server) mux(actor string) http.Handler {
 	mux.HandleFunc("GET /v1/leases/{vmid}", s.lease)
 	mux.HandleFunc("POST /v1/leases/{vmid}/renew", func(w http.ResponseWriter, r *http.Request) { s.renew(w, r, actor) })
 	mux.HandleFunc("GET /v1/events", s.events)
-	mux.HandleFunc("POST /v1/leases/{vmid}/keep", func(w http.ResponseWriter, r *http.Request) { s.keep(w, r, true, actor) })
-	mux.HandleFunc("DELETE /v1/leases/{vmid}/keep", func(w http.ResponseWriter, r *http.Request) { s.keep(w, r, false, actor) })
+	if actor == operatorActor {
+		// Keeping is the operator's choice (policy.user_keep): only on the
+		// socket, never for the TCP clients Terraform users configure.
+		mux.HandleFunc("POST /v1/leases/{vmid}/keep", func(w http.ResponseWriter, r *http.Request) { s.keep(w, r, true, actor) })
+		mux.HandleFunc("DELETE /v1/leases/{vmid}/keep", func(w http.ResponseWriter, r *http.Request) { s.keep(w, r, false, actor) })
+	} else {
+		mux.HandleFunc("/v1/leases/{vmid}/keep", func(w http.ResponseWriter, r *http.Request) {
+			writeError(w, http.StatusForbidden, "keeping a sandbox is the operator's: run agentlab-reaper keep VMID on the reaper's host")
+		})
+	}
 	mux.HandleFunc("GET /v1/orphans", s.orphans)
 	notYet := func(feature string) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {

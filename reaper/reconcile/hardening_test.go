@@ -343,3 +343,25 @@ func TestRefusedHeartbeatsAreOneRow(t *testing.T) {
 		t.Errorf("last event = %+v; want heartbeat/rejected counted 100 times, last now", last)
 	}
 }
+
+func TestOrphanISOOfAReusedVMIDIsNotPruned(t *testing.T) {
+	h := newHarness(t, Options{Prune: true, OrphanGrace: time.Hour})
+	h.pve.add(9000, "template", "", "")
+	h.pve.vms[9000].template = true
+	iso := h.pve.addISO(140)
+	h.tick()
+	if os, _ := h.loop.Orphans(context.Background()); len(os) != 1 {
+		t.Fatalf("orphans = %v; want the ISO", orphanIDs(os))
+	}
+	// A new sandbox takes VMID 140 (its upload replaces the ISO) after the
+	// tick listed the cluster, before prune acts.
+	h.clock.Advance(time.Hour)
+	h.pve.add(140, "new", "", "")
+	h.loop.pruneOrphans(context.Background(), h.clock.Now())
+	if !h.pve.hasISO(iso) {
+		t.Error("prune deleted the ISO of a VMID in use again")
+	}
+	if os, _ := h.loop.Orphans(context.Background()); len(os) != 0 {
+		t.Errorf("orphans = %v; want none", orphanIDs(os))
+	}
+}

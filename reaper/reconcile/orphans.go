@@ -331,10 +331,16 @@ func (l *Loop) syncOrphans(ctx context.Context, kinds []reaper.OrphanKind, curre
 	for _, o := range current {
 		list = append(list, o)
 	}
-	l.mu.Unlock()
 	if !changed {
-		return // nothing to write: the stored set is current
+		// Nothing to write: the stored set is current (last_seen in the
+		// store is when it last changed; the memory has the latest).
+		for id, o := range current {
+			l.orphans.found[id] = o
+		}
+		l.mu.Unlock()
+		return
 	}
+	l.mu.Unlock()
 	if err := l.store.SyncOrphans(ctx, kinds, list, events); err != nil {
 		l.log.Error("cannot record orphans; retrying at the next tick", "err", err)
 		return
@@ -443,6 +449,20 @@ func (l *Loop) pruneOrphans(ctx context.Context, now time.Time) {
 func (l *Loop) pruneOrphan(ctx context.Context, o reaper.Orphan, now time.Time) {
 	var isos []string
 	what := "delete seed ISO " + o.Volid
+	if o.Kind == reaper.OrphanISO {
+		// The VMID may have been reused since the scan: a new sandbox's
+		// upload replaces an ISO of the same name. Only a VMID that still
+		// does not exist proves the ISO an orphan.
+		_, err := l.pve.Config(ctx, pve.VMRef{Node: o.Node, VMID: o.VMID})
+		switch {
+		case err == nil:
+			l.forgetOrphan(ctx, o, "a VM with its VMID exists again")
+			return
+		case !pve.IsNotFound(err):
+			l.log.Warn("cannot check an orphan ISO's VM; retrying at the next tick", "vmid", o.VMID, "err", err)
+			return
+		}
+	}
 	if o.Kind == reaper.OrphanUntagged {
 		// Look again just before acting: the provider may have tagged it
 		// since, or someone kept it.
