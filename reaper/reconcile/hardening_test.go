@@ -365,3 +365,26 @@ func TestOrphanISOOfAReusedVMIDIsNotPruned(t *testing.T) {
 		t.Errorf("orphans = %v; want none", orphanIDs(os))
 	}
 }
+
+func TestKeepRecordDroppedWhenTheTagIsRemoved(t *testing.T) {
+	h := newHarness(t, Options{})
+	addSandbox(t, h.pve, sandbox{vmid: 101, created: t0, ttl: time.Hour})
+	h.tick()
+	ctx := context.Background()
+	if _, err := h.loop.Keep(ctx, 101, true, "operator@unix"); err != nil {
+		t.Fatal(err)
+	}
+	// Someone removes the tag by hand, then a user adds it back.
+	tags := lease.ParseTags(h.pve.vm(101).cfg["tags"].(string))
+	h.pve.set(101, "tags", lease.JoinTags(slices.DeleteFunc(tags, func(s string) bool { return s == lease.TagKeep })))
+	h.tick()
+	if kept, _ := h.db.Kept(ctx); kept[101] {
+		t.Fatal("keep record kept after the tag was removed")
+	}
+	h.pve.set(101, "tags", lease.JoinTags(append(tags, lease.TagKeep)))
+	h.clock.Set(t0.Add(2 * time.Hour))
+	h.tick()
+	if h.pve.exists(101) {
+		t.Error("a user's keep tag protected 101 through a stale keep record")
+	}
+}

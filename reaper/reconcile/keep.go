@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/lease"
 	"github.com/agentlab/terraform-provider-agentlab/internal/pve"
@@ -106,5 +107,30 @@ func (l *Loop) setKeep(ctx context.Context, ref pve.VMRef, keep bool, actor stri
 		}
 		l.mu.Unlock()
 		return nil
+	}
+}
+
+// forgetRemovedKeeps drops the keep record of a sandbox whose agentlab-keep
+// tag someone removed outside Keep: a tag a user adds again later is then a
+// user's tag, honoured only with policy.user_keep.
+func (l *Loop) forgetRemovedKeeps(ctx context.Context, now time.Time) {
+	l.mu.Lock()
+	var gone []*entry
+	for id := range l.kept {
+		if e := l.vms[id]; e != nil && e.seenTick == l.tickNo && e.metaRead && !lease.Kept(e.lease.Tags) {
+			gone = append(gone, e)
+		}
+	}
+	l.mu.Unlock()
+	for _, e := range gone {
+		ev := reaper.Event{Time: now, VMID: e.lease.VMID, Node: e.lease.Node, Kind: reaper.KindKeep, Decision: reaper.DecisionDone,
+			Reason: "keep record dropped: the agentlab-keep tag was removed outside agentlab-reaper keep", Actor: reaper.ActorReaper}
+		if err := l.store.SetKept(ctx, e.lease.VMID, false, now, reaper.ActorReaper, ev); err != nil {
+			l.log.Error("cannot drop a keep record", "vmid", e.lease.VMID, "err", err)
+			continue
+		}
+		l.mu.Lock()
+		delete(l.kept, e.lease.VMID)
+		l.mu.Unlock()
 	}
 }

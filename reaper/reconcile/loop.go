@@ -284,6 +284,7 @@ func (l *Loop) tick(ctx context.Context) error {
 	if err := l.store.Touch(ctx, now); err != nil {
 		l.log.Warn("cannot update last_seen", "err", err)
 	}
+	l.forgetRemovedKeeps(ctx, now)
 	l.prune(ctx, now)
 	l.log.Debug("tick", "vms", len(cluster.ids), "sandboxes", tracked, "config_reads", len(reads),
 		"events", len(d.events), "actions", len(d.todo))
