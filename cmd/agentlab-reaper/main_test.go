@@ -165,7 +165,7 @@ func TestMainInProcess(t *testing.T) {
 		strings.Contains(out, "\n101 ") || strings.Contains(out, "\n103 ") {
 		t.Errorf("leases = %d %q %q; want a table with 102 and 104 (not the destroyed 101 and 103)", code, out, errOut)
 	}
-	if !regexpMatch(`(?m)^105\s+pve\s+sbx-105\s+active\s+\S+ \(in 6d23h\) capped by policy\s+.*capped by policy.max_lease 168h0m0s`, out) {
+	if !regexpMatch(`(?m)^105\s+pve\s+sbx-105\s+active\s+\S+ \(in (?:6d23h|7d0h)\) capped by policy\s+.*capped by policy.max_lease 168h0m0s`, out) {
 		t.Errorf("leases does not show 105 capped by policy:\n%s", out)
 	}
 	if strings.ContainsAny(out, "\x1b\x07") || !strings.Contains(out, `mallory\x1b[2J\x1b]0;pwned\a\nfake row`) || strings.Contains(out, "\nfake row") {

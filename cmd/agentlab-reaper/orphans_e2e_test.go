@@ -96,7 +96,13 @@ func TestE2EOrphansAndSeedISOs(t *testing.T) {
 		got = append(got, string(o.Kind)+"/"+strconv.Itoa(o.VMID))
 	}
 	if want := []string{"untagged/202", "iso/203"}; !slices.Equal(got, want) {
-		t.Fatalf("orphans = %v; want %v", got, want)
+		var logs []string
+		for _, l := range p.Lines() {
+			if strings.Contains(l, "orphan") || strings.Contains(l, `"vmid":202`) {
+				logs = append(logs, l)
+			}
+		}
+		t.Fatalf("orphans = %v; want %v; log:\n%s", got, want, strings.Join(logs, "\n"))
 	}
 	if a := orphans[0].Action; !strings.Contains(a, "set prune: true") || !strings.Contains(a, "qm destroy 202 --purge") {
 		t.Errorf("action for 202 = %q; want prune or the command", a)

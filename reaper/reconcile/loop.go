@@ -274,6 +274,10 @@ func (l *Loop) tick(ctx context.Context) error {
 		if ev.Kind == reaper.KindDestroy && ev.Decision == reaper.DecisionDone {
 			l.m.Destroyed()
 		}
+		if (ev.Kind == reaper.KindDestroy || ev.Kind == reaper.KindGone) && ev.Decision == reaper.DecisionDone {
+			// A vanished VM, logged once its outcome is in the audit log.
+			l.log.Info("sandbox "+string(ev.Kind), "vmid", ev.VMID, "node", ev.Node, "decision", ev.Decision, "reason", ev.Reason)
+		}
 	}
 	l.m.SetSandboxes(counts)
 

@@ -301,6 +301,7 @@ func (l *Loop) scanStorage(ctx context.Context, cluster clusterView, now time.Ti
 func (l *Loop) syncOrphans(ctx context.Context, kinds []reaper.OrphanKind, current map[string]reaper.Orphan, now time.Time) {
 	l.mu.Lock()
 	var events []reaper.Event
+	var fresh []reaper.Orphan
 	changed := false
 	for id, o := range current {
 		old, known := l.orphans.found[id]
@@ -313,7 +314,7 @@ func (l *Loop) syncOrphans(ctx context.Context, kinds []reaper.OrphanKind, curre
 			events = append(events, reaper.Event{Time: now, VMID: o.VMID, Node: o.Node, Kind: reaper.KindOrphan,
 				Decision: reaper.DecisionTrack, Reason: fmt.Sprintf("%s orphan: %s; %s", o.Kind, o.Reason, o.Action),
 				Actor: reaper.ActorReaper, DryRun: l.opts.DryRun})
-			l.log.Warn("orphan found", "kind", o.Kind, "vmid", o.VMID, "node", o.Node, "volid", o.Volid, "reason", o.Reason, "action", o.Action)
+			fresh = append(fresh, o)
 		}
 		o.LastSeen = now
 		current[id] = o
@@ -357,6 +358,9 @@ func (l *Loop) syncOrphans(ctx context.Context, kinds []reaper.OrphanKind, curre
 	counts := l.orphanCounts()
 	l.mu.Unlock()
 	l.m.SetOrphans(counts)
+	for _, o := range fresh { // logged once recorded and listed
+		l.log.Warn("orphan found", "kind", o.Kind, "vmid", o.VMID, "node", o.Node, "volid", o.Volid, "reason", o.Reason, "action", o.Action)
+	}
 }
 
 // orphanCounts counts the found orphans by kind. Called with l.mu held.
@@ -515,7 +519,6 @@ func (l *Loop) pruneOrphan(ctx context.Context, o reaper.Orphan, now time.Time) 
 	}
 	outcome.Decision, outcome.Reason = reaper.DecisionDone, fmt.Sprintf("pruned %s orphan: %s", o.Kind, what)
 	l.m.OrphanPruned(o.Kind)
-	l.log.Info("orphan pruned", "kind", o.Kind, "vmid", o.VMID, "volid", o.Volid)
 	l.mu.Lock()
 	delete(l.orphans.found, o.ID)
 	if o.Kind == reaper.OrphanUntagged {
@@ -528,6 +531,7 @@ func (l *Loop) pruneOrphan(ctx context.Context, o reaper.Orphan, now time.Time) 
 		l.log.Error("cannot record a prune", "vmid", o.VMID, "err", err)
 	}
 	l.m.SetOrphans(counts)
+	l.log.Info("orphan pruned", "kind", o.Kind, "vmid", o.VMID, "volid", o.Volid)
 	if len(isos) > 0 {
 		l.deleteVolumes(ctx, func(vmid int) bool { return vmid == o.VMID })
 	}

@@ -184,7 +184,7 @@ func (l *Loop) transition(e *entry, v verdict, now time.Time) (reaper.Event, boo
 }
 
 // vanished returns the event and the final lease of a VM that is no longer
-// in the resource list. Called with l.mu held.
+// in the resource list; the tick logs it once recorded. Called with l.mu held.
 func (l *Loop) vanished(e *entry, now time.Time) (reaper.Event, reaper.Lease, bool) {
 	if !e.lease.State.Present() {
 		return reaper.Event{}, reaper.Lease{}, false
@@ -202,8 +202,7 @@ func (l *Loop) vanished(e *entry, now time.Time) (reaper.Event, reaper.Lease, bo
 	}
 	final.Reason = ev.Reason
 	final.LastSeen = now
-	l.log.Info("sandbox "+string(ev.Kind), "vmid", ev.VMID, "node", ev.Node, "decision", ev.Decision, "reason", ev.Reason)
-	return ev, final, true
+	return ev, final, true // logged by the tick once recorded
 }
 
 // countStates counts the present VMs by state. Called with l.mu held.
