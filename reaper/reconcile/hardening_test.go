@@ -388,3 +388,37 @@ func TestKeepRecordDroppedWhenTheTagIsRemoved(t *testing.T) {
 		t.Error("a user's keep tag protected 101 through a stale keep record")
 	}
 }
+
+func TestOrphansSurviveARestart(t *testing.T) {
+	h := newHarness(t, Options{})
+	addSandbox(t, h.pve, sandbox{vmid: 120, created: t0, ttl: time.Hour})
+	h.pve.set(120, "tags", "")
+	h.pve.addPlaceholder(130)
+	h.pve.addISO(140)
+	h.tick()
+	h.clock.Advance(time.Minute)
+	h.tick()
+	first, _ := h.loop.Orphans(context.Background())
+	if len(first) != 3 {
+		t.Fatalf("orphans = %v; want 3", orphanIDs(first))
+	}
+	h.start()
+	for range 3 {
+		h.clock.Advance(time.Minute)
+		h.tick()
+	}
+	again, _ := h.loop.Orphans(context.Background())
+	if len(again) != 3 {
+		t.Fatalf("orphans after restart = %v; want the same 3", orphanIDs(again))
+	}
+	for i := range again {
+		if !again[i].FirstSeen.Equal(first[i].FirstSeen) {
+			t.Errorf("%s first seen %v after restart; want %v (the grace period must not restart)", again[i].ID, again[i].FirstSeen, first[i].FirstSeen)
+		}
+	}
+	for _, vmid := range []int{120, 130, 140} {
+		if evs := h.events(vmid); len(evs) != 1 {
+			t.Errorf("events of %d = %v; want one orphan/track across the restart", vmid, summary(evs))
+		}
+	}
+}

@@ -193,7 +193,9 @@ func (l *Loop) searchOrphans(ctx context.Context, cluster clusterView, now time.
 	l.mu.Lock()
 	current := map[string]reaper.Orphan{}
 	for id, u := range s.untagged {
-		if u.metadata && u.firstTick < l.tickNo {
+		// Known from before a restart: still one until a read says otherwise.
+		_, known := s.found[vmOrphanID(id)]
+		if (u.metadata && (u.firstTick < l.tickNo || known)) || (known && !u.read) {
 			o := reaper.Orphan{ID: vmOrphanID(id), Kind: reaper.OrphanUntagged, VMID: id, Node: u.node,
 				Reason: "VM carries AgentLab metadata but no agentlab tag (the provider stopped between the clone and the tag): the reaper ignores it and Terraform's state may lack it"}
 			current[o.ID] = o
