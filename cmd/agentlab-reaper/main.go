@@ -25,6 +25,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/agentlab/terraform-provider-agentlab/internal/printable"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -83,7 +85,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case errors.Is(err, errUsage):
 		return 2
 	}
-	fmt.Fprintf(stderr, "agentlab-reaper %s: %s\n", cmd, printableLines(err.Error()))
+	fmt.Fprintf(stderr, "agentlab-reaper %s: %s\n", cmd, printable.EscapeLines(err.Error()))
 	return 1
 }
 

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentlab/terraform-provider-agentlab/internal/printable"
 	"github.com/agentlab/terraform-provider-agentlab/reaper"
 	"github.com/agentlab/terraform-provider-agentlab/reaper/api"
 	"github.com/agentlab/terraform-provider-agentlab/reaper/config"
@@ -184,7 +185,7 @@ func (c *opCommand) renew(ctx context.Context, args []string) error {
 		if ren.DryRun {
 			msg += " [dry run: not written]"
 		}
-		fmt.Fprintln(c.stdout, printable(msg))
+		fmt.Fprintln(c.stdout, printable.Escape(msg))
 	}
 	if capped {
 		by := ren.CappedBy
@@ -279,7 +280,7 @@ func (c *opCommand) keep(ctx context.Context, args []string) error {
 	if *remove {
 		msg = fmt.Sprintf("vm %d: no longer kept: %s, lease expires at %s", vmid, l.State, when(l.ExpiresAt, c.now()))
 	}
-	fmt.Fprintln(c.stdout, printable(msg))
+	fmt.Fprintln(c.stdout, printable.Escape(msg))
 	return nil
 }
 
@@ -341,7 +342,7 @@ func (c *opCommand) version(ctx context.Context, args []string) error {
 	if c.jsonOut {
 		return c.printJSON(out)
 	}
-	fmt.Fprintln(c.stdout, printable(fmt.Sprintf("agentlab-reaper %s (%s)", out.Version, out.GoVersion)))
+	fmt.Fprintln(c.stdout, printable.Escape(fmt.Sprintf("agentlab-reaper %s (%s)", out.Version, out.GoVersion)))
 	if out.Daemon != nil {
 		line := fmt.Sprintf("daemon: %s, interval %s", out.Daemon.Version, out.Daemon.Interval)
 		if out.Daemon.DryRun {
@@ -350,7 +351,7 @@ func (c *opCommand) version(ctx context.Context, args []string) error {
 		if !out.Daemon.LastTick.IsZero() {
 			line += ", last tick " + when(out.Daemon.LastTick, c.now())
 		}
-		fmt.Fprintln(c.stdout, printable(line))
+		fmt.Fprintln(c.stdout, printable.Escape(line))
 	}
 	return nil
 }
