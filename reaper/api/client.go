@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/agentlab/terraform-provider-agentlab/internal/job"
 	"github.com/agentlab/terraform-provider-agentlab/reaper"
 )
 
@@ -56,8 +57,12 @@ func (e *Error) Is(target error) bool {
 		return e.Status == http.StatusNotFound
 	case reaper.ErrUnauthorized:
 		return e.Status == http.StatusUnauthorized
-	case reaper.ErrConflict:
+	case reaper.ErrConflict, job.ErrTransition:
 		return e.Status == http.StatusConflict
+	case job.ErrNotFound:
+		return e.Status == http.StatusNotFound
+	case job.ErrInvalid:
+		return e.Status == http.StatusBadRequest
 	}
 	return false
 }
@@ -169,19 +174,12 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("cannot reach agentlab-reaper: %w", err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return errorAnswer(resp, method, path, out)
+	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return fmt.Errorf("read answer: %w", err)
-	}
-	if resp.StatusCode >= 300 {
-		var e ErrorResponse
-		if json.Unmarshal(data, &e) != nil || e.Error == "" {
-			e.Error = fmt.Sprintf("%s %s: %s", method, path, resp.Status)
-		}
-		if out != nil {
-			_ = json.Unmarshal(data, out)
-		}
-		return &Error{Status: resp.StatusCode, Message: e.Error}
 	}
 	if out == nil {
 		return nil
@@ -190,6 +188,23 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("decode answer of %s %s: %w", method, path, err)
 	}
 	return nil
+}
+
+// errorAnswer reads an error answer into an *Error; the body is decoded into
+// out too when out is not nil (a capped renewal carries its result).
+func errorAnswer(resp *http.Response, method, path string, out any) error {
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("read answer: %w", err)
+	}
+	var e ErrorResponse
+	if json.Unmarshal(data, &e) != nil || e.Error == "" {
+		e.Error = fmt.Sprintf("%s %s: %s", method, path, resp.Status)
+	}
+	if out != nil {
+		_ = json.Unmarshal(data, out)
+	}
+	return &Error{Status: resp.StatusCode, Message: e.Error}
 }
 
 // IsUnavailable reports whether err says the reaper could not be reached
