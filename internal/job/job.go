@@ -91,7 +91,14 @@ type Registered struct {
 type SandboxRequest struct {
 	Node string `json:"node"`
 	VMID int    `json:"vmid"`
+	// Workspace is the workspace volume attached to the sandbox (e.g.
+	// "local-lvm:vm-999000-disk-0"), empty when none. With one, the spec
+	// tells the runner to work in /workspace.
+	Workspace string `json:"workspace,omitempty"`
 }
+
+// WorkspaceMount is where a sandbox's workspace volume is mounted.
+const WorkspaceMount = "/workspace"
 
 // StatusRequest is the body of POST /v1/jobs/{id}/status: the statuses
 // the provider drives (provisioning, booting).

@@ -26,11 +26,14 @@ func (c *Client) RegisterJob(ctx context.Context, req job.RegisterRequest) (job.
 	return resp, err
 }
 
-// SetJobSandbox records the job's sandbox. From then on the reaper ends
-// the VM when the job ends (unless keep_sandbox). Repeating it is harmless.
-func (c *Client) SetJobSandbox(ctx context.Context, id, node string, vmid int) (job.Job, error) {
+// SetJobSandbox records the job's sandbox (and its workspace volume, if
+// any). From then on the reaper ends the VM when the job ends (unless
+// keep_sandbox): the VM must carry the job's ID in its metadata block
+// (lease.Metadata.JobID), or the reaper refuses to destroy it. Repeating it
+// is harmless.
+func (c *Client) SetJobSandbox(ctx context.Context, id string, sb job.SandboxRequest) (job.Job, error) {
 	var j job.Job
-	err := c.do(ctx, http.MethodPut, jobPath(id)+"/sandbox", job.SandboxRequest{Node: node, VMID: vmid}, &j)
+	err := c.do(ctx, http.MethodPut, jobPath(id)+"/sandbox", sb, &j)
 	return j, err
 }
 
