@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,6 +23,7 @@ import (
 	"github.com/agentlab/terraform-provider-agentlab/reaper/api"
 	"github.com/agentlab/terraform-provider-agentlab/reaper/config"
 	"github.com/agentlab/terraform-provider-agentlab/reaper/guest"
+	"github.com/agentlab/terraform-provider-agentlab/reaper/jobs"
 	"github.com/agentlab/terraform-provider-agentlab/reaper/metrics"
 	"github.com/agentlab/terraform-provider-agentlab/reaper/reconcile"
 	"github.com/agentlab/terraform-provider-agentlab/reaper/sqlite"
@@ -80,11 +82,13 @@ type Main struct {
 	db        *sqlite.DB
 	dbLock    *sqlite.Lock
 	loop      *reconcile.Loop
+	jobs      *jobs.Service
 	metrics   *metrics.Metrics
 	servers   []*http.Server
 	listeners map[string]net.Listener
 	cancel    context.CancelFunc
 	loopDone  chan struct{}
+	jobsDone  chan struct{}
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -201,7 +205,29 @@ func (m *Main) Run(ctx context.Context) error {
 		PlaceholderLast:  cfg.Policy.VMIDRange.Last,
 	})
 
-	control := &api.Server{Store: m.db, Renewer: m.loop, Keeper: m.loop, Orphans: m.loop, Logger: log.With("component", "control"),
+	retention := time.Duration(cfg.Jobs.Retention)
+	if retention == 0 {
+		retention = -1 // keep forever
+	}
+	m.jobs, err = jobs.New(m.db, client, jobs.Options{
+		Dir:            cfg.Artifacts.Dir,
+		MaxBytes:       int64(cfg.Artifacts.MaxBytes),
+		MaxLogBytes:    int64(cfg.Jobs.MaxLogBytes),
+		HeartbeatGrace: time.Duration(cfg.Jobs.HeartbeatGrace),
+		BootTimeout:    time.Duration(cfg.Jobs.BootTimeout),
+		Retention:      retention,
+		Interval:       min(time.Duration(cfg.Interval), 10*time.Second),
+		DryRun:         cfg.DryRun,
+		Clock:          m.Clock,
+		Logger:         log.With("component", "jobs"),
+		Metrics:        metrics.NewJobs(m.metrics),
+	})
+	if err != nil {
+		return err
+	}
+
+	control := &api.Server{Store: m.db, Renewer: m.loop, Keeper: m.loop, Orphans: m.loop, Jobs: m.jobs,
+		Logger: log.With("component", "control"),
 		Status: func() api.Status {
 			return api.Status{Version: version, DryRun: cfg.DryRun, Interval: cfg.Interval.String(), LastTick: m.loop.LastTick()}
 		}}
@@ -215,12 +241,15 @@ func (m *Main) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := m.listen("control", cfg.Control.Listen, control.TokenHandler(token)); err != nil {
+		ln, err := m.controlListener(cfg)
+		if err != nil {
 			return err
 		}
+		m.serve("control", ln, control.TokenHandler(token))
 	}
 	if cfg.Guest.Listen != "" {
 		g := guest.New(m.loop, guest.Limits{}, m.Clock, log.With("component", "guest"))
+		g.SetJobs(m.jobs)
 		if err := m.listen("guest", cfg.Guest.Listen, g); err != nil {
 			return err
 		}
@@ -242,6 +271,11 @@ func (m *Main) Run(ctx context.Context) error {
 	go func() {
 		defer close(m.loopDone)
 		_ = m.loop.Run(loopCtx)
+	}()
+	m.jobsDone = make(chan struct{})
+	go func() {
+		defer close(m.jobsDone)
+		_ = m.jobs.Run(loopCtx)
 	}()
 	log.Info("agentlab-reaper started", "version", version, "config", m.ConfigPath, "interval", cfg.Interval.String(),
 		"grace", cfg.Grace.String(), "warn_before", cfg.WarnBefore.String(), "dry_run", cfg.DryRun,
@@ -294,11 +328,37 @@ func (m *Main) listen(name, addr string, h http.Handler) error {
 	return nil
 }
 
+// controlListener listens on control.listen: plain TCP on a loopback
+// address, TLS otherwise (or whenever certificate files are configured),
+// with the configured pair or one generated once next to the database,
+// whose fingerprint it prints and logs.
+func (m *Main) controlListener(cfg config.Config) (net.Listener, error) {
+	ln, err := net.Listen("tcp", cfg.Control.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("control listener on %s: %w (check control.listen)", cfg.Control.Listen, err)
+	}
+	if api.IsLoopback(cfg.Control.Listen) && cfg.Control.TLSCertFile == "" {
+		return ln, nil
+	}
+	tlsCfg, fp, err := api.ServerTLS(cfg.Control.TLSCertFile, cfg.Control.TLSKeyFile, filepath.Dir(cfg.Database), cfg.Control.Listen)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	fmt.Fprintf(m.logOut, "control API TLS certificate SHA-256 fingerprint: %s\n", fp)
+	m.Logger.Info("control API serves TLS", "address", ln.Addr().String(), "fingerprint", fp)
+	return tls.NewListener(ln, tlsCfg), nil
+}
+
 func (m *Main) serve(name string, ln net.Listener, h http.Handler) {
+	readTimeout := time.Minute
+	if name == "guest" {
+		readTimeout = 0 // artifact uploads take as long as their size needs
+	}
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       time.Minute,
+		ReadTimeout:       readTimeout,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn),
 	}
@@ -336,6 +396,7 @@ func (m *Main) Close() error {
 		if m.cancel != nil {
 			m.cancel()
 			<-m.loopDone
+			<-m.jobsDone
 		}
 		if m.db != nil {
 			if err := m.db.Close(); err != nil {

@@ -13,6 +13,7 @@
 //	DELETE /v1/leases/{vmid}/keep      remove it (keep --remove); both on the socket only (403 on TCP)
 //	GET  /v1/orphans                   orphans found, with what is done about each
 //	GET  /v1/events[?vmid=&since=&limit=]  the audit log, oldest first
+//	/v1/jobs...                        jobs, their logs and artifacts (see jobRoutes)
 //
 // Errors are {"error": "..."} with a status: 400 bad request, 401 missing or
 // wrong token, 404 unknown sandbox, 409 refused (expired, being destroyed,
@@ -86,6 +87,8 @@ type Server struct {
 	Keeper Keeper
 	// Orphans lists the orphans found.
 	Orphans OrphanLister
+	// Jobs is the job registry; nil answers 501 to the job endpoints.
+	Jobs Jobs
 	// Status returns the reaper's status.
 	Status func() Status
 	// Logger receives request errors. Nil discards them.
@@ -152,8 +155,12 @@ func (s *Server) mux(actor string) http.Handler {
 			writeError(w, http.StatusNotImplemented, feature+" are not available yet in this version of agentlab-reaper")
 		}
 	}
-	mux.HandleFunc("/v1/jobs", notYet("jobs"))
-	mux.HandleFunc("/v1/jobs/", notYet("jobs"))
+	if s.Jobs != nil {
+		s.jobRoutes(mux)
+	} else {
+		mux.HandleFunc("/v1/jobs", notYet("jobs"))
+		mux.HandleFunc("/v1/jobs/", notYet("jobs"))
+	}
 	mux.HandleFunc("/v1/egress", notYet("egress rules"))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))

@@ -46,8 +46,10 @@ type Config struct {
 	Guest Guest `yaml:"guest"`
 	// Metrics configures the Prometheus endpoint.
 	Metrics Metrics `yaml:"metrics"`
-	// Artifacts configures artifact storage (used by jobs, a later feature).
+	// Artifacts configures artifact storage.
 	Artifacts Artifacts `yaml:"artifacts"`
+	// Jobs configures the job registry.
+	Jobs Jobs `yaml:"jobs"`
 	// Egress configures the nftables egress filter (a later feature).
 	Egress Egress `yaml:"egress"`
 
@@ -94,6 +96,11 @@ type Control struct {
 	Listen string `yaml:"listen"`
 	// TokenFile holds the bearer token for Listen; it must be mode 0600.
 	TokenFile string `yaml:"token_file"`
+	// TLSCertFile and TLSKeyFile are the PEM certificate and key served on
+	// Listen. Both empty: a non-loopback Listen gets a self-signed pair
+	// generated once next to the database (control-tls.crt, control-tls.key).
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
 }
 
 // Guest configures the listener sandboxes reach.
@@ -114,6 +121,21 @@ type Artifacts struct {
 	Dir string `yaml:"dir"`
 	// MaxBytes limits one upload.
 	MaxBytes ByteSize `yaml:"max_bytes"`
+}
+
+// Jobs configures the job registry.
+type Jobs struct {
+	// HeartbeatGrace is how long a job's runner may stay silent before the
+	// job is lost.
+	HeartbeatGrace Duration `yaml:"heartbeat_grace"`
+	// BootTimeout is how long a job may wait for its sandbox and for its
+	// runner's first request before it is lost.
+	BootTimeout Duration `yaml:"boot_timeout"`
+	// Retention is how long an ended job's rows, log and artifact files are
+	// kept; 0 keeps them forever.
+	Retention Duration `yaml:"retention"`
+	// MaxLogBytes bounds one job's log; the rest is dropped.
+	MaxLogBytes ByteSize `yaml:"max_log_bytes"`
 }
 
 // Egress configures the egress filter.
@@ -153,6 +175,12 @@ func Default() Config {
 		Guest:     Guest{Listen: "10.77.0.1:8846"},
 		Metrics:   Metrics{Listen: "127.0.0.1:9090"},
 		Artifacts: Artifacts{Dir: "/var/lib/agentlab/artifacts", MaxBytes: 10 << 30},
+		Jobs: Jobs{
+			HeartbeatGrace: Duration(90 * time.Second),
+			BootTimeout:    Duration(15 * time.Minute),
+			Retention:      Duration(720 * time.Hour),
+			MaxLogBytes:    64 << 20,
+		},
 		Egress: Egress{
 			Bridge:   "vmbr1",
 			Subnet:   "10.77.0.0/16",

@@ -77,6 +77,24 @@ func (c *Config) Validate() error {
 		add("artifacts.max_bytes", "%d is not a positive size; write e.g. 10GiB", int64(c.Artifacts.MaxBytes))
 	}
 
+	if d := time.Duration(c.Jobs.HeartbeatGrace); d < time.Second {
+		add("jobs.heartbeat_grace", "%s is too short; runners send a heartbeat every 30s, so use 90s or more", d)
+	}
+	if d := time.Duration(c.Jobs.BootTimeout); d < time.Second {
+		add("jobs.boot_timeout", "%s is too short; a sandbox needs minutes to boot: use e.g. 15m", d)
+	}
+	if c.Jobs.Retention < 0 {
+		add("jobs.retention", "%s is negative; use 0s (keep forever) or a duration such as 720h", c.Jobs.Retention)
+	}
+	if c.Jobs.MaxLogBytes <= 0 {
+		add("jobs.max_log_bytes", "%d is not a positive size; write e.g. 64MiB", int64(c.Jobs.MaxLogBytes))
+	}
+	absPath(add, "control.tls_cert_file", c.Control.TLSCertFile, false)
+	absPath(add, "control.tls_key_file", c.Control.TLSKeyFile, false)
+	if (c.Control.TLSCertFile == "") != (c.Control.TLSKeyFile == "") {
+		add("control.tls_cert_file", "set both control.tls_cert_file and control.tls_key_file, or neither (a self-signed pair is then generated)")
+	}
+
 	if c.Egress.Enabled {
 		errs = append(errs, &Error{Key: "egress.enabled", Line: c.lines["egress.enabled"],
 			Msg: fmt.Sprintf("egress filtering is %v in this version of agentlab-reaper; set egress.enabled: false", ErrNotAvailable)})

@@ -11,7 +11,8 @@
 // 409 when max_ttl capped it (the lease then ends at the cap; the body says
 // so) or when the lease already expired, 401 for an unknown token, 429 when a
 // token or an address sends too fast (Retry-After says when to come back).
-// Job bootstrap and artifact uploads come later and answer 501 for now.
+// The job endpoints (spec, log, heartbeat, artifacts, the end) are listed
+// at SetJobs.
 package guest
 
 import (
@@ -74,6 +75,7 @@ type Server struct {
 	log     *slog.Logger
 	tokens  *limiter
 	address *limiter
+	jobs    Jobs
 }
 
 // New returns a guest listener handler over hb. clk drives the rate limits
@@ -104,8 +106,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/v1/heartbeat":
 		w.Header().Set("Allow", http.MethodPost)
 		writeError(w, http.StatusMethodNotAllowed, "use POST")
-	case strings.HasPrefix(r.URL.Path, "/v1/jobs") || strings.HasPrefix(r.URL.Path, "/v1/artifacts") || strings.HasPrefix(r.URL.Path, "/v1/bootstrap"):
-		writeError(w, http.StatusNotImplemented, "jobs and artifacts are not available yet in this version of agentlab-reaper")
+	case strings.HasPrefix(r.URL.EscapedPath(), jobPrefix):
+		s.serveJob(w, r)
 	default:
 		writeError(w, http.StatusNotFound, "no such endpoint")
 	}

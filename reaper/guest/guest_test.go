@@ -86,7 +86,7 @@ func TestHeartbeatStatuses(t *testing.T) {
 		status       int
 	}{
 		{http.MethodGet, "/v1/heartbeat", 405},
-		{http.MethodPost, "/v1/jobs/x/artifacts", 501},
+		{http.MethodPost, "/v1/job/started", 501}, // no job registry set
 		{http.MethodGet, "/", 404},
 	} {
 		rec := httptest.NewRecorder()
