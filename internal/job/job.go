@@ -137,6 +137,10 @@ type Spec struct {
 type Finished struct {
 	ExitCode int  `json:"exit_code"`
 	TimedOut bool `json:"timed_out"`
+	// Error, when set, says why the runner could not run the task or
+	// deliver its results (clone failed, an upload failed): the job fails
+	// with it as the reason.
+	Error string `json:"error,omitempty"`
 }
 
 // Headers of GET /v1/jobs/{id}/log and of artifact downloads.

@@ -31,13 +31,14 @@ const MaxLogChunkBytes = 1 << 20
 
 // SetJobs turns on the job endpoints, served by j. Call it before serving.
 //
-//	GET  /v1/job/spec              bootstrap token → the spec, once (replay: 401)
+//	GET  /v1/job/spec[?format=sh]  bootstrap token → the spec, once (replay: 401);
+//	                               format=sh renders it for sh to source (job.Spec.ShellScript)
 //	POST /v1/job/started           job token → running
 //	POST /v1/job/log               the body is appended to the job's log
 //	POST /v1/job/heartbeat         the runner is alive
 //	PUT  /v1/job/artifacts/{name}  the body is the artifact: 201 {"name","size","sha256"};
 //	                               400 bad name or truncated, 413 over artifacts.max_bytes
-//	POST /v1/job/finished          {"exit_code":N,"timed_out":bool}; the token then stops working
+//	POST /v1/job/finished          {"exit_code":N,"timed_out":bool,"error":"..."}; the token then stops working
 func (s *Server) SetJobs(j Jobs) { s.jobs = j }
 
 // jobPrefix starts every job endpoint.
@@ -107,9 +108,21 @@ func (s *Server) jobSpec(w http.ResponseWriter, r *http.Request) {
 		unauthorized(w, "send the job's bootstrap token: Authorization: Bearer <token>")
 		return
 	}
+	format := r.URL.Query().Get("format")
+	if format != "" && format != "json" && format != "sh" {
+		writeError(w, http.StatusBadRequest, "format must be json (the default) or sh")
+		return
+	}
 	spec, err := s.jobs.Spec(r.Context(), token)
 	if err != nil {
 		s.jobError(w, r, err)
+		return
+	}
+	if format == "sh" {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, spec.ShellScript())
 		return
 	}
 	writeJSON(w, http.StatusOK, spec)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/job"
 	"github.com/agentlab/terraform-provider-agentlab/reaper"
@@ -111,6 +112,9 @@ func (s *Service) Finished(ctx context.Context, id string, f job.Finished) (job.
 		case f.ExitCode != 0:
 			st, reason = job.StatusFailed, fmt.Sprintf("the task exited with code %d", f.ExitCode)
 		}
+		if f.Error != "" && !f.TimedOut {
+			st, reason = job.StatusFailed, "runner: "+truncate(f.Error, 500)
+		}
 		if err := job.Transition(j.Status, st); err != nil {
 			return err
 		}
@@ -126,4 +130,15 @@ func (s *Service) Finished(ctx context.Context, id string, f job.Finished) (job.
 	}
 	s.ended(ctx, j)
 	return j.Job, nil
+}
+
+// truncate cuts s to at most n bytes, on a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

@@ -1,0 +1,225 @@
+package jobrunner_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentlab/terraform-provider-agentlab/internal/job"
+	"github.com/agentlab/terraform-provider-agentlab/internal/jobrunner"
+	"github.com/agentlab/terraform-provider-agentlab/reaper/guest"
+	"github.com/agentlab/terraform-provider-agentlab/reaper/jobs"
+	"github.com/agentlab/terraform-provider-agentlab/reaper/sqlite"
+)
+
+// gitRepo makes a repository with a main branch (two commits), a tag v1 on
+// the first, and a branch feature; it returns its path and the first
+// commit's sha.
+func gitRepo(t *testing.T) (string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	git := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
+			"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com", "GIT_CONFIG_NOSYSTEM=1", "HOME="+dir)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	write := func(name, content string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	git("init", "-q", "-b", "main")
+	write("version.txt", "one\n")
+	git("add", ".")
+	git("commit", "-q", "-m", "one")
+	first := git("rev-parse", "HEAD")
+	git("tag", "v1")
+	write("version.txt", "two\n")
+	git("commit", "-q", "-am", "two")
+	git("checkout", "-q", "-b", "feature")
+	write("version.txt", "feature\n")
+	git("commit", "-q", "-am", "feature")
+	git("checkout", "-q", "main")
+	return dir, first
+}
+
+// listener is a real guest listener over a real registry.
+type listener struct {
+	svc *jobs.Service
+	url string
+}
+
+func newListener(t *testing.T) *listener {
+	t.Helper()
+	dir := t.TempDir()
+	db := sqlite.New(filepath.Join(dir, "reaper.db"))
+	if err := db.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	svc, err := jobs.New(db, nil, jobs.Options{Dir: filepath.Join(dir, "artifacts")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := guest.New(nil, guest.Limits{}, nil, nil)
+	g.SetJobs(svc)
+	srv := httptest.NewServer(g)
+	t.Cleanup(srv.Close)
+	return &listener{svc: svc, url: srv.URL}
+}
+
+// run registers req, runs the real runner with sh against the listener
+// and returns the job once the runner exited.
+func run(t *testing.T, l *listener, req job.RegisterRequest) (job.Job, string) {
+	t.Helper()
+	ctx := context.Background()
+	reg, err := l.svc.Register(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	envFile := filepath.Join(dir, "job.env")
+	env := "AGENTLAB_GUEST_URL=" + job.ShellQuote(l.url) + "\nAGENTLAB_BOOTSTRAP_TOKEN=" + job.ShellQuote(reg.BootstrapToken) + "\n"
+	if err := os.WriteFile(envFile, []byte(env), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join(dir, "agentlab-job-runner")
+	if err := os.WriteFile(script, []byte(jobrunner.Script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.Create(filepath.Join(dir, "runner.out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	cmd := exec.Command("sh", script)
+	cmd.Env = append(os.Environ(), "AGENTLAB_JOB_ENV="+envFile, "AGENTLAB_JOB_DIR="+filepath.Join(dir, "state"), "HOME="+dir)
+	cmd.Stdout, cmd.Stderr = out, out
+	runCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+	case <-runCtx.Done():
+		cmd.Process.Kill()
+		err = <-done
+	}
+	text, _ := os.ReadFile(out.Name())
+	if err != nil {
+		t.Fatalf("runner: %v\n%s", err, text)
+	}
+	j, err := l.svc.Get(ctx, reg.Job.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j, string(text)
+}
+
+func TestRunner(t *testing.T) {
+	for _, tool := range []string{"sh", "git", "curl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not on PATH: the runner needs it", tool)
+		}
+	}
+	repo, first := gitRepo(t)
+	l := newListener(t)
+	tests := []struct {
+		name      string
+		req       job.RegisterRequest
+		status    job.Status
+		exit      int
+		log       []string
+		artifacts map[string]string // name → content
+	}{
+		{
+			name: "success with artifacts and env",
+			req: job.RegisterRequest{Ref: "main", Timeout: "1m", Artifacts: []string{"out/*", "*.md"},
+				Env:  map[string]string{"GREETING": "hello from env"},
+				Task: `mkdir -p out/sub && echo a > out/a.txt && echo b > out/sub/b.txt && echo n > notes.md && echo x > other.txt && echo "$GREETING" && cat version.txt`},
+			status: job.StatusSucceeded, exit: 0,
+			log:       []string{"hello from env", "two", "uploaded out/a.txt"},
+			artifacts: map[string]string{"out/a.txt": "a\n", "out/sub/b.txt": "b\n", "notes.md": "n\n"},
+		},
+		{
+			name:   "failure exit code",
+			req:    job.RegisterRequest{Ref: "main", Timeout: "1m", Task: "echo about to fail; exit 7"},
+			status: job.StatusFailed, exit: 7, log: []string{"about to fail"},
+		},
+		{
+			name:   "timeout",
+			req:    job.RegisterRequest{Ref: "main", Timeout: "2s", Task: "echo started; sleep 60; echo never"},
+			status: job.StatusTimedOut, exit: 143, log: []string{"started", "longer than 2s"},
+		},
+		{
+			name:   "tag",
+			req:    job.RegisterRequest{Ref: "v1", Task: "cat version.txt"},
+			status: job.StatusSucceeded, log: []string{"one"},
+		},
+		{
+			name:   "branch",
+			req:    job.RegisterRequest{Ref: "feature", Task: "cat version.txt"},
+			status: job.StatusSucceeded, log: []string{"feature"},
+		},
+		{
+			name:   "commit",
+			req:    job.RegisterRequest{Ref: first, Task: "cat version.txt"},
+			status: job.StatusSucceeded, log: []string{"one"},
+		},
+		{
+			name:   "unknown ref",
+			req:    job.RegisterRequest{Ref: "no-such-branch", Task: "echo never"},
+			status: job.StatusFailed, exit: 1, log: []string{"cannot check out"},
+		},
+		{
+			name:   "tokens stay out of the task",
+			req:    job.RegisterRequest{Ref: "main", Task: `test -z "${AGENTLAB_JOB_TOKEN:-}${AGENTLAB_BOOTSTRAP_TOKEN:-}" && echo "id=$AGENTLAB_JOB_ID"`},
+			status: job.StatusSucceeded, log: []string{"id=job-"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tt.req.Repo = repo
+			j, out := run(t, l, tt.req)
+			exit := -1
+			if j.ExitCode != nil {
+				exit = *j.ExitCode
+			}
+			if j.Status != tt.status || exit != tt.exit {
+				t.Errorf("job = %s (%s) exit %d; want %s exit %d\nrunner output:\n%s\nlog:\n%s", j.Status, j.Reason, exit, tt.status, tt.exit, out, j.LogTail)
+			}
+			for _, want := range tt.log {
+				if !strings.Contains(j.LogTail, want) {
+					t.Errorf("log lacks %q:\n%s", want, j.LogTail)
+				}
+			}
+			if len(j.Artifacts) != len(tt.artifacts) {
+				t.Errorf("artifacts = %+v; want %d", j.Artifacts, len(tt.artifacts))
+			}
+			for _, a := range j.Artifacts {
+				content, ok := tt.artifacts[a.Name]
+				sum := sha256.Sum256([]byte(content))
+				if !ok || a.SHA256 != hex.EncodeToString(sum[:]) || a.Size != int64(len(content)) {
+					t.Errorf("artifact %+v; want %q", a, content)
+				}
+			}
+		})
+	}
+}
