@@ -5,9 +5,8 @@
 //
 // The seed never holds a plain secret: there is no password field, the
 // user's password is locked and SSH password logins are off. Secrets reach
-// the guest encrypted (see the secrets package), and the job runner's
-// commands will be added the same way: as new Config fields rendered into
-// write_files and runcmd entries of the cloud-config.
+// the guest encrypted (see the secrets package). A job sandbox gets the job
+// runner (Config.Job): write_files entries and a runcmd that starts it.
 package cloudinit
 
 import (
@@ -50,6 +49,8 @@ type Config struct {
 	// Workspace, when set, formats the attached workspace disk once and
 	// mounts it at WorkspaceMountPoint.
 	Workspace *Workspace
+	// Job, when set, installs and starts the job runner for one job.
+	Job *Job
 }
 
 // User is the guest account. It never has a password: it logs in with SSH keys.
@@ -143,7 +144,10 @@ func (c Config) Validate() error {
 	if err := c.Heartbeat.validate(); err != nil {
 		return err
 	}
-	return c.Workspace.validate()
+	if err := c.Workspace.validate(); err != nil {
+		return err
+	}
+	return c.Job.validate()
 }
 
 func validateHostname(h string) error {

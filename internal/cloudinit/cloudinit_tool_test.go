@@ -40,6 +40,9 @@ func TestUserDataSchema(t *testing.T) {
 	withWorkspace := withHeartbeat
 	withWorkspace.Workspace = &Workspace{Disk: "scsi1"}
 	configs["workspace"] = withWorkspace
+	withJob := testConfig()
+	withJob.Job = &Job{URL: "http://10.77.0.1:8846", BootstrapToken: "0123456789abcdef0123456789abcdef"}
+	configs["job"] = withJob
 	for name, c := range configs {
 		t.Run(name, func(t *testing.T) {
 			seed, err := c.Render()

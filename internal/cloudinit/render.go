@@ -19,6 +19,7 @@ type cloudConfig struct {
 	WriteFiles     []writeFile `yaml:"write_files,omitempty"`
 	FSSetup        []fsSetup   `yaml:"fs_setup,omitempty"`
 	Mounts         [][]string  `yaml:"mounts,omitempty"`
+	Runcmd         [][]string  `yaml:"runcmd,omitempty"`
 }
 
 // writeFile is one write_files entry; Defer writes it after users exist.
@@ -77,9 +78,10 @@ func (c Config) userData() ([]byte, error) {
 		Users:          []cloudUser{u},
 		DisableRoot:    true,
 		SSHPwauth:      false,
-		WriteFiles:     c.heartbeatFiles(),
+		WriteFiles:     append(c.heartbeatFiles(), c.jobFiles()...),
 		FSSetup:        c.workspaceFS(),
 		Mounts:         c.workspaceMounts(),
+		Runcmd:         c.jobCommands(),
 	}
 	return marshal("#cloud-config\n", doc)
 }
