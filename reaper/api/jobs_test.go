@@ -1,0 +1,216 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/agentlab/terraform-provider-agentlab/internal/job"
+	"github.com/agentlab/terraform-provider-agentlab/reaper/api"
+	"github.com/agentlab/terraform-provider-agentlab/reaper/jobs"
+	"github.com/agentlab/terraform-provider-agentlab/reaper/sqlite"
+)
+
+func newJobAPI(t *testing.T) (*api.Client, *jobs.Service, string) {
+	t.Helper()
+	dir := t.TempDir()
+	db := sqlite.New(filepath.Join(dir, "reaper.db"))
+	if err := db.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	svc, err := jobs.New(db, nil, jobs.Options{Dir: filepath.Join(dir, "artifacts")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &api.Server{Store: db, Jobs: svc}
+	srv := httptest.NewServer(s.TokenHandler("secret"))
+	t.Cleanup(srv.Close)
+	return &api.Client{BaseURL: srv.URL, Token: "secret", HTTP: srv.Client()}, svc, filepath.Join(dir, "artifacts")
+}
+
+func TestJobAPI(t *testing.T) {
+	c, svc, dir := newJobAPI(t)
+	ctx := context.Background()
+
+	_, err := c.RegisterJob(ctx, job.RegisterRequest{Repo: "https://x/r.git", Ref: "main", Task: "true", Timeout: "forever"})
+	if !errors.Is(err, job.ErrInvalid) || !strings.Contains(err.Error(), "timeout") {
+		t.Errorf("bad timeout: %v; want a 400 naming timeout", err)
+	}
+	reg, err := c.RegisterJob(ctx, job.RegisterRequest{Repo: "https://x/r.git", Ref: "main", Task: "make", Artifacts: []string{"out/*"},
+		Env: map[string]string{"SECRET_LOOKING": "v"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := reg.Job.ID
+	if reg.BootstrapToken == "" || reg.Job.Status != job.StatusRequested || reg.Job.Timeout != "30m0s" ||
+		len(reg.Job.EnvKeys) != 1 || reg.Job.ExitCode != nil {
+		t.Errorf("registered = %+v", reg)
+	}
+	if _, err := c.Job(ctx, "job-0000000000000000"); !errors.Is(err, job.ErrNotFound) {
+		t.Errorf("unknown job: %v; want ErrNotFound", err)
+	}
+	if _, err := c.Job(ctx, "../../etc"); !errors.Is(err, job.ErrNotFound) {
+		t.Errorf("malformed id: %v; want ErrNotFound", err)
+	}
+	j, err := c.SetJobSandbox(ctx, id, job.SandboxRequest{Node: "pve", VMID: 123})
+	if err != nil || j.VMID != 123 || j.Node != "pve" {
+		t.Fatalf("SetJobSandbox = %+v, %v", j, err)
+	}
+	if j, err = c.SetJobStatus(ctx, id, job.StatusBooting); err != nil || j.Status != job.StatusBooting {
+		t.Fatalf("SetJobStatus = %s, %v", j.Status, err)
+	}
+	if _, err := c.SetJobStatus(ctx, id, job.StatusSucceeded); !errors.Is(err, job.ErrInvalid) {
+		t.Errorf("provider setting succeeded: %v; want ErrInvalid", err)
+	}
+
+	// The runner's side, through the registry.
+	spec, err := svc.Spec(ctx, reg.BootstrapToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.Started(ctx, spec.ID)
+	svc.AppendLog(ctx, id, []byte("line one\n"))
+	chunk, err := c.JobLog(ctx, id, 0)
+	if err != nil || string(chunk.Data) != "line one\n" || chunk.Next != 9 || chunk.Complete {
+		t.Errorf("JobLog(0) = %q %d %v, %v", chunk.Data, chunk.Next, chunk.Complete, err)
+	}
+	svc.AppendLog(ctx, id, []byte("line two\n"))
+	content := bytes.Repeat([]byte("artifact "), 1000)
+	if _, err := svc.Upload(ctx, id, "out/r.bin", bytes.NewReader(content), int64(len(content))); err != nil {
+		t.Fatal(err)
+	}
+	svc.Finished(ctx, id, job.Finished{ExitCode: 0})
+	chunk, err = c.JobLog(ctx, id, chunk.Next)
+	if err != nil || string(chunk.Data) != "line two\n" || chunk.Next != 18 || !chunk.Complete {
+		t.Errorf("JobLog(9) = %q %d %v, %v; want line two, complete", chunk.Data, chunk.Next, chunk.Complete, err)
+	}
+
+	js, err := c.Jobs(ctx)
+	if err != nil || len(js) != 1 || js[0].Status != job.StatusSucceeded || len(js[0].Artifacts) != 1 {
+		t.Errorf("Jobs = %+v, %v", js, err)
+	}
+	as, err := c.JobArtifacts(ctx, id)
+	if err != nil || len(as) != 1 || as[0].Name != "out/r.bin" || as[0].Size != int64(len(content)) {
+		t.Fatalf("JobArtifacts = %+v, %v", as, err)
+	}
+	var buf bytes.Buffer
+	a, err := c.DownloadArtifact(ctx, id, "out/r.bin", &buf)
+	if err != nil || !bytes.Equal(buf.Bytes(), content) || a.SHA256 != as[0].SHA256 {
+		t.Errorf("DownloadArtifact = %+v, %v", a, err)
+	}
+	if _, err := c.DownloadArtifact(ctx, id, "out/none", &buf); !errors.Is(err, job.ErrNotFound) {
+		t.Errorf("unknown artifact: %v; want ErrNotFound", err)
+	}
+	// Bytes changed on disk behind the reaper's back: the client notices.
+	files, _ := filepath.Glob(filepath.Join(dir, id, "a-*"))
+	if len(files) != 1 {
+		t.Fatalf("artifact files = %v", files)
+	}
+	tampered := bytes.Clone(content)
+	tampered[0] = 'A'
+	os.WriteFile(files[0], tampered, 0o600)
+	if _, err := c.DownloadArtifact(ctx, id, "out/r.bin", &buf); !errors.Is(err, api.ErrChecksum) {
+		t.Errorf("tampered artifact: %v; want ErrChecksum", err)
+	}
+
+	// Cancelling an ended job changes nothing; a running one fails.
+	if j, err := c.CancelJob(ctx, id); err != nil || j.Status != job.StatusSucceeded {
+		t.Errorf("cancel ended = %s, %v", j.Status, err)
+	}
+	reg2, _ := c.RegisterJob(ctx, job.RegisterRequest{Repo: "https://x/r.git", Ref: "main", Task: "make"})
+	if j, err := c.CancelJob(ctx, reg2.Job.ID); err != nil || j.Status != job.StatusFailed || j.Reason != "cancelled" {
+		t.Errorf("cancel = %s %q, %v; want failed cancelled", j.Status, j.Reason, err)
+	}
+}
+
+func TestNewClientTransport(t *testing.T) {
+	for _, tt := range []struct {
+		url, token string
+		ok         bool
+	}{
+		{"http://127.0.0.1:8847", "t", true},
+		{"http://localhost:8847", "t", true},
+		{"http://[::1]:8847", "t", true},
+		{"http://10.0.0.5:8847", "t", false},
+		{"http://reaper.example:8847", "t", false},
+		{"http://reaper.example:8847", "", true},
+		{"https://reaper.example:8847", "t", true},
+		{"ftp://reaper", "t", false},
+	} {
+		_, err := api.NewClient(api.ClientOptions{URL: tt.url, Token: tt.token})
+		if (err == nil) != tt.ok {
+			t.Errorf("NewClient(%s, token %q) = %v; want ok %v", tt.url, tt.token, err, tt.ok)
+		}
+		if !tt.ok && tt.token != "" && strings.HasPrefix(tt.url, "http:") && !errors.Is(err, api.ErrPlainHTTP) {
+			t.Errorf("NewClient(%s) = %v; want ErrPlainHTTP", tt.url, err)
+		}
+	}
+}
+
+// TestTLS serves the API with a pair ServerTLS generates, and checks that a
+// client trusts it by CA file or pinned fingerprint, and only then.
+func TestTLS(t *testing.T) {
+	dir := t.TempDir()
+	cfg, fp, err := api.ServerTLS("", "", dir, "10.1.2.3:8847")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Generated once: a restart serves the same certificate.
+	if _, fp2, err := api.ServerTLS("", "", dir, "10.1.2.3:8847"); err != nil || fp2 != fp {
+		t.Errorf("second ServerTLS fingerprint %s, %v; want the same %s", fp2, err, fp)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "control-tls.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("key file: %v, mode %v; want 0600", err, fi.Mode().Perm())
+	}
+	srv := httptest.NewUnstartedServer((&api.Server{Status: func() api.Status { return api.Status{Version: "tls"} }}).TokenHandler("tok"))
+	srv.TLS = cfg
+	srv.StartTLS()
+	defer srv.Close()
+	url := strings.Replace(srv.URL, "127.0.0.1", "localhost", 1)
+
+	certPEM, _ := os.ReadFile(filepath.Join(dir, "control-tls.crt"))
+	block, _ := pem.Decode(certPEM)
+	cert, _ := x509.ParseCertificate(block.Bytes)
+	if api.Fingerprint(cert.Raw) != fp {
+		t.Fatal("fingerprint is not the certificate's")
+	}
+	colons := strings.ToUpper(fp[:2]) + ":" + fp[2:]
+	for _, tt := range []struct {
+		name string
+		opts api.ClientOptions
+		ok   bool
+	}{
+		{"pinned", api.ClientOptions{URL: url, Token: "tok", Fingerprint: fp}, true},
+		{"pinned with colons and case", api.ClientOptions{URL: url, Token: "tok", Fingerprint: "SHA256:" + colons}, true},
+		{"wrong pin", api.ClientOptions{URL: url, Token: "tok", Fingerprint: strings.Repeat("ab", 32)}, false},
+		{"CA file", api.ClientOptions{URL: url, Token: "tok", CACert: certPEM}, true},
+		{"no trust", api.ClientOptions{URL: url, Token: "tok"}, false},
+	} {
+		c, err := api.NewClient(tt.opts)
+		if err != nil {
+			t.Errorf("%s: NewClient: %v", tt.name, err)
+			continue
+		}
+		st, err := c.Status(context.Background())
+		if (err == nil) != tt.ok || (tt.ok && st.Version != "tls") {
+			t.Errorf("%s: Status = %+v, %v; want ok %v", tt.name, st, err, tt.ok)
+		}
+	}
+	// Plain HTTP to the TLS port fails rather than leaking the token.
+	resp, err := http.Get(strings.Replace(url, "https:", "http:", 1) + "/v1/status")
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Error("plain HTTP to the TLS listener answered 200")
+		}
+	}
+}
