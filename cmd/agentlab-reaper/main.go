@@ -10,6 +10,11 @@
 //	agentlab-reaper keep    VMID [--remove] [--json]  keep a sandbox (or stop keeping it)
 //	agentlab-reaper orphans [--json]                  list orphans
 //	agentlab-reaper events  [--vmid N] [--since T] [--limit N] [--json]
+//	agentlab-reaper jobs    [--json]               list jobs
+//	agentlab-reaper job     JOB [--json]           show a job
+//	agentlab-reaper artifacts JOB | artifacts download JOB DIR
+//	agentlab-reaper logs    JOB [--follow]         print a job's log
+//	agentlab-reaper ssh     VMID [--user U] [-- ARGS]  ssh to a sandbox
 //	agentlab-reaper version
 //
 // Every subcommand takes --config FILE (default /etc/agentlab/reaper.yaml);
@@ -63,9 +68,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = newOpCommand(stdout, stderr).orphans(ctx, args)
 	case "version":
 		err = newOpCommand(stdout, stderr).version(ctx, args)
+	case "jobs":
+		err = newOpCommand(stdout, stderr).jobs(ctx, args)
+	case "job":
+		err = newOpCommand(stdout, stderr).job(ctx, args)
 	case "artifacts":
-		err = newOpCommand(stdout, stderr).notYet(ctx, "artifacts", "JOB", args,
-			"artifacts are not available yet in this version of agentlab-reaper (they come with jobs)")
+		err = newOpCommand(stdout, stderr).artifacts(ctx, args)
+	case "logs":
+		err = newOpCommand(stdout, stderr).logs(ctx, args)
+	case "ssh":
+		err = newOpCommand(stdout, stderr).ssh(ctx, args)
 	case "egress":
 		err = newOpCommand(stdout, stderr).notYet(ctx, "egress", "--print", args,
 			"egress filtering is not available yet in this version of agentlab-reaper")
@@ -106,7 +118,12 @@ Commands:
 	orphans    list what AgentLab made that nothing owns (--json)
 	events     show the audit log (--vmid N, --since 1h|RFC3339, --limit N, --json)
 	version    print the version (and the running daemon's)
-	artifacts  list a job's artifacts (not available yet)
+	jobs       list jobs (--json)
+	job        show a job: job JOB (--json)
+	artifacts  list a job's artifacts: artifacts JOB; fetch them, sha256-checked:
+	           artifacts download JOB DIR
+	logs       print a job's log: logs JOB (--follow)
+	ssh        ssh to a sandbox as its user: ssh VMID (--user NAME, -- SSH ARGS)
 	egress     print the egress rules (not available yet)
 
 Every command takes --config FILE (default /etc/agentlab/reaper.yaml); the

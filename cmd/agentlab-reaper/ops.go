@@ -22,6 +22,10 @@ import (
 type opCommand struct {
 	stdout, stderr io.Writer
 	now            func() time.Time
+	// exec replaces the process (ssh); tests record the call instead.
+	exec func(bin string, argv, env []string) error
+	// pollEvery is the pause between log reads of logs --follow.
+	pollEvery time.Duration
 
 	configPath string
 	socket     string
@@ -29,7 +33,7 @@ type opCommand struct {
 }
 
 func newOpCommand(stdout, stderr io.Writer) *opCommand {
-	return &opCommand{stdout: stdout, stderr: stderr, now: time.Now}
+	return &opCommand{stdout: stdout, stderr: stderr, now: time.Now, exec: execSSH, pollEvery: time.Second}
 }
 
 // flags returns a flag set with the options every operator command takes.

@@ -227,7 +227,8 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 
 	control := &api.Server{Store: m.db, Renewer: m.loop, Keeper: m.loop, Orphans: m.loop, Jobs: m.jobs,
-		Logger: log.With("component", "control"),
+		Addresses: vmAddresses{pve: client, db: m.db},
+		Logger:    log.With("component", "control"),
 		Status: func() api.Status {
 			return api.Status{Version: version, DryRun: cfg.DryRun, Interval: cfg.Interval.String(), LastTick: m.loop.LastTick()}
 		}}

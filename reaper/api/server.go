@@ -7,6 +7,7 @@
 //	GET  /v1/status                    version, dry_run, last tick
 //	GET  /v1/leases[?all=1]            leases as last seen (all: destroyed and gone too)
 //	GET  /v1/leases/{vmid}             one lease
+//	GET  /v1/leases/{vmid}/address     {"vmid","address"}: its IPv4 address from the guest agent
 //	POST /v1/leases/{vmid}/renew       {"duration":"2h","force":false}: expire 2h from now,
 //	                                   capped by max_ttl and policy.max_lease; under 1m needs force
 //	POST   /v1/leases/{vmid}/keep      tag agentlab-keep for the operator (agentlab-reaper keep);
@@ -87,6 +88,8 @@ type Server struct {
 	Keeper Keeper
 	// Orphans lists the orphans found.
 	Orphans OrphanLister
+	// Addresses finds sandboxes' addresses (for ssh); nil answers 501.
+	Addresses Addresser
 	// Jobs is the job registry; nil answers 501 to the job endpoints.
 	Jobs Jobs
 	// Status returns the reaper's status.
@@ -137,6 +140,7 @@ func (s *Server) mux(actor string) http.Handler {
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("GET /v1/leases", s.leases)
 	mux.HandleFunc("GET /v1/leases/{vmid}", s.lease)
+	mux.HandleFunc("GET /v1/leases/{vmid}/address", s.address)
 	mux.HandleFunc("POST /v1/leases/{vmid}/renew", func(w http.ResponseWriter, r *http.Request) { s.renew(w, r, actor) })
 	mux.HandleFunc("GET /v1/events", s.events)
 	if actor == operatorActor {

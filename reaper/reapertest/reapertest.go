@@ -47,6 +47,7 @@ type Sandbox struct {
 	OnExpiry  lease.Action
 	Token     string   // heartbeat token; its sha256 goes into the metadata
 	Workspace string   // workspace volume
+	JobID     string   // the job the sandbox runs
 	Tags      []string // extra tags (agentlab-keep, ...)
 	Start     bool     // start the VM after configuring it
 	Owner     string   // the metadata's owner ("reapertest" when empty)
@@ -62,7 +63,7 @@ func (s Sandbox) Metadata() (lease.Metadata, error) {
 	if owner == "" {
 		owner = "reapertest"
 	}
-	m := lease.Metadata{Owner: owner, Nonce: lease.NewNonce(), Lease: l, Workspace: s.Workspace}
+	m := lease.Metadata{Owner: owner, Nonce: lease.NewNonce(), Lease: l, Workspace: s.Workspace, JobID: s.JobID}
 	if s.Token != "" {
 		sum := sha256.Sum256([]byte(s.Token))
 		m.HeartbeatTokenSHA256 = hex.EncodeToString(sum[:])

@@ -1,0 +1,314 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/agentlab/terraform-provider-agentlab/internal/cloudinit"
+	"github.com/agentlab/terraform-provider-agentlab/internal/job"
+)
+
+// jobs lists the jobs the daemon keeps.
+func (c *opCommand) jobs(ctx context.Context, args []string) error {
+	fs := c.flags("jobs", "[--json]")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		fs.Usage()
+		return errUsage
+	}
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	js, err := cl.Jobs(ctx)
+	if err != nil {
+		return c.explain(err)
+	}
+	if c.jsonOut {
+		return c.printJSON(js)
+	}
+	if len(js) == 0 {
+		fmt.Fprintln(c.stdout, "no jobs")
+		return nil
+	}
+	now := c.now()
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "JOB\tSTATUS\tEXIT\tVMID\tCREATED\tDURATION\tREPO\tREF\tREASON")
+	for _, j := range js {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Status, exitText(j.ExitCode), vmidText(j.VMID),
+			when(j.CreatedAt, now), duration(j, now), j.Repo, j.Ref, dash(j.Reason))
+	}
+	return tw.Flush()
+}
+
+// job shows one job: its fields, artifacts and the end of its log.
+func (c *opCommand) job(ctx context.Context, args []string) error {
+	fs := c.flags("job", "JOB [--json]")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return errUsage
+	}
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	j, err := cl.Job(ctx, pos[0])
+	if err != nil {
+		return c.explain(err)
+	}
+	if c.jsonOut {
+		return c.printJSON(j)
+	}
+	now := c.now()
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	for _, row := range [][2]string{
+		{"id", j.ID}, {"status", string(j.Status)}, {"reason", dash(j.Reason)}, {"exit code", exitText(j.ExitCode)},
+		{"repo", j.Repo}, {"ref", j.Ref}, {"task", j.Task}, {"timeout", j.Timeout},
+		{"artifacts globs", dash(strings.Join(j.ArtifactsGlobs, " "))}, {"env", dash(strings.Join(j.EnvKeys, " "))},
+		{"keep sandbox", strconv.FormatBool(j.KeepSandbox)}, {"owner", dash(j.Owner)},
+		{"sandbox", dash(sandboxText(j))}, {"created", when(j.CreatedAt, now)}, {"started", when(j.StartedAt, now)},
+		{"finished", when(j.FinishedAt, now)}, {"duration", duration(j, now)},
+	} {
+		fmt.Fprintf(tw, "%s:\t%s\n", row[0], row[1])
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(j.Artifacts) > 0 {
+		fmt.Fprintln(c.stdout, "\nartifacts:")
+		c.printArtifacts(j.Artifacts)
+	}
+	if j.LogTail != "" {
+		fmt.Fprintln(c.stdout, "\nlog (end):")
+		fmt.Fprint(c.stdout, j.LogTail)
+		if !strings.HasSuffix(j.LogTail, "\n") {
+			fmt.Fprintln(c.stdout)
+		}
+	}
+	return nil
+}
+
+// artifacts lists a job's artifacts, or with "download JOB DIR" fetches
+// them, each checked against its sha256 and renamed into place only then.
+func (c *opCommand) artifacts(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "download" {
+		return c.download(ctx, args[1:])
+	}
+	fs := c.flags("artifacts", "JOB [--json] | artifacts download JOB DIR")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return errUsage
+	}
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	as, err := cl.JobArtifacts(ctx, pos[0])
+	if err != nil {
+		return c.explain(err)
+	}
+	if c.jsonOut {
+		return c.printJSON(as)
+	}
+	if len(as) == 0 {
+		fmt.Fprintln(c.stdout, "no artifacts")
+		return nil
+	}
+	c.printArtifacts(as)
+	return nil
+}
+
+func (c *opCommand) printArtifacts(as []job.Artifact) {
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSIZE\tSHA256")
+	for _, a := range as {
+		fmt.Fprintf(tw, "%s\t%d\t%s\n", a.Name, a.Size, a.SHA256)
+	}
+	tw.Flush()
+}
+
+func (c *opCommand) download(ctx context.Context, args []string) error {
+	fs := c.flags("artifacts download", "JOB DIR")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		fs.Usage()
+		return errUsage
+	}
+	id, dir := pos[0], pos[1]
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	as, err := cl.JobArtifacts(ctx, id)
+	if err != nil {
+		return c.explain(err)
+	}
+	for _, a := range as {
+		if err := job.CheckName(a.Name); err != nil {
+			return fmt.Errorf("refusing artifact from the reaper: %w", err)
+		}
+		dst := filepath.Join(dir, filepath.FromSlash(a.Name))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		f, err := os.CreateTemp(filepath.Dir(dst), ".download-*")
+		if err != nil {
+			return err
+		}
+		got, err := cl.DownloadArtifact(ctx, id, a.Name, f)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil && got.SHA256 != a.SHA256 {
+			err = fmt.Errorf("%s: the download has sha256 %s, the listing said %s", a.Name, got.SHA256, a.SHA256)
+		}
+		if err == nil {
+			err = os.Rename(f.Name(), dst)
+		}
+		if err != nil {
+			os.Remove(f.Name())
+			return c.explain(err)
+		}
+		fmt.Fprintf(c.stdout, "%s\t%d bytes\tsha256 %s\n", dst, got.Size, got.SHA256)
+	}
+	if len(as) == 0 {
+		fmt.Fprintln(c.stdout, "no artifacts")
+	}
+	return nil
+}
+
+// logs prints a job's log; with --follow it keeps printing until the job ends.
+func (c *opCommand) logs(ctx context.Context, args []string) error {
+	fs := c.flags("logs", "JOB [--follow]")
+	follow := fs.Bool("follow", false, "keep printing until the job ends")
+	fs.BoolVar(follow, "f", false, "short for --follow")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return errUsage
+	}
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	var offset int64
+	for {
+		chunk, err := cl.JobLog(ctx, pos[0], offset)
+		if err != nil {
+			return c.explain(err)
+		}
+		if _, err := c.stdout.Write(chunk.Data); err != nil {
+			return err
+		}
+		offset = chunk.Next
+		if !*follow || chunk.Complete {
+			return nil
+		}
+		if len(chunk.Data) == 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(c.pollEvery):
+			}
+		}
+	}
+}
+
+// ssh runs ssh to a sandbox's address (from the guest agent) as the
+// sandbox's user; arguments after the VMID go to ssh.
+func (c *opCommand) ssh(ctx context.Context, args []string) error {
+	fs := c.flags("ssh", "VMID [--user NAME] [-- SSH ARGS...]")
+	user := fs.String("user", cloudinit.DefaultUser, "the sandbox's account `name`")
+	var extra []string
+	for i, a := range args {
+		if a == "--" {
+			args, extra = args[:i], args[i+1:]
+			break
+		}
+	}
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return errUsage
+	}
+	vmid, err := strconv.Atoi(pos[0])
+	if err != nil || vmid <= 0 {
+		return fmt.Errorf("VMID %q is not a VM ID", pos[0])
+	}
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	ip, err := cl.Address(ctx, vmid)
+	if err != nil {
+		return c.explain(fmt.Errorf("address of vm %d: %w", vmid, err))
+	}
+	bin, err := exec.LookPath("ssh")
+	if err != nil {
+		return errors.New("ssh is not installed: install openssh-client")
+	}
+	argv := append([]string{"ssh", "-l", *user}, extra...)
+	argv = append(argv, ip.String())
+	return c.exec(bin, argv, os.Environ())
+}
+
+func exitText(code *int) string {
+	if code == nil {
+		return "-"
+	}
+	return strconv.Itoa(*code)
+}
+
+func vmidText(vmid int) string {
+	if vmid == 0 {
+		return "-"
+	}
+	return strconv.Itoa(vmid)
+}
+
+func sandboxText(j job.Job) string {
+	if j.VMID == 0 {
+		return ""
+	}
+	return fmt.Sprintf("vm %d on %s", j.VMID, j.Node)
+}
+
+func duration(j job.Job, now time.Time) string {
+	end := j.FinishedAt
+	if end.IsZero() {
+		end = now
+	}
+	return short(end.Sub(j.CreatedAt))
+}
+
+// execSSH replaces the process with ssh.
+func execSSH(bin string, argv, env []string) error { return syscall.Exec(bin, argv, env) }
