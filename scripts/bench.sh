@@ -20,3 +20,7 @@ go run ./tools/applybench -provider-dir bin -n 50 -parallelism 10
 
 step "client path: 50 sandboxes through the Telmate library as-is vs internal/pve (about 3 minutes)"
 go run ./tools/libbench -n 50 -workers 10
+
+step "reaper: artifact upload through the guest listener vs writing the same bytes to disk; peak RSS"
+make --no-print-directory build
+go run ./tools/uploadbench -reaper bin/agentlab-reaper -sizes 64MiB,256MiB,1GiB

@@ -62,7 +62,7 @@ func (s *Service) Upload(ctx context.Context, id, name string, body io.Reader, s
 		}
 	}()
 	h := sha256.New()
-	n, err := io.CopyBuffer(io.MultiWriter(f, h), io.LimitReader(body, s.opts.MaxBytes+1), make([]byte, copyBuffer))
+	n, err := stream(f, h, io.LimitReader(body, s.opts.MaxBytes+1))
 	switch {
 	case n > s.opts.MaxBytes:
 		return job.Artifact{}, fmt.Errorf("%w: the limit is %d bytes", ErrTooLarge, s.opts.MaxBytes)

@@ -154,7 +154,7 @@ func (s *Service) Register(ctx context.Context, req job.RegisterRequest) (job.Re
 			ArtifactsGlobs: globs, EnvKeys: job.EnvKeys(req.Env), KeepSandbox: req.KeepSandbox, Owner: req.Owner,
 			Status: job.StatusRequested, CreatedAt: now,
 		},
-		Env: req.Env, TimeoutDuration: timeout, BootstrapSHA256: hash(bootstrap), LastSeen: now,
+		Env: req.Env, TimeoutDuration: timeout, BootstrapSHA256: sha256Hex(bootstrap), LastSeen: now,
 	}
 	if err := s.store.CreateJob(ctx, j); err != nil {
 		return job.Registered{}, err
@@ -325,7 +325,7 @@ func (s *Service) view(ctx context.Context, j reaper.Job) (job.Job, error) {
 	return v, nil
 }
 
-func hash(token string) string {
+func sha256Hex(token string) string {
 	sum := sha256.Sum256([]byte(token))
 	return hex.EncodeToString(sum[:])
 }

@@ -19,7 +19,7 @@ var ErrTokenUsed = errors.New("bootstrap token already used")
 // reaper.ErrUnauthorized; a job that already ended (cancelled) wraps
 // job.ErrTransition.
 func (s *Service) Spec(ctx context.Context, bootstrap string) (job.Spec, error) {
-	sum := hash(bootstrap)
+	sum := sha256Hex(bootstrap)
 	found, err := s.store.JobByBootstrap(ctx, sum)
 	if err != nil {
 		return job.Spec{}, err
@@ -33,7 +33,7 @@ func (s *Service) Spec(ctx context.Context, bootstrap string) (job.Spec, error) 
 		if j.Status.Ended() {
 			return fmt.Errorf("%w: job %s already ended as %s", job.ErrTransition, j.ID, j.Status)
 		}
-		j.BootstrapUsed, j.TokenSHA256, j.LastSeen = true, hash(token), now
+		j.BootstrapUsed, j.TokenSHA256, j.LastSeen = true, sha256Hex(token), now
 		if job.CanTransition(j.Status, job.StatusBooting) {
 			j.Status = job.StatusBooting
 		}
@@ -60,7 +60,7 @@ func (s *Service) Authenticate(ctx context.Context, token string) (reaper.Job, e
 	if token == "" {
 		return reaper.Job{}, reaper.ErrUnauthorized
 	}
-	return s.store.JobByToken(ctx, hash(token))
+	return s.store.JobByToken(ctx, sha256Hex(token))
 }
 
 // Started records that the runner started the task: the job is running.
