@@ -42,7 +42,7 @@ func TestParseExampleFile(t *testing.T) {
 	}
 	if cfg.Interval != def.Interval || cfg.Grace != def.Grace || cfg.WarnBefore != def.WarnBefore ||
 		cfg.Database != def.Database || cfg.Control != def.Control || cfg.Guest != def.Guest ||
-		cfg.Metrics != def.Metrics || cfg.Artifacts != def.Artifacts || cfg.DryRun != def.DryRun ||
+		cfg.Metrics != def.Metrics || cfg.Artifacts != def.Artifacts || cfg.Jobs != def.Jobs || cfg.DryRun != def.DryRun ||
 		cfg.Policy != def.Policy || cfg.Prune != def.Prune || cfg.Events != def.Events {
 		t.Errorf("example file = %+v; want the defaults %+v", cfg, def)
 	}
@@ -147,6 +147,13 @@ func TestParseErrors(t *testing.T) {
 		{"tcp without token", "control:\n  listen: 127.0.0.1:8847\n  token_file: \"\"\n", []string{"control.token_file: is empty but control.listen is set"}},
 		{"size", "artifacts:\n  max_bytes: lots\n", []string{"artifacts.max_bytes:", "is not a number followed by K, M, G or T"}},
 		{"egress", "egress:\n  enabled: true\n", []string{"egress.enabled:", "not available yet"}},
+		{"heartbeat grace", "jobs:\n  heartbeat_grace: 10ms\n", []string{"line 2: jobs.heartbeat_grace:", "too short"}},
+		{"boot timeout", "jobs:\n  boot_timeout: 0s\n", []string{"jobs.boot_timeout:", "too short"}},
+		{"retention", "jobs:\n  retention: -1h\n", []string{"jobs.retention:", "negative"}},
+		{"log size", "jobs:\n  max_log_bytes: 0\n", []string{"jobs.max_log_bytes:", "not a positive size"}},
+		{"jobs typo", "jobs:\n  retension: 1h\n", []string{"jobs.retension: unknown key; did you mean retention?"}},
+		{"tls half", "control:\n  tls_cert_file: /etc/agentlab/c.crt\n", []string{"control.tls_cert_file:", "set both"}},
+		{"tls relative", "control:\n  tls_cert_file: c.crt\n  tls_key_file: c.key\n", []string{"control.tls_key_file:", "not an absolute path"}},
 		{"cidr", "egress:\n  allow: [10.0.0.0/33]\n", []string{"egress.allow: item 1"}},
 		{"duplicate", "grace: 1s\ngrace: 2s\n", []string{"line 2: grace: set twice (first on line 1)"}},
 		{"not a mapping", "- a\n- b\n", []string{"want a mapping"}},
