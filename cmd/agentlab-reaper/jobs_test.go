@@ -31,7 +31,7 @@ func TestJobsInProcess(t *testing.T) {
 	sim := pvesimtest.Start(t)
 	pveAPI := &reapertest.PVE{Endpoint: sim.URL, Token: sim.Token, HTTP: sim.Client}
 	cfg := reapertest.Config{Dir: t.TempDir(), Endpoint: sim.URL, Token: sim.Token, Insecure: true, Interval: time.Hour,
-		GuestListen: "127.0.0.1:0", ControlListen: "0.0.0.0:0", ControlToken: "ctl-secret"}
+		GuestListen: "127.0.0.1:0", ControlListen: "0.0.0.0:0", ControlToken: "ctl-secret", MetricsListen: "127.0.0.1:0"}
 	var logs bytes.Buffer
 	m := NewMain(&logs)
 	if err := m.ParseFlags(ctx, []string{"--config", cfg.Write(t)}); err != nil {
@@ -149,6 +149,25 @@ func TestJobsInProcess(t *testing.T) {
 	}
 	if ok, _ := pveAPI.Exists(ctx, 120); ok {
 		t.Error("the VM of the ended job still exists")
+	}
+
+	resp, err := http.Get("http://" + m.Addr("metrics").String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var metricsText bytes.Buffer
+	metricsText.ReadFrom(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`agentlab_jobs{status="succeeded"} 1`,
+		`agentlab_jobs{status="running"} 0`,
+		"agentlab_artifact_bytes_total 6001",
+		`agentlab_job_duration_seconds_count{status="succeeded"} 1`,
+		"agentlab_workspaces_attached 0",
+	} {
+		if !strings.Contains(metricsText.String(), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 }
 

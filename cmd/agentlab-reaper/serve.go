@@ -209,6 +209,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if retention == 0 {
 		retention = -1 // keep forever
 	}
+	jobMetrics := metrics.NewJobs(m.metrics)
 	m.jobs, err = jobs.New(m.db, client, jobs.Options{
 		Dir:            cfg.Artifacts.Dir,
 		MaxBytes:       int64(cfg.Artifacts.MaxBytes),
@@ -220,11 +221,24 @@ func (m *Main) Run(ctx context.Context) error {
 		DryRun:         cfg.DryRun,
 		Clock:          m.Clock,
 		Logger:         log.With("component", "jobs"),
-		Metrics:        metrics.NewJobs(m.metrics),
+		Metrics:        jobMetrics,
 	})
 	if err != nil {
 		return err
 	}
+	jobMetrics.WatchWorkspaces(m.metrics, func() int {
+		ls, err := m.db.Leases(context.Background(), false)
+		if err != nil {
+			return 0
+		}
+		n := 0
+		for _, l := range ls {
+			if l.Workspace != "" {
+				n++
+			}
+		}
+		return n
+	})
 
 	control := &api.Server{Store: m.db, Renewer: m.loop, Keeper: m.loop, Orphans: m.loop, Jobs: m.jobs,
 		Addresses: vmAddresses{pve: client, db: m.db},

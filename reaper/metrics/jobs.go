@@ -65,3 +65,13 @@ func (j *Jobs) ArtifactBytes(n int64) {
 	j.artifactBytes.Add(float64(n))
 	j.artifacts.Inc()
 }
+
+// WatchWorkspaces registers agentlab_workspaces_attached, read at each
+// scrape from count (the sandboxes with a workspace volume attached, as the
+// reaper last saw them). Call it once.
+func (j *Jobs) WatchWorkspaces(m *Metrics, count func() int) {
+	m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "agentlab_workspaces_attached",
+		Help: "Sandboxes with a workspace volume attached, as of the last reconcile tick.",
+	}, func() float64 { return float64(count()) }))
+}

@@ -14,6 +14,7 @@ func TestJobs(t *testing.T) {
 	j.JobEnded(job.StatusSucceeded, 42*time.Second)
 	j.ArtifactBytes(1000)
 	j.ArtifactBytes(24)
+	j.WatchWorkspaces(m, func() int { return 3 })
 	fams, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
