@@ -39,18 +39,23 @@ log=$state/task.log
 sent=$state/log.sent
 
 # call METHOD PATH [curl options...]: one request to the guest listener
-# with the job token; the answer's body goes to stdout.
+# with the job token; the answer's body goes to stdout. A call that moves
+# less than 1 KiB/s for two minutes gives up (uploads may take long, but
+# never stall forever).
 call() {
 	method=$1 path=$2
 	shift 2
-	curl -fsS --retry 5 --retry-delay 1 --retry-connrefused --max-time 600 \
+	curl -fsS --retry 5 --retry-delay 1 --retry-connrefused --connect-timeout 30 \
+		--speed-limit 1024 --speed-time 120 \
 		-X "$method" -H "Authorization: Bearer $AGENTLAB_JOB_TOKEN" "$@" "$url$path"
 }
 
 # finish CODE TIMED_OUT [ERROR]: reports the end; retried until the reaper
-# answers, for the job's outcome must not be lost to a network blip.
+# answers, for the job's outcome must not be lost to a network blip. The
+# error keeps only characters that need no escaping in JSON.
 finish() {
-	body=$(printf '{"exit_code":%d,"timed_out":%s,"error":"%s"}' "$1" "$2" "${3:-}")
+	error=$(printf '%s' "${3:-}" | tr -cd 'A-Za-z0-9._/:,=+@~ -')
+	body=$(printf '{"exit_code":%d,"timed_out":%s,"error":"%s"}' "$1" "$2" "$error")
 	tries=0
 	until call POST /v1/job/finished -H 'Content-Type: application/json' --data-binary "$body" >/dev/null; do
 		tries=$((tries + 1))
@@ -158,7 +163,7 @@ checkout() {
 if ! checkout >>"$log" 2>&1; then
 	say "cannot check out $AGENTLAB_REF of $AGENTLAB_REPO" 2>>"$log"
 	flush
-	finish 1 false "cannot check out ref $AGENTLAB_REF of the repository (see the log)"
+	finish 1 false "cannot check out ref $AGENTLAB_REF of the repository, see the log"
 	kill "$reporter" 2>/dev/null
 	exit 0 # the outcome is reported: the runner did its part
 fi

@@ -146,6 +146,7 @@ func TestRunner(t *testing.T) {
 		status    job.Status
 		exit      int
 		log       []string
+		reason    string
 		artifacts map[string]string // name → content
 	}{
 		{
@@ -185,7 +186,15 @@ func TestRunner(t *testing.T) {
 		{
 			name:   "unknown ref",
 			req:    job.RegisterRequest{Ref: "no-such-branch", Task: "echo never"},
-			status: job.StatusFailed, exit: 1, log: []string{"cannot check out"},
+			status: job.StatusFailed, exit: 1, log: []string{"cannot check out"}, reason: "cannot check out ref no-such-branch",
+		},
+		{
+			name: "odd artifact name fails the job, the good one is kept",
+			req: job.RegisterRequest{Ref: "main", Artifacts: []string{"out/*"},
+				Task: `mkdir -p out && echo good > out/good.txt && echo bad > 'out/we"ird name.txt'`},
+			status: job.StatusFailed, exit: 0, log: []string{"upload of out/we\"ird name.txt failed"},
+			reason:    "artifact upload failed: out/weird name.txt",
+			artifacts: map[string]string{"out/good.txt": "good\n"},
 		},
 		{
 			name:   "tokens stay out of the task",
@@ -204,6 +213,9 @@ func TestRunner(t *testing.T) {
 			}
 			if j.Status != tt.status || exit != tt.exit {
 				t.Errorf("job = %s (%s) exit %d; want %s exit %d\nrunner output:\n%s\nlog:\n%s", j.Status, j.Reason, exit, tt.status, tt.exit, out, j.LogTail)
+			}
+			if !strings.Contains(j.Reason, tt.reason) {
+				t.Errorf("reason = %q; want it to contain %q", j.Reason, tt.reason)
 			}
 			for _, want := range tt.log {
 				if !strings.Contains(j.LogTail, want) {
