@@ -136,7 +136,7 @@ func New(store Store, pve Proxmox, opts Options) (*Service, error) {
 }
 
 // Register records a new job (status requested) and returns it with its
-// one-time bootstrap token. owner defaults to the request's Owner.
+// one-time bootstrap token.
 func (s *Service) Register(ctx context.Context, req job.RegisterRequest) (job.Registered, error) {
 	req, timeout, err := req.Normalize()
 	if err != nil {
@@ -191,7 +191,9 @@ func (s *Service) List(ctx context.Context) ([]job.Job, error) {
 }
 
 // SetSandbox records the job's sandbox. Setting the same one again is
-// harmless; another one, or one on an ended job, is a conflict.
+// harmless; another one is a conflict. A job that already ended takes it
+// too, and the watchdog destroys it (unless keep_sandbox): the caller sees
+// the end status in the answer.
 func (s *Service) SetSandbox(ctx context.Context, id string, sb job.SandboxRequest) (job.Job, error) {
 	if sb.Node == "" || sb.VMID <= 0 {
 		return job.Job{}, &job.FieldError{Field: "vmid", Problem: "node and a positive vmid are required"}
@@ -210,14 +212,16 @@ func (s *Service) SetSandbox(ctx context.Context, id string, sb job.SandboxReque
 		if j.VMID != 0 {
 			return fmt.Errorf("%w: job %s already runs in VM %d on %s", reaper.ErrConflict, id, j.VMID, j.Node)
 		}
-		if j.Status.Ended() {
-			return fmt.Errorf("%w: job %s already ended as %s", job.ErrTransition, id, j.Status)
-		}
+		// A job that already ended (lost waiting for its sandbox, cancelled)
+		// still takes the VM, so the watchdog destroys it: nothing is orphaned.
 		j.Node, j.VMID, j.Workspace, j.LastSeen = sb.Node, sb.VMID, sb.Workspace, now
 		return nil
 	})
 	if err != nil {
 		return job.Job{}, err
+	}
+	if j.Status.Ended() {
+		s.wake()
 	}
 	s.log.Info("job sandbox set", "job", id, "node", sb.Node, "vmid", sb.VMID, "workspace", sb.Workspace)
 	return s.view(ctx, j)
@@ -296,6 +300,11 @@ func (s *Service) ended(ctx context.Context, j reaper.Job) {
 		_ = s.store.AddEvents(ctx, reaper.Event{Time: j.FinishedAt, VMID: j.VMID, Node: j.Node, Kind: reaper.KindJob,
 			Decision: reaper.DecisionDone, Reason: fmt.Sprintf("job %s ended: %s %s", j.ID, j.Status, j.Reason), Actor: reaper.ActorReaper})
 	}
+	s.wake()
+}
+
+// wake makes the watchdog check the jobs now.
+func (s *Service) wake() {
 	select {
 	case s.kick <- struct{}{}:
 	default:

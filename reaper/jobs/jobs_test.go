@@ -233,6 +233,16 @@ func TestBootTimeout(t *testing.T) {
 	if _, err := e.svc.Spec(ctx, booting.BootstrapToken); !errors.Is(err, job.ErrTransition) {
 		t.Errorf("spec of a lost job: %v; want ErrTransition", err)
 	}
+	// The provider's VM for the job lost waiting for it is taken and destroyed, not orphaned.
+	e.pve.addSandbox(t, 301, noVM.Job.ID, nil)
+	j, err := e.svc.SetSandbox(ctx, noVM.Job.ID, job.SandboxRequest{Node: "pve", VMID: 301})
+	if err != nil || j.Status != job.StatusLost {
+		t.Fatalf("SetSandbox on a lost job = %s, %v; want the job (lost), no error", j.Status, err)
+	}
+	e.svc.Check(ctx)
+	if !e.pve.wasDestroyed(301) {
+		t.Error("the late sandbox of a lost job was not destroyed")
+	}
 }
 
 func TestSandboxFates(t *testing.T) {

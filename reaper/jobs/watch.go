@@ -133,7 +133,8 @@ func (s *Service) watch(ctx context.Context, j reaper.Job, now time.Time, vm *bo
 		return nil
 	}
 	ended := false
-	j, err := s.store.UpdateJob(ctx, j.ID, func(cur *reaper.Job) error {
+	id := j.ID
+	j, err := s.store.UpdateJob(ctx, id, func(cur *reaper.Job) error {
 		if cur.Status.Ended() {
 			return nil
 		}
@@ -149,7 +150,7 @@ func (s *Service) watch(ctx context.Context, j reaper.Job, now time.Time, vm *bo
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("job %s: %w", j.ID, err)
+		return fmt.Errorf("job %s: %w", id, err)
 	}
 	if ended {
 		s.ended(ctx, j)
