@@ -85,12 +85,17 @@ func newListener(t *testing.T) *listener {
 // and returns the job once the runner exited.
 func run(t *testing.T, l *listener, req job.RegisterRequest) (job.Job, string) {
 	t.Helper()
+	return runIn(t, l, req, t.TempDir())
+}
+
+// runIn is run with the runner's files in dir (its state in dir/state).
+func runIn(t *testing.T, l *listener, req job.RegisterRequest, dir string) (job.Job, string) {
+	t.Helper()
 	ctx := context.Background()
 	reg, err := l.svc.Register(ctx, req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
 	envFile := filepath.Join(dir, "job.env")
 	env := "AGENTLAB_GUEST_URL=" + job.ShellQuote(l.url) + "\nAGENTLAB_BOOTSTRAP_TOKEN=" + job.ShellQuote(reg.BootstrapToken) + "\n"
 	if err := os.WriteFile(envFile, []byte(env), 0o600); err != nil {
@@ -233,5 +238,35 @@ func TestRunner(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRunnerReusesCheckout runs a second job over the first one's checkout,
+// as a workspace keeps it between sandboxes: the runner fetches instead of
+// cloning, checks out the new ref, and leaves the files the first task
+// wrote in place.
+func TestRunnerReusesCheckout(t *testing.T) {
+	for _, tool := range []string{"sh", "git", "curl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not on PATH: the runner needs it", tool)
+		}
+	}
+	repo, _ := gitRepo(t)
+	l := newListener(t)
+	first := t.TempDir()
+	j, out := runIn(t, l, job.RegisterRequest{Repo: repo, Ref: "main", Task: "echo kept > data.txt"}, first)
+	if j.Status != job.StatusSucceeded {
+		t.Fatalf("first job = %s (%s)\n%s", j.Status, j.Reason, out)
+	}
+	second := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(second, "state"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(first, "state", "src"), filepath.Join(second, "state", "src")); err != nil {
+		t.Fatal(err)
+	}
+	j, out = runIn(t, l, job.RegisterRequest{Repo: repo, Ref: "feature", Task: "cat data.txt version.txt"}, second)
+	if j.Status != job.StatusSucceeded || !strings.Contains(j.LogTail, "kept\nfeature\n") {
+		t.Errorf("second job = %s (%s), log %q; want the kept file and the feature branch\n%s", j.Status, j.Reason, j.LogTail, out)
 	}
 }
