@@ -5,8 +5,9 @@
 // The VM's own Proxmox config is the source of truth for a lease; what this
 // package describes is the reaper's view of it, as last seen. The components
 // live in sub-packages: config (the YAML file), sqlite (the store), reconcile
-// (the loop, renewals and heartbeats), api (the control API and its client),
-// guest (the listener sandboxes reach) and metrics (Prometheus).
+// (the loop, renewals and heartbeats), jobs (the job registry and its
+// watchdog), api (the control API and its client), guest (the listener
+// sandboxes reach) and metrics (Prometheus).
 package reaper
 
 import (
