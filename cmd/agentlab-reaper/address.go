@@ -20,6 +20,7 @@ type vmAddresses struct {
 // addressWait bounds the wait for the guest agent's answer.
 const addressWait = 15 * time.Second
 
+// Address implements api.Addresser.
 func (a vmAddresses) Address(ctx context.Context, vmid int) (netip.Addr, error) {
 	l, err := a.db.Lease(ctx, vmid)
 	if err != nil {
