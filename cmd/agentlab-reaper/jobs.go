@@ -15,6 +15,7 @@ import (
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/cloudinit"
 	"github.com/agentlab/terraform-provider-agentlab/internal/job"
+	"github.com/agentlab/terraform-provider-agentlab/internal/printable"
 )
 
 // jobs lists the jobs the daemon keeps.
@@ -44,13 +45,12 @@ func (c *opCommand) jobs(ctx context.Context, args []string) error {
 		return nil
 	}
 	now := c.now()
-	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "JOB\tSTATUS\tEXIT\tVMID\tCREATED\tDURATION\tREPO\tREF\tREASON")
+	tw := newTable(c.stdout, "JOB", "STATUS", "EXIT", "VMID", "CREATED", "DURATION", "REPO", "REF", "REASON")
 	for _, j := range js {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Status, exitText(j.ExitCode), vmidText(j.VMID),
-			when(j.CreatedAt, now), duration(j, now), j.Repo, j.Ref, dash(j.Reason))
+		tw.row(j.ID, j.Status, exitText(j.ExitCode), vmidText(j.VMID), when(j.CreatedAt, now), duration(j, now),
+			j.Repo, j.Ref, dash(j.Reason))
 	}
-	return tw.Flush()
+	return tw.flush()
 }
 
 // job shows one job: its fields, artifacts and the end of its log.
@@ -76,7 +76,7 @@ func (c *opCommand) job(ctx context.Context, args []string) error {
 		return c.printJSON(j)
 	}
 	now := c.now()
-	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	tw := &table{tw: tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)}
 	for _, row := range [][2]string{
 		{"id", j.ID}, {"status", string(j.Status)}, {"reason", dash(j.Reason)}, {"exit code", exitText(j.ExitCode)},
 		{"repo", j.Repo}, {"ref", j.Ref}, {"task", j.Task}, {"timeout", j.Timeout},
@@ -85,9 +85,9 @@ func (c *opCommand) job(ctx context.Context, args []string) error {
 		{"sandbox", dash(sandboxText(j))}, {"created", when(j.CreatedAt, now)}, {"started", when(j.StartedAt, now)},
 		{"finished", when(j.FinishedAt, now)}, {"duration", duration(j, now)},
 	} {
-		fmt.Fprintf(tw, "%s:\t%s\n", row[0], row[1])
+		tw.row(row[0]+":", row[1])
 	}
-	if err := tw.Flush(); err != nil {
+	if err := tw.flush(); err != nil {
 		return err
 	}
 	if len(j.Artifacts) > 0 {
@@ -96,10 +96,7 @@ func (c *opCommand) job(ctx context.Context, args []string) error {
 	}
 	if j.LogTail != "" {
 		fmt.Fprintln(c.stdout, "\nlog (end):")
-		fmt.Fprint(c.stdout, j.LogTail)
-		if !strings.HasSuffix(j.LogTail, "\n") {
-			fmt.Fprintln(c.stdout)
-		}
+		fmt.Fprintln(c.stdout, printable.EscapeLines(strings.TrimSuffix(j.LogTail, "\n")))
 	}
 	return nil
 }
@@ -139,12 +136,11 @@ func (c *opCommand) artifacts(ctx context.Context, args []string) error {
 }
 
 func (c *opCommand) printArtifacts(as []job.Artifact) {
-	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSIZE\tSHA256")
+	tw := newTable(c.stdout, "NAME", "SIZE", "SHA256")
 	for _, a := range as {
-		fmt.Fprintf(tw, "%s\t%d\t%s\n", a.Name, a.Size, a.SHA256)
+		tw.row(a.Name, a.Size, a.SHA256)
 	}
-	tw.Flush()
+	tw.flush()
 }
 
 func (c *opCommand) download(ctx context.Context, args []string) error {
