@@ -193,3 +193,22 @@ func (c *Client) UploadISO(ctx context.Context, node, storage, filename string, 
 	}
 	return storage + ":iso/" + filename, nil
 }
+
+// StorageType returns the type of storage on node ("dir", "lvmthin", "zfspool",
+// ...), which decides how its volumes are named. A storage node does not have
+// is an error wrapping ErrNotFound.
+func (c *Client) StorageType(ctx context.Context, node, storage string) (string, error) {
+	var raw []struct {
+		Storage string `json:"storage"`
+		Type    string `json:"type"`
+	}
+	if err := c.get(ctx, pathf("/nodes/%s/storage", node), url.Values{"storage": {storage}}, &raw); err != nil {
+		return "", fmt.Errorf("read storage %s on %s: %w", storage, node, err)
+	}
+	for _, r := range raw {
+		if r.Storage == storage {
+			return r.Type, nil
+		}
+	}
+	return "", fmt.Errorf("storage %s on %s: %w", storage, node, ErrNotFound)
+}
