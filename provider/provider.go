@@ -120,6 +120,7 @@ func (p *agentlabProvider) Schema(_ context.Context, _ provider.SchemaRequest, r
 func (p *agentlabProvider) Resources(_ context.Context) []func() resource.Resource {
 	return []func() resource.Resource{
 		NewSandboxResource,
+		NewWorkspaceResource,
 	}
 }
 

@@ -90,6 +90,9 @@ type sandboxModel struct {
 	IPAddress         types.String   `tfsdk:"ip_address"`
 	LeaseExpiresAt    types.String   `tfsdk:"lease_expires_at"`
 	Status            types.String   `tfsdk:"status"`
+	WorkspaceID       types.String   `tfsdk:"workspace_id"`
+	SSHUser           types.String   `tfsdk:"ssh_user"`
+	SSHCommand        types.String   `tfsdk:"ssh_command"`
 	Timeouts          timeouts.Value `tfsdk:"timeouts"`
 }
 
@@ -322,6 +325,9 @@ func (r *sandboxResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 				Computed:      true,
 				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 			},
+			"workspace_id": workspaceIDAttribute(),
+			"ssh_user":     sshUserAttribute(),
+			"ssh_command":  sshCommandAttribute(),
 		},
 		Blocks: map[string]schema.Block{
 			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Read: true, Update: true, Delete: true}),

@@ -203,6 +203,7 @@ func (r *sandboxResource) provision(ctx context.Context, ref pve.VMRef, plan san
 		User:       cloudinit.User{SSHAuthorizedKeys: keys, Sudo: true},
 		NIC:        cloudinit.NIC{MAC: nic.MAC},
 		Heartbeat:  &cloudinit.Heartbeat{URL: r.data.settings.ReaperGuestURL, Token: heartbeatToken},
+		Workspace:  cloudinitWorkspace(plan.WorkspaceID),
 	}.Render()
 	if err != nil {
 		return plan, fmt.Errorf("rendering cloud-init: %w", err)
@@ -252,6 +253,12 @@ func (r *sandboxResource) provision(ctx context.Context, ref pve.VMRef, plan san
 		}
 	}
 
+	if id := plan.WorkspaceID; !id.IsNull() && !id.IsUnknown() {
+		if err := attachWorkspace(ctx, c, ref, id.ValueString()); err != nil {
+			return plan, fmt.Errorf("attaching the workspace: %w", err)
+		}
+	}
+
 	if err := c.Start(ctx, ref); err != nil {
 		return plan, fmt.Errorf("starting: %w", err)
 	}
@@ -280,6 +287,7 @@ func (r *sandboxResource) provision(ctx context.Context, ref pve.VMRef, plan san
 			state.DiskSize = types.StringValue(formatSize(d.SizeBytes))
 		}
 	}
+	setSSH(&state)
 	return state, nil
 }
 
@@ -321,6 +329,7 @@ func (r *sandboxResource) saveTainted(ctx context.Context, resp *resource.Create
 	if cloneInFlight {
 		s.Status = types.StringValue(statusCloneUnfinished)
 	}
+	setSSH(&s)
 	s.LeaseExpiresAt = types.StringValue(meta.ExpiresAt.UTC().Format(time.RFC3339))
 	resp.Diagnostics.Append(resp.State.Set(ctx, &s)...)
 	resp.Diagnostics.Append(setPrivateMeta(ctx, resp.Private, meta)...)

@@ -272,6 +272,7 @@ func planSandbox(in planInput) (planOutput, diag.Diagnostics) {
 		if !known(p.WaitForIP) || p.WaitForIP.ValueBool() {
 			p.IPAddress = types.StringUnknown()
 		}
+		planSSH(&p)
 		return planOutput{Plan: p}, diags
 	}
 
@@ -354,11 +355,13 @@ func planSandbox(in planInput) (planOutput, diag.Diagnostics) {
 	switch {
 	case known(p.WaitForIP) && !p.WaitForIP.ValueBool():
 		p.IPAddress = types.StringNull()
-	case !known(p.WaitForIP) || reboot || !p.Bridge.Equal(st.Bridge) || !st.WaitForIP.ValueBool():
+	case !known(p.WaitForIP) || reboot || !p.Bridge.Equal(st.Bridge) || !st.WaitForIP.ValueBool(),
+		running && !p.WorkspaceID.Equal(st.WorkspaceID): // attaching or detaching restarts it
 		p.IPAddress = types.StringUnknown()
 	default:
 		p.IPAddress = st.IPAddress
 	}
+	planSSH(&p)
 	out.Plan = p
 	return out, diags
 }

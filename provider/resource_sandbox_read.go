@@ -282,6 +282,8 @@ func applyObservation(m *sandboxModel, obs observation, importing bool) diag.Dia
 	case obs.IP.IsValid():
 		m.IPAddress = types.StringValue(obs.IP.String())
 	}
+	m.WorkspaceID = observedWorkspaceID(cfg, ref)
+	setSSH(m)
 
 	if obs.Meta == nil {
 		// A sandbox with a broken metadata block: the expiry tag still tells

@@ -154,7 +154,7 @@ resource "agentlab_sandbox" "test" {
 				// a Terraform-side choice; LVM-thin does not tell a linked
 				// clone's template. The first apply after an import records the
 				// configuration's values for them without replacing anything.
-				ImportStateVerifyIgnore: []string{"ssh_authorized_keys", "wait_for_ip", "ip_address", "timeouts", "template_vmid", "full_clone"},
+				ImportStateVerifyIgnore: []string{"ssh_authorized_keys", "wait_for_ip", "ip_address", "ssh_command", "timeouts", "template_vmid", "full_clone"},
 			},
 		},
 	})

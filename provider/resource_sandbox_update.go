@@ -143,6 +143,17 @@ func (r *sandboxResource) Update(ctx context.Context, req resource.UpdateRequest
 
 	resp.Diagnostics.Append(setPrivateMeta(ctx, resp.Private, newMeta)...)
 
+	if err := changeWorkspace(ctx, c, ref, state.WorkspaceID, plan.WorkspaceID); err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("workspace_id"), "Changing the workspace failed", err.Error()+".")
+		prior := plan
+		prior.WorkspaceID = types.StringNull()
+		if ws, cerr := c.Config(ctx, ref); cerr == nil {
+			prior.WorkspaceID = observedWorkspaceID(ws, ref)
+		}
+		r.saveProgress(ctx, resp, prior, state, newMeta)
+		return
+	}
+
 	if diskGrows(cfg, plan.DiskSize) {
 		if err := c.Resize(ctx, ref, cfg.BootDisk(), plan.DiskSize.ValueString()); err != nil {
 			msg := err.Error()
@@ -200,6 +211,7 @@ func (r *sandboxResource) Update(ctx context.Context, req resource.UpdateRequest
 			out.IPAddress = types.StringValue(ip.String())
 		}
 	}
+	setSSH(&out)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &out)...)
 }
 
@@ -216,6 +228,7 @@ func (r *sandboxResource) saveProgress(ctx context.Context, resp *resource.Updat
 		s.Status = prior.Status
 	}
 	s.DiskSize = prior.DiskSize
+	setSSH(&s)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &s)...)
 }
 
