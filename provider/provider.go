@@ -84,9 +84,10 @@ func (p *agentlabProvider) Schema(_ context.Context, _ provider.SchemaRequest, r
 			},
 			"reaper_url": schema.StringAttribute{
 				MarkdownDescription: "The URL of the AgentLab reaper's control API, for example " +
-					"`http://127.0.0.1:8847`. Defaults to the `" + envReaperURL + "` environment variable. " +
-					"Accepted now and used by later features (jobs and workspaces); sandboxes and their leases " +
-					"never need the reaper, which reads leases from the VMs themselves.",
+					"`http://127.0.0.1:8847`, `https://reaper.example.com:8847` or `unix:///run/agentlab/reaper.sock`. " +
+					"Defaults to the `" + envReaperURL + "` environment variable. Jobs and the job artifacts data source " +
+					"need it; sandboxes, workspaces and leases never do (the reaper reads leases from the VMs themselves). " +
+					"The provider refuses to send `reaper_token` over plain `http` to anything but a loopback address.",
 				Optional: true,
 			},
 			"reaper_guest_url": schema.StringAttribute{
@@ -107,9 +108,24 @@ func (p *agentlabProvider) Schema(_ context.Context, _ provider.SchemaRequest, r
 			},
 			"reaper_token": schema.StringAttribute{
 				MarkdownDescription: "The bearer token for the reaper's control API. Defaults to the `" +
-					envReaperToken + "` environment variable. Accepted now and used by later features.",
+					envReaperToken + "` environment variable. Needed when the reaper's control API listens on TCP " +
+					"(its `control.token_file`).",
 				Optional:  true,
 				Sensitive: true,
+			},
+			"reaper_ca_cert": schema.StringAttribute{
+				MarkdownDescription: "PEM text of the CA certificate (or the self-signed certificate) that the " +
+					"reaper's TLS certificate is verified against, for an `https` `reaper_url`, e.g. " +
+					"`file(\"reaper-ca.pem\")`. Defaults to the `" + envReaperCACert + "` environment variable, else the " +
+					"system's trusted CAs.",
+				Optional: true,
+			},
+			"reaper_fingerprint": schema.StringAttribute{
+				MarkdownDescription: "The SHA-256 fingerprint of the reaper's TLS certificate (64 hex digits, colons " +
+					"allowed), as `agentlab-reaper` prints it for a certificate it generated. When set, the provider " +
+					"trusts exactly that certificate (and, with `reaper_ca_cert`, also checks the chain). Defaults to " +
+					"the `" + envReaperFingerprint + "` environment variable.",
+				Optional: true,
 			},
 		},
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/agentlab/terraform-provider-agentlab/internal/clock"
 	"github.com/agentlab/terraform-provider-agentlab/internal/privileges"
 	"github.com/agentlab/terraform-provider-agentlab/internal/pve"
+	"github.com/agentlab/terraform-provider-agentlab/reaper/api"
 )
 
 // providerData is what Configure hands to resources and data sources.
@@ -23,6 +24,8 @@ type providerData struct {
 	client   *pve.Client
 	clock    clock.Clock
 	settings providerSettings
+	// reaper is the reaper's control API client; nil without reaper_url.
+	reaper *api.Client
 }
 
 // Configure resolves the provider block against the environment, checks it,
@@ -69,7 +72,12 @@ func (p *agentlabProvider) Configure(ctx context.Context, req provider.Configure
 		return
 	}
 
-	data := &providerData{client: client, clock: p.clock, settings: settings}
+	rc, err := newReaperClient(settings)
+	if err != nil && !errors.Is(err, errNoReaper) {
+		resp.Diagnostics.AddAttributeError(path.Root("reaper_url"), "Cannot set up the reaper client", err.Error()+".")
+		return
+	}
+	data := &providerData{client: client, clock: p.clock, settings: settings, reaper: rc}
 	resp.ResourceData = data
 	resp.DataSourceData = data
 }

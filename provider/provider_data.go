@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
+
+	"github.com/agentlab/terraform-provider-agentlab/reaper/api"
 )
 
 // configureData turns the provider data a resource or data source receives
@@ -32,4 +34,16 @@ func configuredData(d *providerData, diags *diag.Diagnostics) bool {
 		"The agentlab provider was not configured before this resource was used. This happens when the provider's "+
 			"settings depend on values unknown at plan time; set them to known values.")
 	return false
+}
+
+// reaperClient returns the reaper's control API client, adding an error that
+// says how to configure it when reaper_url is not set.
+func (d *providerData) reaperClient(diags *diag.Diagnostics) *api.Client {
+	if d.reaper == nil {
+		diags.AddError("The reaper is not configured",
+			"Jobs and their artifacts live in the AgentLab reaper. Set reaper_url (and reaper_token for a TCP "+
+				"control API) in the provider block, or "+envReaperURL+" and "+envReaperToken+", e.g. "+
+				"reaper_url = \"http://127.0.0.1:8847\".")
+	}
+	return d.reaper
 }

@@ -51,6 +51,9 @@ type providerModel struct {
 
 	ReaperGuestURL types.String `tfsdk:"reaper_guest_url"`
 	MaxTTL         types.String `tfsdk:"max_ttl"`
+
+	ReaperCACert      types.String `tfsdk:"reaper_ca_cert"`
+	ReaperFingerprint types.String `tfsdk:"reaper_fingerprint"`
 }
 
 // providerSettings is the provider block resolved against the environment
@@ -70,6 +73,8 @@ type providerSettings struct {
 	ReaperGuestURL string
 	// MaxTTL is the default and the ceiling of every sandbox's max_ttl.
 	MaxTTL time.Duration
+	// ReaperTLS verifies an https reaper_url.
+	ReaperTLS reaperTLS
 }
 
 // unknownProviderAttributes lists the attributes of m whose values are not
@@ -89,6 +94,8 @@ func unknownProviderAttributes(m providerModel) []string {
 		{"reaper_token", m.ReaperToken.IsUnknown()},
 		{"reaper_guest_url", m.ReaperGuestURL.IsUnknown()},
 		{"max_ttl", m.MaxTTL.IsUnknown()},
+		{"reaper_ca_cert", m.ReaperCACert.IsUnknown()},
+		{"reaper_fingerprint", m.ReaperFingerprint.IsUnknown()},
 	} {
 		if a.unknown {
 			names = append(names, a.name)
@@ -190,6 +197,7 @@ func resolveProviderSettings(m providerModel, getenv func(string) string) (provi
 					"\"http://127.0.0.1:8847\" or unset reaper_url and %s.", s.ReaperURL, envReaperURL))
 		}
 	}
+	diags.Append(resolveReaperTLS(&s, m.ReaperCACert, m.ReaperFingerprint, getenv)...)
 	return s, diags
 }
 

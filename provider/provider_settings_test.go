@@ -20,6 +20,7 @@ func TestResolveProviderSettings(t *testing.T) {
 		Endpoint: types.StringNull(), APIToken: types.StringNull(), Insecure: types.BoolNull(),
 		Node: types.StringNull(), ProfilesDir: types.StringNull(), ReaperURL: types.StringNull(),
 		ReaperToken: types.StringNull(), ReaperGuestURL: types.StringNull(), MaxTTL: types.StringNull(),
+		ReaperCACert: types.StringNull(), ReaperFingerprint: types.StringNull(),
 	}
 	tests := []struct {
 		name    string
