@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/types"
@@ -50,6 +51,46 @@ func (r *sandboxResource) Create(ctx context.Context, req resource.CreateRequest
 	resp.Diagnostics.Append(diags...)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	out, diags := r.create(ctx, plan, sandboxExtras{})
+	resp.Diagnostics.Append(diags...)
+	if diags.HasError() && !out.Tainted {
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, &out.State)...)
+	resp.Diagnostics.Append(setPrivateMeta(ctx, resp.Private, out.Meta)...)
+	if out.CloneInFlight {
+		resp.Diagnostics.Append(resp.Private.SetKey(ctx, privateCloneInFlight, []byte(`true`))...)
+	}
+}
+
+// sandboxExtras is what a job adds to the sandbox it creates.
+type sandboxExtras struct {
+	// JobID goes into the sandbox's metadata block.
+	JobID string
+	// Seed, when set, adds to the cloud-init config (the job's bootstrap).
+	Seed func(*cloudinit.Config)
+	// Cloned, when set, is called once the VM exists, before it is set up;
+	// an error fails the creation (and removes the VM).
+	Cloned func(ctx context.Context, ref pve.VMRef) error
+}
+
+// createOutcome is the result of creating a sandbox.
+type createOutcome struct {
+	State sandboxModel
+	Meta  lease.Metadata
+	// Tainted is set when the creation failed but left a VM that could not
+	// be removed (or may yet appear): State must be saved so Terraform
+	// destroys it next time.
+	Tainted bool
+	// CloneInFlight records that the clone itself failed, so the VM may be
+	// the clone's placeholder (see identify).
+	CloneInFlight bool
+}
+
+// create makes the sandbox that plan describes. Both agentlab_sandbox and
+// agentlab_job create their VMs through it.
+func (r *sandboxResource) create(ctx context.Context, plan sandboxModel, x sandboxExtras) (createOutcome, diag.Diagnostics) {
+	var diags diag.Diagnostics
 	c := r.data.client
 
 	// The template decides the source node and, by default, the target.
@@ -57,18 +98,18 @@ func (r *sandboxResource) Create(ctx context.Context, req resource.CreateRequest
 	tmpl, err := c.FindVM(ctx, tmplID)
 	switch {
 	case pve.IsNotFound(err):
-		resp.Diagnostics.AddAttributeError(path.Root("template_vmid"), "Template not found",
+		diags.AddAttributeError(path.Root("template_vmid"), "Template not found",
 			fmt.Sprintf("Proxmox VE has no VM %d. Set template_vmid (or the profile's template_vmid) to the VMID of "+
 				"an existing template.", tmplID))
-		return
+		return createOutcome{}, diags
 	case err != nil:
-		resp.Diagnostics.AddError("Cannot look up the template", fmt.Sprintf("Looking up VM %d failed: %s.", tmplID, err))
-		return
+		diags.AddError("Cannot look up the template", fmt.Sprintf("Looking up VM %d failed: %s.", tmplID, err))
+		return createOutcome{}, diags
 	case !tmpl.Template:
-		resp.Diagnostics.AddAttributeError(path.Root("template_vmid"), "Not a template",
+		diags.AddAttributeError(path.Root("template_vmid"), "Not a template",
 			fmt.Sprintf("VM %d (%q) is not a template. Convert it first (qm template %d, or More > Convert to "+
 				"template in the web interface), or use the VMID of a template.", tmplID, tmpl.Name, tmplID))
-		return
+		return createOutcome{}, diags
 	}
 	node := tmpl.Node
 	if known(plan.Node) && !plan.Node.IsNull() && plan.Node.ValueString() != "" {
@@ -84,14 +125,14 @@ func (r *sandboxResource) Create(ctx context.Context, req resource.CreateRequest
 	}
 	l, err := lease.New(r.data.clock.Now(), ttl, maxTTL, lease.Action(plan.OnExpiry.ValueString()))
 	if err != nil {
-		resp.Diagnostics.Append(leaseDiagnostic(err))
-		return
+		diags.Append(leaseDiagnostic(err))
+		return createOutcome{}, diags
 	}
 	// The heartbeat token reaches only the guest; the VM keeps its sha256.
 	heartbeatToken, heartbeatSum, err := newHeartbeatToken()
 	if err != nil {
-		resp.Diagnostics.AddError("Cannot create the sandbox's heartbeat token", err.Error()+".")
-		return
+		diags.AddError("Cannot create the sandbox's heartbeat token", err.Error()+".")
+		return createOutcome{}, diags
 	}
 	meta := lease.Metadata{
 		Owner:                plan.Owner.ValueString(),
@@ -99,11 +140,12 @@ func (r *sandboxResource) Create(ctx context.Context, req resource.CreateRequest
 		Nonce:                lease.NewNonce(),
 		Lease:                l,
 		HeartbeatTokenSHA256: heartbeatSum,
+		JobID:                x.JobID,
 	}
 	description, err := lease.Encode("", meta)
 	if err != nil {
-		resp.Diagnostics.AddError("Cannot write the sandbox's metadata", err.Error()+".")
-		return
+		diags.AddError("Cannot write the sandbox's metadata", err.Error()+".")
+		return createOutcome{}, diags
 	}
 	meta.Version = lease.Version
 
@@ -127,51 +169,55 @@ func (r *sandboxResource) Create(ctx context.Context, req resource.CreateRequest
 			// The clone may exist although the call failed: until the VM is
 			// proved gone, its VMID stays in state.
 			if cerr := r.cleanup(ctx, ref, plan.ISOStorage.ValueString()); cerr != nil {
-				r.saveTainted(ctx, resp, plan, ref, meta, true)
+				out := createOutcome{State: taintedState(plan, ref, meta, true), Meta: meta, Tainted: true, CloneInFlight: true}
 				hint := ""
 				if errors.Is(cerr, pve.ErrLocked) {
 					hint = "\n\n" + unlockHint(ref, "")
 				}
-				resp.Diagnostics.AddError("Cloning failed and the clone could not be removed",
+				diags.AddError("Cloning failed and the clone could not be removed",
 					fmt.Sprintf("Cloning template %d failed: %s.\n\nRemoving the possibly half-made VM %s failed too: %s. "+
 						"It is saved in state as tainted, so the next apply destroys it.%s", tmplID, err, ref, cerr, hint))
-				return
+				return out, diags
 			}
 			// Nothing was there to remove, or it is removed; but a clone
 			// request whose answer was lost may still create the VM after
 			// the look. The VMID stays in state until a refresh finds it
 			// gone (the refresh then drops it) or destroys what appeared.
-			r.saveTainted(ctx, resp, plan, ref, meta, true)
-			resp.Diagnostics.AddError("Cloning the template failed",
+			out := createOutcome{State: taintedState(plan, ref, meta, true), Meta: meta, Tainted: true, CloneInFlight: true}
+			diags.AddError("Cloning the template failed",
 				fmt.Sprintf("Cloning template %d on %s failed: %s.\n\nVM %s, which the clone may have started, was "+
 					"removed or never existed. Its VMID stays in state as tainted until the next refresh confirms "+
 					"it gone; the next apply creates the sandbox.", tmplID, tmpl.Node, err, ref))
-			return
+			return out, diags
 		}
-		resp.Diagnostics.AddError("Cloning the template failed",
+		diags.AddError("Cloning the template failed",
 			fmt.Sprintf("Cloning template %d on %s failed: %s.", tmplID, tmpl.Node, err))
-		return
+		return createOutcome{}, diags
 	}
 
-	state, err := r.provision(ctx, ref, plan, meta, heartbeatToken)
+	if x.Cloned != nil {
+		err = x.Cloned(ctx, ref)
+	}
+	var state sandboxModel
+	if err == nil {
+		state, err = r.provision(ctx, ref, plan, meta, heartbeatToken, x.Seed)
+	}
 	if err != nil {
 		if cerr := r.cleanup(ctx, ref, plan.ISOStorage.ValueString()); cerr != nil {
-			r.saveTainted(ctx, resp, plan, ref, meta, false)
-			resp.Diagnostics.AddError("Creating the sandbox failed and it could not be removed",
+			diags.AddError("Creating the sandbox failed and it could not be removed",
 				fmt.Sprintf("Setting up VM %s failed: %s.\n\nRemoving it failed too: %s. It is saved in state as "+
 					"tainted, so the next apply destroys it (or run terraform destroy).", ref, err, cerr))
-			return
+			return createOutcome{State: taintedState(plan, ref, meta, false), Meta: meta, Tainted: true}, diags
 		}
-		resp.Diagnostics.AddError("Creating the sandbox failed",
+		diags.AddError("Creating the sandbox failed",
 			fmt.Sprintf("Setting up VM %s failed: %s.\n\nThe half-made VM and its cloud-init ISO were removed.", ref, err))
-		return
+		return createOutcome{}, diags
 	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
-	resp.Diagnostics.Append(setPrivateMeta(ctx, resp.Private, meta)...)
+	return createOutcome{State: state, Meta: meta}, diags
 }
 
 // provision turns a fresh clone into a running sandbox and returns its state.
-func (r *sandboxResource) provision(ctx context.Context, ref pve.VMRef, plan sandboxModel, meta lease.Metadata, heartbeatToken string) (sandboxModel, error) {
+func (r *sandboxResource) provision(ctx context.Context, ref pve.VMRef, plan sandboxModel, meta lease.Metadata, heartbeatToken string, seedExtra func(*cloudinit.Config)) (sandboxModel, error) {
 	c := r.data.client
 	cfg, err := c.Config(ctx, ref)
 	if err != nil {
@@ -197,14 +243,18 @@ func (r *sandboxResource) provision(ctx context.Context, ref pve.VMRef, plan san
 	if resp.HasError() {
 		return plan, fmt.Errorf("reading ssh_authorized_keys: %v", resp)
 	}
-	seed, err := cloudinit.Config{
+	seedCfg := cloudinit.Config{
 		InstanceID: "agentlab-" + strconv.Itoa(ref.VMID) + "-" + meta.Nonce,
 		Hostname:   name,
 		User:       cloudinit.User{SSHAuthorizedKeys: keys, Sudo: true},
 		NIC:        cloudinit.NIC{MAC: nic.MAC},
 		Heartbeat:  &cloudinit.Heartbeat{URL: r.data.settings.ReaperGuestURL, Token: heartbeatToken},
 		Workspace:  cloudinitWorkspace(plan.WorkspaceID),
-	}.Render()
+	}
+	if seedExtra != nil {
+		seedExtra(&seedCfg)
+	}
+	seed, err := seedCfg.Render()
 	if err != nil {
 		return plan, fmt.Errorf("rendering cloud-init: %w", err)
 	}
@@ -305,12 +355,12 @@ func (r *sandboxResource) cleanup(ctx context.Context, ref pve.VMRef, isoStorage
 	return errors.Join(vmErr, isoErr)
 }
 
-// saveTainted records a half-made sandbox in state: Terraform marks a
+// taintedState is the state of a half-made sandbox: Terraform marks a
 // resource whose create failed with a state as tainted, and destroys it on
 // the next apply. Unknown values become null. cloneInFlight records that the
 // clone itself failed, so the VM may be the clone's placeholder (see
 // identify).
-func (r *sandboxResource) saveTainted(ctx context.Context, resp *resource.CreateResponse, plan sandboxModel, ref pve.VMRef, meta lease.Metadata, cloneInFlight bool) {
+func taintedState(plan sandboxModel, ref pve.VMRef, meta lease.Metadata, cloneInFlight bool) sandboxModel {
 	s := plan
 	s.ID = types.StringValue(sandboxID(ref.Node, int64(ref.VMID)))
 	s.VMID = types.Int64Value(int64(ref.VMID))
@@ -331,11 +381,7 @@ func (r *sandboxResource) saveTainted(ctx context.Context, resp *resource.Create
 	}
 	setSSH(&s)
 	s.LeaseExpiresAt = types.StringValue(meta.ExpiresAt.UTC().Format(time.RFC3339))
-	resp.Diagnostics.Append(resp.State.Set(ctx, &s)...)
-	resp.Diagnostics.Append(setPrivateMeta(ctx, resp.Private, meta)...)
-	if cloneInFlight {
-		resp.Diagnostics.Append(resp.Private.SetKey(ctx, privateCloneInFlight, []byte(`true`))...)
-	}
+	return s
 }
 
 // newHeartbeatToken returns a random heartbeat token and its hex sha256, the
