@@ -1,8 +1,9 @@
 // Package provider is the Terraform glue of AgentLab: the provider
-// configuration, the agentlab_sandbox resource and the agentlab_sandboxes data
-// source. It translates between Terraform values and the plain Go packages
-// under internal/ (pve, lease, profile, cloudinit), and holds no Proxmox or
-// lease logic of its own.
+// configuration, the agentlab_sandbox, agentlab_workspace and agentlab_job
+// resources and the agentlab_sandboxes and agentlab_job_artifacts data
+// sources. It translates between Terraform values and the plain Go packages
+// under internal/ (pve, lease, profile, cloudinit, workspace, job) and the
+// reaper's API client, and holds no Proxmox or lease logic of its own.
 package provider
 
 import (
@@ -137,6 +138,7 @@ func (p *agentlabProvider) Resources(_ context.Context) []func() resource.Resour
 	return []func() resource.Resource{
 		NewSandboxResource,
 		NewWorkspaceResource,
+		NewJobResource,
 	}
 }
 
@@ -144,5 +146,6 @@ func (p *agentlabProvider) Resources(_ context.Context) []func() resource.Resour
 func (p *agentlabProvider) DataSources(_ context.Context) []func() datasource.DataSource {
 	return []func() datasource.DataSource{
 		NewSandboxesDataSource,
+		NewJobArtifactsDataSource,
 	}
 }

@@ -1,0 +1,261 @@
+package provider
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
+	"github.com/hashicorp/terraform-plugin-testing/plancheck"
+	"github.com/hashicorp/terraform-plugin-testing/statecheck"
+	"github.com/hashicorp/terraform-plugin-testing/terraform"
+	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
+
+	"github.com/agentlab/terraform-provider-agentlab/internal/job"
+	"github.com/agentlab/terraform-provider-agentlab/internal/lease"
+)
+
+// configReaper returns the provider block with the fake reaper, then body.
+func (e *accEnv) configReaper(f *fakeReaper, body string) string {
+	return fmt.Sprintf(`
+provider "agentlab" {
+  endpoint     = %q
+  api_token    = %q
+  insecure     = true
+  profiles_dir = %q
+%s}
+`, e.sim.URL, e.sim.Token, e.profiles, f.providerBlock()) + body
+}
+
+func TestAccJob_waitArtifactsReplace(t *testing.T) {
+	e := newAccEnv(t)
+	f := newFakeReaper(t)
+	f.outcome["https://git.example/ok.git"] = fakeOutcome{status: job.StatusSucceeded, exit: 0,
+		files: map[string]string{"out/report.txt": "all good\n", "summary.json": `{"ok":true}`}}
+	dir := t.TempDir()
+	jobConfig := func(task string) string {
+		return fmt.Sprintf(`
+resource "agentlab_job" "build" {
+  repo          = "https://git.example/ok.git"
+  ref           = "main"
+  task          = %q
+  template_vmid = 9000
+  timeout       = "10m"
+  artifacts     = ["out/**", "summary.json"]
+  env           = { GREETING = "hello" }
+}
+
+data "agentlab_job_artifacts" "build" {
+  job_id       = agentlab_job.build.id
+  download_dir = %q
+}
+`, task, dir)
+	}
+	const addr = "agentlab_job.build"
+	var firstID string
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: e.factories(),
+		CheckDestroy:             e.checkNothingLeft(t),
+		Steps: []resource.TestStep{
+			{
+				Config:           e.configReaper(f, jobConfig("make test")),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PostApplyPostRefresh: emptyPlanAfterApply()},
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("status"), knownvalue.StringExact("succeeded")),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("exit_code"), knownvalue.Int64Exact(0)),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("ssh_user"), knownvalue.StringExact("agent")),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("artifact_list"), knownvalue.ListSizeExact(2)),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("artifact_list").AtSliceIndex(0).AtMapKey("name"), knownvalue.StringExact("out/report.txt")),
+					statecheck.ExpectKnownValue("data.agentlab_job_artifacts.build", tfjsonpath.New("artifacts"), knownvalue.ListSizeExact(2)),
+				},
+				Check: func(s *terraform.State) error {
+					rs := s.RootModule().Resources[addr].Primary
+					firstID = rs.ID
+					vmid, err := stateVMID(s, addr)
+					if err != nil {
+						return err
+					}
+					f.mu.Lock()
+					sb := f.sandboxes[firstID]
+					f.mu.Unlock()
+					if sb.VMID != vmid || sb.Node != "pve" {
+						return fmt.Errorf("the reaper was told sandbox %+v; want pve/%d", sb, vmid)
+					}
+					m, err := lease.Decode(e.vmConfig(t, vmid).Description())
+					if err != nil || m.JobID != firstID {
+						return fmt.Errorf("sandbox metadata job id = %q (%v); want %s", m.JobID, err, firstID)
+					}
+					b, err := os.ReadFile(filepath.Join(dir, "out", "report.txt"))
+					if err != nil || string(b) != "all good\n" {
+						return fmt.Errorf("downloaded report = %q, %v", b, err)
+					}
+					return nil
+				},
+			},
+			{
+				// A new task is a new job; the old one is cancelled and its
+				// sandbox removed.
+				Config: e.configReaper(f, jobConfig("make check")),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply:             []plancheck.PlanCheck{plancheck.ExpectResourceAction(addr, plancheck.ResourceActionDestroyBeforeCreate)},
+					PostApplyPostRefresh: emptyPlanAfterApply(),
+				},
+				Check: func(s *terraform.State) error {
+					if id := s.RootModule().Resources[addr].Primary.ID; id == firstID {
+						return fmt.Errorf("job id unchanged (%s); want a new job", id)
+					}
+					f.mu.Lock()
+					defer f.mu.Unlock()
+					if len(f.cancelled) != 1 || f.cancelled[0] != firstID {
+						return fmt.Errorf("cancelled = %v; want [%s]", f.cancelled, firstID)
+					}
+					if n := len(e.sandboxes(t)); n != 1 {
+						return fmt.Errorf("%d VMs in the simulator; want the new job's only", n)
+					}
+					return nil
+				},
+			},
+		},
+	})
+}
+
+func TestAccJob_noWaitThenRefresh(t *testing.T) {
+	e := newAccEnv(t)
+	f := newFakeReaper(t)
+	const repo = "https://git.example/slow.git"
+	config := e.configReaper(f, `
+resource "agentlab_job" "slow" {
+  repo          = "`+repo+`"
+  ref           = "v1.2.0"
+  task          = "exit 3"
+  template_vmid = 9000
+  wait          = false
+}
+`)
+	const addr = "agentlab_job.slow"
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: e.factories(),
+		CheckDestroy:             e.checkNothingLeft(t),
+		Steps: []resource.TestStep{
+			{
+				Config: config,
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("status"), knownvalue.StringExact("booting")),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("exit_code"), knownvalue.Null()),
+				},
+				Check: func(*terraform.State) error {
+					f.finish(repo, fakeOutcome{status: job.StatusFailed, exit: 3})
+					return nil
+				},
+			},
+			{
+				// The refresh reads the outcome; nothing is to be done.
+				Config:           config,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: emptyPlanAfterApply()},
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("status"), knownvalue.StringExact("failed")),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("exit_code"), knownvalue.Int64Exact(3)),
+				},
+			},
+		},
+	})
+}
+
+func TestAccJob_badInput(t *testing.T) {
+	e := newAccEnv(t)
+	f := newFakeReaper(t)
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: e.factories(),
+		Steps: []resource.TestStep{
+			{
+				Config: e.configReaper(f, `
+resource "agentlab_job" "bad" {
+  repo          = "https://git.example/x.git"
+  ref           = "main"
+  task          = "true"
+  template_vmid = 9000
+  env           = { AGENTLAB_TOKEN = "x" }
+}
+`),
+				ExpectError: regexp.MustCompile(`(?s)env.AGENTLAB_TOKEN.*reserved`),
+			},
+			{
+				Config: e.config(`
+resource "agentlab_job" "noreaper" {
+  repo          = "https://git.example/x.git"
+  ref           = "main"
+  task          = "true"
+  template_vmid = 9000
+}
+`),
+				ExpectError: regexp.MustCompile(`The reaper is not configured`),
+			},
+		},
+	})
+}
+
+func TestAccJobArtifacts_checksumMismatchLeavesNothing(t *testing.T) {
+	e := newAccEnv(t)
+	f := newFakeReaper(t)
+	f.outcome["https://git.example/ok.git"] = fakeOutcome{status: job.StatusSucceeded,
+		files: map[string]string{"a.txt": "alpha"}}
+	dir := t.TempDir()
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: e.factories(),
+		CheckDestroy:             e.checkNothingLeft(t),
+		Steps: []resource.TestStep{
+			{
+				Config: e.configReaper(f, `
+resource "agentlab_job" "build" {
+  repo          = "https://git.example/ok.git"
+  ref           = "main"
+  task          = "true"
+  template_vmid = 9000
+}
+`),
+				Check: func(*terraform.State) error {
+					f.mu.Lock()
+					f.corrupt = true
+					f.mu.Unlock()
+					return nil
+				},
+			},
+			{
+				Config: e.configReaper(f, fmt.Sprintf(`
+resource "agentlab_job" "build" {
+  repo          = "https://git.example/ok.git"
+  ref           = "main"
+  task          = "true"
+  template_vmid = 9000
+}
+
+data "agentlab_job_artifacts" "build" {
+  job_id       = agentlab_job.build.id
+  download_dir = %q
+}
+`, dir)),
+				ExpectError: regexp.MustCompile(`(?s)Downloading an artifact failed.*checksum mismatch`),
+			},
+			{
+				Config: e.configReaper(f, `
+resource "agentlab_job" "build" {
+  repo          = "https://git.example/ok.git"
+  ref           = "main"
+  task          = "true"
+  template_vmid = 9000
+}
+`),
+				Check: func(*terraform.State) error {
+					entries, err := os.ReadDir(dir)
+					if err != nil || len(entries) != 0 {
+						return fmt.Errorf("download dir holds %v (%v); want nothing after a checksum mismatch", entries, err)
+					}
+					return nil
+				},
+			},
+		},
+	})
+}
