@@ -1,15 +1,9 @@
 package provider
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -27,7 +21,7 @@ const (
 	envReaperFingerprint = "AGENTLAB_REAPER_FINGERPRINT"
 )
 
-// reaperTimeout bounds one control API request.
+// reaperTimeout bounds the wait for each control API answer's headers.
 const reaperTimeout = 2 * time.Minute
 
 // reaperTLS is how the provider verifies the reaper's certificate.
@@ -36,7 +30,7 @@ type reaperTLS struct {
 	// system's, "" for the system's.
 	CACert string
 	// Fingerprint is the SHA-256 of the reaper's certificate (DER) in
-	// lower-case hex; "" when not pinned.
+	// lower-case hex, as api.Fingerprint writes it; "" when not pinned.
 	Fingerprint string
 }
 
@@ -61,14 +55,19 @@ func resolveReaperTLS(s *providerSettings, caCert, fingerprint types.String, get
 		}
 	}
 	if fp := pick(fingerprint, envReaperFingerprint); fp != "" {
-		b, err := parseFingerprint(fp)
+		// openssl prints "sha256 Fingerprint=AB:CD:..."; take what follows "=".
+		hexPart := fp
+		if _, after, ok := strings.Cut(fp, "="); ok {
+			hexPart = after
+		}
+		norm, err := api.NormalizeFingerprint(hexPart)
 		if err != nil {
 			diags.AddAttributeError(path.Root("reaper_fingerprint"), "Invalid reaper fingerprint",
 				fmt.Sprintf("reaper_fingerprint %q is not a SHA-256 fingerprint: %s. Use the 64 hex digits (colons "+
 					"allowed) that agentlab-reaper prints for its certificate, or that `openssl x509 -noout "+
 					"-fingerprint -sha256 -in reaper.crt` shows.", fp, err))
 		}
-		s.ReaperTLS.Fingerprint = hex.EncodeToString(b)
+		s.ReaperTLS.Fingerprint = norm
 	}
 	if s.ReaperURL == "" || diags.HasError() {
 		return diags
@@ -85,7 +84,7 @@ func resolveReaperTLS(s *providerSettings, caCert, fingerprint types.String, get
 				fmt.Sprintf("reaper_ca_cert or reaper_fingerprint is set, but reaper_url %q is plain http, so they would "+
 					"have no effect. Use an https:// URL for a reaper that serves TLS.", s.ReaperURL))
 		}
-		if s.ReaperToken != "" && !loopbackHost(u.Hostname()) {
+		if s.ReaperToken != "" && !api.IsLoopback(u.Host) {
 			diags.AddAttributeError(path.Root("reaper_url"), "Refusing to send the reaper token over plain HTTP",
 				fmt.Sprintf("reaper_url %q is plain http to %s, which is not a loopback address, so reaper_token "+
 					"would cross the network in clear text. Use https:// (the reaper serves TLS when control.listen "+
@@ -101,36 +100,13 @@ func resolveReaperTLS(s *providerSettings, caCert, fingerprint types.String, get
 	return diags
 }
 
-// parseFingerprint decodes a hex SHA-256 fingerprint, with or without colons.
-func parseFingerprint(s string) ([]byte, error) {
-	clean := strings.ReplaceAll(strings.TrimSpace(s), ":", "")
-	if i := strings.IndexByte(clean, '='); i >= 0 {
-		clean = clean[i+1:] // "SHA256 Fingerprint=AB:CD:..." as openssl prints it
-	}
-	b, err := hex.DecodeString(clean)
-	if err != nil {
-		return nil, errors.New("not hex")
-	}
-	if len(b) != sha256.Size {
-		return nil, fmt.Errorf("%d bytes, want %d", len(b), sha256.Size)
-	}
-	return b, nil
-}
-
-// loopbackHost reports whether host is a loopback name or address.
-func loopbackHost(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 // errNoReaper is returned when a resource needs the reaper and reaper_url is
 // not set.
 var errNoReaper = errors.New("reaper_url is not set")
 
-// newReaperClient builds the control API client from checked settings.
+// newReaperClient builds the control API client from checked settings:
+// api.NewClient enforces the rules the reaper's own CLI follows (no token
+// over plain HTTP beyond loopback, CA or fingerprint verification).
 func newReaperClient(s providerSettings) (*api.Client, error) {
 	if s.ReaperURL == "" {
 		return nil, errNoReaper
@@ -144,54 +120,6 @@ func newReaperClient(s providerSettings) (*api.Client, error) {
 		c.Token = s.ReaperToken
 		return c, nil
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if u.Scheme == "https" {
-		cfg, err := reaperTLSConfig(s.ReaperTLS)
-		if err != nil {
-			return nil, err
-		}
-		tr.TLSClientConfig = cfg
-	}
-	return &api.Client{
-		BaseURL: strings.TrimSuffix(s.ReaperURL, "/"),
-		Token:   s.ReaperToken,
-		HTTP:    &http.Client{Transport: tr, Timeout: reaperTimeout},
-	}, nil
-}
-
-// reaperTLSConfig verifies the reaper's certificate against the CA bundle
-// (or the system's roots) and, when pinned, its SHA-256 fingerprint. A
-// pinned certificate needs no CA: the pin is the trust.
-func reaperTLSConfig(t reaperTLS) (*tls.Config, error) {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if t.CACert != "" {
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM([]byte(t.CACert)) {
-			return nil, errors.New("reaper_ca_cert holds no PEM certificate")
-		}
-		cfg.RootCAs = pool
-	}
-	if t.Fingerprint == "" {
-		return cfg, nil
-	}
-	pin, err := parseFingerprint(t.Fingerprint)
-	if err != nil {
-		return nil, fmt.Errorf("reaper_fingerprint: %w", err)
-	}
-	if t.CACert == "" {
-		// The chain is not checked against any CA, only the pin below.
-		cfg.InsecureSkipVerify = true
-	}
-	cfg.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
-		if len(raw) == 0 {
-			return errors.New("the reaper sent no certificate")
-		}
-		sum := sha256.Sum256(raw[0])
-		if !bytes.Equal(sum[:], pin) {
-			return fmt.Errorf("the reaper's certificate has SHA-256 fingerprint %s, not the pinned reaper_fingerprint %s",
-				hex.EncodeToString(sum[:]), t.Fingerprint)
-		}
-		return nil
-	}
-	return cfg, nil
+	return api.NewClient(api.ClientOptions{URL: s.ReaperURL, Token: s.ReaperToken,
+		CACert: []byte(s.ReaperTLS.CACert), Fingerprint: s.ReaperTLS.Fingerprint, Timeout: reaperTimeout})
 }

@@ -66,7 +66,7 @@ func TestResolveReaperTLS(t *testing.T) {
 	}
 	t.Run("openssl's output is accepted", func(t *testing.T) {
 		s := providerSettings{}
-		diags := resolveReaperTLS(&s, types.StringNull(), types.StringValue("sha256 Fingerprint="+fp), func(string) string { return "" })
+		diags := resolveReaperTLS(&s, types.StringNull(), types.StringValue("SHA256 Fingerprint="+fp), func(string) string { return "" })
 		if diags.HasError() || s.ReaperTLS.Fingerprint != strings.ToLower(strings.ReplaceAll(fp, ":", "")) {
 			t.Fatalf("got %q, %v", s.ReaperTLS.Fingerprint, diags)
 		}
