@@ -17,6 +17,7 @@ import (
 	"github.com/agentlab/terraform-provider-agentlab/internal/lease"
 	"github.com/agentlab/terraform-provider-agentlab/internal/profile"
 	"github.com/agentlab/terraform-provider-agentlab/internal/pve"
+	"github.com/agentlab/terraform-provider-agentlab/internal/workspace"
 	"github.com/agentlab/terraform-provider-agentlab/reaper/api"
 )
 
@@ -97,10 +98,7 @@ func (r *jobResource) Create(ctx context.Context, req resource.CreateRequest, re
 		return
 	}
 	id := reg.Job.ID
-	workspaceVolume := ""
-	if !plan.WorkspaceID.IsNull() {
-		_, workspaceVolume, _ = parseWorkspaceID(plan.WorkspaceID.ValueString())
-	}
+	wsVolume := workspaceVolume(plan.WorkspaceID)
 	guestURL := r.data.settings.ReaperGuestURL
 	extras := sandboxExtras{
 		JobID: id,
@@ -109,11 +107,14 @@ func (r *jobResource) Create(ctx context.Context, req resource.CreateRequest, re
 			if _, err := rc.SetJobStatus(ctx, id, job.StatusProvisioning); err != nil {
 				return fmt.Errorf("telling the reaper job %s is provisioning: %w", id, err)
 			}
-			if _, err := rc.SetJobSandbox(ctx, id, job.SandboxRequest{Node: ref.Node, VMID: ref.VMID, Workspace: workspaceVolume}); err != nil {
+			if _, err := rc.SetJobSandbox(ctx, id, job.SandboxRequest{Node: ref.Node, VMID: ref.VMID, Workspace: wsVolume}); err != nil {
 				return fmt.Errorf("telling the reaper job %s runs in VM %s: %w", id, ref, err)
 			}
 			return nil
 		},
+	}
+	if !plan.WorkspaceID.IsNull() {
+		r.waitWorkspaceFree(ctx, rc, plan.WorkspaceID.ValueString())
 	}
 	sr := &sandboxResource{data: r.data}
 	out, diags := sr.create(ctx, sb, extras)
@@ -163,6 +164,59 @@ func (r *jobResource) Create(ctx context.Context, req resource.CreateRequest, re
 	}
 	r.setJobSSH(ctx, &state)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
+}
+
+// workspaceFreeWait bounds how long a job waits for the sandbox of an ended
+// job to let go of its workspace.
+const workspaceFreeWait = 3 * time.Minute
+
+// waitWorkspaceFree waits while workspace id is held by the sandbox of a job
+// that has ended and whose sandbox the reaper is about to destroy, so jobs
+// that share a workspace can run one after the other. Any other holder is
+// left for the attach to report.
+func (r *jobResource) waitWorkspaceFree(ctx context.Context, rc *api.Client, id string) {
+	ctx, cancel := context.WithTimeout(ctx, workspaceFreeWait)
+	defer cancel()
+	c := r.data.client
+	ws, err := sandboxWorkspace(ctx, c, id)
+	if err != nil {
+		return
+	}
+	for {
+		atts, err := workspace.Attachments(ctx, c, ws)
+		if err != nil {
+			return
+		}
+		held := false
+		for _, a := range atts {
+			if !pve.IsDriveKey(a.Key) {
+				continue
+			}
+			cfg, err := c.Config(ctx, a.VM)
+			if err != nil {
+				continue // gone meanwhile
+			}
+			m, err := lease.Decode(cfg.Description())
+			if err != nil || m.JobID == "" {
+				return
+			}
+			j, err := rc.Job(ctx, m.JobID)
+			if err != nil || !j.Status.Ended() || j.KeepSandbox {
+				return
+			}
+			held = true
+		}
+		if !held {
+			return
+		}
+		t := time.NewTimer(time.Second)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // errJobWaitExpired: the job did not end in the time allowed.

@@ -141,6 +141,7 @@ func (r *sandboxResource) create(ctx context.Context, plan sandboxModel, x sandb
 		Lease:                l,
 		HeartbeatTokenSHA256: heartbeatSum,
 		JobID:                x.JobID,
+		Workspace:            workspaceVolume(plan.WorkspaceID),
 	}
 	description, err := lease.Encode("", meta)
 	if err != nil {

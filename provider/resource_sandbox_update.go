@@ -85,6 +85,7 @@ func (r *sandboxResource) Update(ctx context.Context, req resource.UpdateRequest
 	newMeta.Profile = plan.Profile.ValueString()
 	newMeta.OnExpiry = lease.Action(plan.OnExpiry.ValueString())
 	newMeta.MaxTTL = maxTTL
+	newMeta.Workspace = workspaceVolume(plan.WorkspaceID)
 	if plan.LeaseExpiresAt.IsUnknown() {
 		renewed, err := newMeta.Lease.Renew(r.data.clock.Now(), ttl)
 		if err != nil {

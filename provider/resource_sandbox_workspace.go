@@ -165,6 +165,19 @@ func observedWorkspaceID(cfg pve.VMConfig, ref pve.VMRef) types.String {
 	return types.StringValue(workspaceID(ref.Node, d.Volume))
 }
 
+// workspaceVolume is the volume a workspace_id names, "" for none; the
+// sandbox's metadata block records it for the reaper.
+func workspaceVolume(id types.String) string {
+	if id.IsNull() || id.IsUnknown() {
+		return ""
+	}
+	_, volid, err := parseWorkspaceID(id.ValueString())
+	if err != nil {
+		return ""
+	}
+	return volid
+}
+
 // cloudinitWorkspace is the seed's workspace setting for a sandbox with
 // workspace_id set, nil without.
 func cloudinitWorkspace(id types.String) *cloudinit.Workspace {

@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
+	"github.com/agentlab/terraform-provider-agentlab/internal/lease"
 	"github.com/agentlab/terraform-provider-agentlab/internal/workspace"
 )
 
@@ -94,8 +95,12 @@ resource "agentlab_sandbox" "b" {
 					if !hasTag(holder.Tags(), workspace.HolderTag) || hasTag(holder.Tags(), "agentlab") {
 						return fmt.Errorf("holder tags = %v; want %s and not agentlab", holder.Tags(), workspace.HolderTag)
 					}
-					if d, ok := e.vmConfig(t, aVMID).Drive(workspace.Drive); !ok || d.Volume != wsVolume {
+					cfg := e.vmConfig(t, aVMID)
+					if d, ok := cfg.Drive(workspace.Drive); !ok || d.Volume != wsVolume {
 						return fmt.Errorf("sandbox a's %s = %+v; want %s", workspace.Drive, d, wsVolume)
+					}
+					if m, err := lease.Decode(cfg.Description()); err != nil || m.Workspace != wsVolume {
+						return fmt.Errorf("sandbox a's metadata workspace = %q (%v); want %s", m.Workspace, err, wsVolume)
 					}
 					return nil
 				},
@@ -119,8 +124,12 @@ resource "agentlab_sandbox" "b" {
 					if bVMID, err = stateVMID(s, "agentlab_sandbox.b"); err != nil {
 						return err
 					}
-					if _, ok := e.vmConfig(t, aVMID).Get(workspace.Drive); ok {
+					cfg := e.vmConfig(t, aVMID)
+					if _, ok := cfg.Get(workspace.Drive); ok {
 						return fmt.Errorf("sandbox a still has %s", workspace.Drive)
+					}
+					if m, err := lease.Decode(cfg.Description()); err != nil || m.Workspace != "" {
+						return fmt.Errorf("sandbox a's metadata workspace = %q (%v); want none", m.Workspace, err)
 					}
 					if d, ok := e.vmConfig(t, bVMID).Drive(workspace.Drive); !ok || d.Volume != wsVolume {
 						return fmt.Errorf("sandbox b's %s = %+v; want %s", workspace.Drive, d, wsVolume)
