@@ -98,6 +98,7 @@ func (r *jobResource) Create(ctx context.Context, req resource.CreateRequest, re
 		return
 	}
 	id := reg.Job.ID
+	sb.Name = types.StringValue(id) // the VM is named after its job
 	wsVolume := workspaceVolume(plan.WorkspaceID)
 	guestURL := r.data.settings.ReaperGuestURL
 	extras := sandboxExtras{

@@ -2,7 +2,9 @@
 # make demo: build everything, start the Proxmox VE simulator with the realistic latency model and
 # the reaper next to it, apply examples/lease (one sandbox with a one-minute lease) and
 # examples/quickstart (three sandboxes from a profile), print the outputs, destroy the quickstart,
-# then watch the reaper destroy the one-minute sandbox on its own.
+# then watch the reaper destroy the one-minute sandbox on its own. As root (the simulator's
+# --guest-exec needs it), it also runs examples/job: a job on a small local git repository, served by
+# git daemon on loopback, whose runner really runs in a simulated guest; it prints the artifacts.
 # Leaves no process behind: the simulator and the reaper are stopped on every exit path.
 set -euo pipefail
 
@@ -24,15 +26,28 @@ rm -rf "$work"
 mkdir -p "$work"
 cp -r "$root/examples/quickstart" "$work/quickstart"
 cp -r "$root/examples/lease" "$work/lease"
+cp -r "$root/examples/job" "$work/job"
+
+# Jobs need real guests: agentlab-pvesim --guest-exec, which needs root.
+guest_exec=()
+run_job=false
+if [ "$(id -u)" = 0 ]; then
+  guest_exec=(--guest-exec)
+  run_job=true
+fi
+guest_port=${DEMO_GUEST_PORT:-18846}
+git_port=${DEMO_GIT_PORT:-19418}
 
 step "starting agentlab-pvesim (latency model: realistic, but guests boot in 8 s instead of 20-60 s)"
 # The simulator prints "agentlab-pvesim: endpoint=URL token=TOKEN" as its first line.
 # --boot 8s keeps the demo short; real cloud images take 20-60 s to report an address.
-exec 3< <(exec "$root/bin/agentlab-pvesim" --listen 127.0.0.1:0 --latency realistic --boot 8s \
+exec 3< <(exec "$root/bin/agentlab-pvesim" --listen 127.0.0.1:0 --latency realistic --boot 8s "${guest_exec[@]}" \
   --template 9000:debian-12-cloud 2>"$work/pvesim.log")
 sim_pid=$!
 reaper_pid=""
+git_pid=""
 cleanup() {
+  [ -n "$git_pid" ] && kill "$git_pid" 2>/dev/null || true
   [ -n "$reaper_pid" ] && kill "$reaper_pid" 2>/dev/null || true
   kill "$sim_pid" 2>/dev/null || true
   wait 2>/dev/null || true
@@ -64,6 +79,8 @@ export PROXMOX_VE_ENDPOINT="$endpoint"
 export PROXMOX_VE_API_TOKEN="$token"
 export PROXMOX_VE_INSECURE=true
 export AGENTLAB_PROFILES_DIR="$work/quickstart/profiles"
+export AGENTLAB_REAPER_URL="unix://$work/reaper.sock"
+export AGENTLAB_REAPER_GUEST_URL="http://127.0.0.1:$guest_port"
 
 step "starting agentlab-reaper (interval 5s)"
 umask 077
@@ -79,7 +96,7 @@ warn_before: 30s
 control:
   socket: $work/reaper.sock
 guest:
-  listen: 127.0.0.1:0
+  listen: 127.0.0.1:$guest_port
 metrics:
   listen: ""
 CFG
@@ -106,6 +123,33 @@ if ! "$tf" destroy -auto-approve -input=false -compact-warnings -no-color >"$wor
   exit 1
 fi
 grep -E 'Destruction complete|Destroy complete' "$work/destroy.log"
+
+if $run_job; then
+  step "a job: a small git repository served by git daemon on 127.0.0.1:$git_port"
+  mkdir -p "$work/repo" "$work/git"
+  printf 'payload from the repository\n' >"$work/repo/data.txt"
+  printf '#!/bin/sh\nset -e\nmkdir -p out\ncp data.txt out/copy.txt\necho "$GREETING" > out/greeting.txt\necho built\n' >"$work/repo/build.sh"
+  chmod +x "$work/repo/build.sh"
+  git -C "$work/repo" init -q -b main
+  git -C "$work/repo" add .
+  git -C "$work/repo" -c user.name=demo -c user.email=demo@example.com commit -q -m demo
+  git clone -q --bare "$work/repo" "$work/git/demo.git"
+  git daemon --reuseaddr --export-all --listen=127.0.0.1 --port="$git_port" --base-path="$work/git" "$work/git" \
+    >"$work/git-daemon.log" 2>&1 &
+  git_pid=$!
+  cd "$work/job"
+  step "$(basename "$tf") apply examples/job"
+  "$tf" apply -auto-approve -input=false -compact-warnings -var "repo=git://127.0.0.1:$git_port/demo.git"
+  step "the job's outputs"
+  "$tf" output
+  step "its artifacts, downloaded and verified"
+  (cd "$work/job/artifacts" && sha256sum $(find . -type f | sort))
+  step "$(basename "$tf") destroy examples/job"
+  "$tf" destroy -auto-approve -input=false -compact-warnings -no-color -var "repo=git://127.0.0.1:$git_port/demo.git" |
+    grep -E 'Destroy complete'
+else
+  step "skipping the job: agentlab-pvesim --guest-exec needs root (run make demo as root to see one)"
+fi
 
 step "agentlab-reaper leases"
 reaper leases
