@@ -193,6 +193,28 @@ resource "agentlab_job" "noreaper" {
 `),
 				ExpectError: regexp.MustCompile(`The reaper is not configured`),
 			},
+			{
+				Config: e.configReaper(f, `
+resource "agentlab_job" "notemplate" {
+  repo = "https://git.example/x.git"
+  ref  = "main"
+  task = "true"
+}
+`),
+				ExpectError: regexp.MustCompile(`Missing template_vmid`),
+			},
+			{
+				Config: e.configReaper(f, `
+resource "agentlab_job" "badglob" {
+  repo          = "https://git.example/x.git"
+  ref           = "main"
+  task          = "true"
+  template_vmid = 9000
+  artifacts     = ["../secrets"]
+}
+`),
+				ExpectError: regexp.MustCompile(`(?s)Invalid job.*artifacts\[0\]`),
+			},
 		},
 	})
 }
