@@ -144,6 +144,8 @@ if $run_job; then
   "$tf" output
   step "its artifacts, downloaded and verified"
   (cd "$work/job/artifacts" && sha256sum $(find . -type f | sort))
+  step "agentlab-reaper jobs"
+  reaper jobs
   step "$(basename "$tf") destroy examples/job"
   "$tf" destroy -auto-approve -input=false -compact-warnings -no-color -var "repo=git://127.0.0.1:$git_port/demo.git" |
     grep -E 'Destroy complete'
