@@ -81,6 +81,7 @@ func (d *jobArtifactsDataSource) Schema(_ context.Context, _ datasource.SchemaRe
 			},
 		},
 	}
+	refuseControlCharsInDataSource(resp.Schema.Attributes)
 }
 
 // Read lists and optionally downloads the artifacts.

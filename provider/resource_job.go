@@ -226,6 +226,12 @@ func (r *jobResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *
 			},
 		},
 	}
+	// task is a shell script: newlines and tabs belong in it (the reaper
+	// refuses NUL bytes and invalid UTF-8). Every other string refuses
+	// control characters.
+	task := resp.Schema.Attributes["task"]
+	refuseControlCharsInResource(resp.Schema.Attributes)
+	resp.Schema.Attributes["task"] = task
 }
 
 // artifactObjectType is the element type of artifact_list.

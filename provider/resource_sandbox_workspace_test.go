@@ -1,8 +1,13 @@
 package provider
 
 import (
+	"context"
 	"testing"
 
+	"github.com/hashicorp/terraform-plugin-framework/datasource"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/pve"
@@ -63,6 +68,44 @@ func TestSSHCommandFollowsTheAddress(t *testing.T) {
 		planSSH(&m)
 		if !m.SSHCommand.Equal(tt.want) || m.SSHUser.ValueString() != "agent" {
 			t.Errorf("ip %s: ssh_command %s, ssh_user %s; want %s, agent", tt.ip, m.SSHCommand, m.SSHUser, tt.want)
+		}
+	}
+}
+
+// TestJobAndWorkspaceRefuseControlChars checks the string attributes of
+// agentlab_workspace, agentlab_job (but task, a shell script) and
+// agentlab_job_artifacts for the control-character validator.
+func TestJobAndWorkspaceRefuseControlChars(t *testing.T) {
+	ctx := context.Background()
+	const bad = "ok\x1b[2J\nroot"
+	refuses := func(vs []validator.String) bool {
+		for _, v := range vs {
+			var resp validator.StringResponse
+			v.ValidateString(ctx, validator.StringRequest{Path: path.Root("x"), ConfigValue: types.StringValue(bad)}, &resp)
+			if resp.Diagnostics.HasError() {
+				return true
+			}
+		}
+		return false
+	}
+	for _, r := range []resource.Resource{NewWorkspaceResource(), NewJobResource()} {
+		var rs resource.SchemaResponse
+		r.Schema(ctx, resource.SchemaRequest{}, &rs)
+		for name, a := range rs.Schema.Attributes {
+			v, ok := a.(interface{ StringValidators() []validator.String })
+			if !ok || (!a.IsOptional() && !a.IsRequired()) {
+				continue
+			}
+			if got, want := refuses(v.StringValidators()), name != "task"; got != want {
+				t.Errorf("%T.%s refuses control characters: %t; want %t", r, name, got, want)
+			}
+		}
+	}
+	var ds datasource.SchemaResponse
+	NewJobArtifactsDataSource().Schema(ctx, datasource.SchemaRequest{}, &ds)
+	for name, a := range ds.Schema.Attributes {
+		if v, ok := a.(interface{ StringValidators() []validator.String }); ok && (a.IsOptional() || a.IsRequired()) && !refuses(v.StringValidators()) {
+			t.Errorf("agentlab_job_artifacts.%s accepts control characters", name)
 		}
 	}
 }

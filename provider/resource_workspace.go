@@ -117,6 +117,7 @@ func (r *workspaceResource) Schema(_ context.Context, _ resource.SchemaRequest, 
 			},
 		},
 	}
+	refuseControlCharsInResource(resp.Schema.Attributes)
 }
 
 // ModifyPlan fills node and storage defaults and refuses to shrink.
