@@ -87,6 +87,7 @@ type Client struct {
 	timeout    time.Duration
 	jitter     func(n int64) int64 // uniform in [0, n)
 	alloc      *allocator
+	tasks      *taskWatchers
 }
 
 // New validates cfg and returns a Client. It does not contact the server:
@@ -142,6 +143,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		timeout:    cfg.RequestTimeout,
 		jitter:     rand.Int64N,
 		alloc:      newAllocator(lo, hi),
+		tasks:      newTaskWatchers(),
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)

@@ -244,7 +244,7 @@ func (f *fakePVE) activeTasks(w http.ResponseWriter, r *http.Request) {
 			(q.Get("typefilter") != "" && u.Type != q.Get("typefilter")) {
 			continue
 		}
-		out = append(out, map[string]string{"upid": upid})
+		out = append(out, map[string]string{"upid": upid, "status": "RUNNING"})
 	}
 	f.mu.Unlock()
 	b, _ := json.Marshal(out)

@@ -80,7 +80,11 @@ func TestUploadISO(t *testing.T) {
 	data := bytes.Repeat([]byte("0123456789"), 5000)
 	var posts atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet { // task status
+		if r.Method == http.MethodGet { // the active task list, then the task's status
+			if strings.HasSuffix(r.URL.Path, "/tasks") {
+				writeData(w, `[]`)
+				return
+			}
 			writeData(w, `{"status":"stopped","exitstatus":"OK"}`)
 			return
 		}
@@ -282,6 +286,8 @@ func TestDestroyRunningVM(t *testing.T) {
 			}
 			deleted.Store(true)
 			writeData(w, upid)
+		case strings.HasSuffix(p, "/tasks"):
+			writeData(w, `[]`) // every task has finished
 		case strings.Contains(p, "/tasks/"):
 			writeData(w, `{"status":"stopped","exitstatus":"OK"}`)
 		default:

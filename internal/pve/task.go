@@ -2,6 +2,7 @@ package pve
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -100,18 +101,75 @@ func (c *Client) TaskStatus(ctx context.Context, upid string) (TaskStatus, error
 	return st, err
 }
 
-// WaitTask waits until the task upid has finished. It polls fast at first
-// (every 20 ms) and backs off in proportion to the time waited. A task that
-// fails returns its status and a *TaskError carrying the exit status.
-// Transient polling failures are tolerated up to the retry policy's attempt
-// count in a row; the context bounds the whole wait.
+// WaitTask waits until the task upid has finished. The wait is shared: the
+// client's watcher of the task's node polls the node's active task list for
+// all tasks waited on there (see taskwatch.go), and once the task has left
+// it, its status is read once for the exit status. A task that fails returns
+// its status and a *TaskError carrying the exit status. Transient polling
+// failures are tolerated up to the retry policy's attempt count in a row;
+// the context bounds the whole wait. A node that does not list its active
+// tasks gets one status poll loop per task instead.
 func (c *Client) WaitTask(ctx context.Context, upid string) (TaskStatus, error) {
 	u, err := ParseUPID(upid)
 	if err != nil {
 		return TaskStatus{}, err
 	}
-	path := pathf("/nodes/%s/tasks/%s/status", u.Node, upid)
 	start := c.clock.Now()
+	w := c.watcher(u.Node)
+	for {
+		t := w.watch(upid, u.Type)
+		select {
+		case <-ctx.Done():
+			w.unwatch(t)
+			return TaskStatus{}, &waitError{UPID: upid, Err: ctx.Err()}
+		case <-t.done:
+			w.unwatch(t)
+		}
+		r := t.result
+		switch {
+		case errors.Is(r.err, errTaskListUnsupported):
+			return c.pollTaskStatus(ctx, u, upid, start)
+		case r.err != nil:
+			return TaskStatus{}, &waitError{UPID: upid, Err: r.err}
+		case r.exit != "":
+			st := TaskStatus{UPID: upid, Node: u.Node, Type: u.Type, ID: u.ID, User: u.User, Status: "stopped", ExitStatus: r.exit}
+			return c.taskOutcome(u, upid, st, start)
+		}
+		var st TaskStatus
+		if err := c.get(ctx, pathf("/nodes/%s/tasks/%s/status", u.Node, upid), nil, &st); err != nil {
+			return TaskStatus{}, &waitError{UPID: upid, Err: err}
+		}
+		if st.Running() {
+			// left the list but still running: never seen from PVE, but
+			// watching again costs little
+			c.log.Debug("pve task left the active list while running", "upid", upid)
+			continue
+		}
+		return c.taskOutcome(u, upid, st, start)
+	}
+}
+
+// taskOutcome turns a finished task's status into WaitTask's result.
+func (c *Client) taskOutcome(u UPID, upid string, st TaskStatus, start time.Time) (TaskStatus, error) {
+	st.UPID = upid
+	if st.Node == "" {
+		st.Node = u.Node
+	}
+	c.log.Debug("pve task finished", "upid", upid, "exitstatus", st.ExitStatus, "waited", c.clock.Now().Sub(start))
+	if st.OK() {
+		return st, nil
+	}
+	exit := st.ExitStatus
+	if exit == "" {
+		exit = "task stopped without exit status"
+	}
+	return st, &TaskError{UPID: upid, Node: u.Node, Type: u.Type, ID: u.ID, ExitStatus: exit}
+}
+
+// pollTaskStatus waits for one task by polling its status: fast at first
+// (every 20 ms), then backing off in proportion to the time waited.
+func (c *Client) pollTaskStatus(ctx context.Context, u UPID, upid string, start time.Time) (TaskStatus, error) {
+	path := pathf("/nodes/%s/tasks/%s/status", u.Node, upid)
 	failures := 0
 	for {
 		var st TaskStatus
@@ -120,19 +178,7 @@ func (c *Client) WaitTask(ctx context.Context, upid string) (TaskStatus, error) 
 		case err == nil:
 			failures = 0
 			if !st.Running() {
-				st.UPID = upid
-				if st.Node == "" {
-					st.Node = u.Node
-				}
-				c.log.Debug("pve task finished", "upid", upid, "exitstatus", st.ExitStatus, "waited", c.clock.Now().Sub(start))
-				if st.OK() {
-					return st, nil
-				}
-				exit := st.ExitStatus
-				if exit == "" {
-					exit = "task stopped without exit status"
-				}
-				return st, &TaskError{UPID: upid, Node: u.Node, Type: u.Type, ID: u.ID, ExitStatus: exit}
+				return c.taskOutcome(u, upid, st, start)
 			}
 		case ctx.Err() != nil:
 			return TaskStatus{}, &waitError{UPID: upid, Err: ctx.Err()}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -35,19 +36,33 @@ func TestParseUPID(t *testing.T) {
 	}
 }
 
-// taskServer serves the status of one task that ends after dur of the
-// clock's time with exit status exit.
+// taskServer serves one task that ends after dur of the clock's time with
+// exit status exit: the node's active task list and the task's status.
+// polls counts the requests.
 func taskServer(t *testing.T, clk *virtualClock, start time.Time, dur time.Duration, exit string, polls *atomic.Int32) *httptest.Server {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if want := "/api2/json/nodes/pve/tasks/" + testUPID + "/status"; r.URL.Path != want {
-			t.Errorf("got path %q; want %q", r.URL.Path, want)
-		}
 		polls.Add(1)
-		if clk.Now().Sub(start) < dur {
-			writeData(w, fmt.Sprintf(`{"upid":%q,"node":"pve","type":"qmclone","id":"9000","status":"running"}`, testUPID))
-			return
+		running := clk.Now().Sub(start) < dur
+		switch r.URL.Path {
+		case "/api2/json/nodes/pve/tasks":
+			if got := r.URL.Query().Get("source"); got != "active" {
+				t.Errorf("got source %q; want active", got)
+			}
+			if running {
+				writeData(w, fmt.Sprintf(`[{"upid":%q,"node":"pve","type":"qmclone","id":"9000","status":"RUNNING"}]`, testUPID))
+				return
+			}
+			writeData(w, `[]`)
+		case "/api2/json/nodes/pve/tasks/" + testUPID + "/status":
+			if running {
+				t.Errorf("status read while the task runs; want it only once the task left the active list")
+				writeData(w, fmt.Sprintf(`{"upid":%q,"node":"pve","type":"qmclone","id":"9000","status":"running"}`, testUPID))
+				return
+			}
+			writeData(w, fmt.Sprintf(`{"upid":%q,"node":"pve","type":"qmclone","id":"9000","status":"stopped","exitstatus":%q}`, testUPID, exit))
+		default:
+			t.Errorf("got path %q; want the task list or the task's status", r.URL.Path)
 		}
-		writeData(w, fmt.Sprintf(`{"upid":%q,"node":"pve","type":"qmclone","id":"9000","status":"stopped","exitstatus":%q}`, testUPID, exit))
 	}))
 	t.Cleanup(srv.Close)
 	return srv
@@ -139,11 +154,13 @@ func TestWaitTaskPollErrors(t *testing.T) {
 	t.Run("transient poll failures are tolerated", func(t *testing.T) {
 		var polls atomic.Int32
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			switch polls.Add(1) {
-			case 1:
+			switch n := polls.Add(1); {
+			case n == 1:
 				writeRaw(t, w, 596, "Connection timed out", "")
-			case 2:
+			case n == 2:
 				dropConnection(t, w)
+			case strings.HasSuffix(r.URL.Path, "/tasks"):
+				writeData(w, `[]`)
 			default:
 				writeData(w, `{"status":"stopped","exitstatus":"OK"}`)
 			}
@@ -153,8 +170,8 @@ func TestWaitTaskPollErrors(t *testing.T) {
 		if _, err := c.WaitTask(context.Background(), testUPID); err != nil {
 			t.Fatalf("WaitTask: %v", err)
 		}
-		if got := polls.Load(); got != 3 {
-			t.Errorf("got %d polls; want 3", got)
+		if got := polls.Load(); got != 4 {
+			t.Errorf("got %d requests; want 4 (two failed list polls, a list poll, a status read)", got)
 		}
 	})
 	t.Run("permanent poll failure ends the wait", func(t *testing.T) {
@@ -179,7 +196,7 @@ func TestWaitTaskPollErrors(t *testing.T) {
 			if polls.Add(1) == 3 {
 				cancel()
 			}
-			writeData(w, `{"status":"running"}`)
+			writeData(w, fmt.Sprintf(`[{"upid":%q,"status":"RUNNING"}]`, testUPID))
 		}))
 		t.Cleanup(srv.Close)
 		c, _ := newTestClient(t, srv)
