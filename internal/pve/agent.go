@@ -39,22 +39,53 @@ func (c *Client) AgentInterfaces(ctx context.Context, ref VMRef) ([]AgentInterfa
 	return out.Result, nil
 }
 
-// Agent polling backs off from agentPollMin to agentPollMax.
+// Agent polling is paced to the boot time, which for cloud images with
+// cloud-init is 20 to 60 s, most of a sandbox's creation. The first poll is
+// immediate (a guest that already runs answers at once). While no boot has
+// been seen on a node, polls back off from agentPollMin by half again each
+// time up to agentPollMax. Once the client has seen guests on the node boot
+// (the shortest of the last few boots, from the start of the wait to the
+// first answer with an address), the next poll waits until agentBootLead of
+// that time has passed, and later ones follow at agentPollFraction of the time waited,
+// within [agentPollMin, agentPollMax]: a handful of polls per boot, an IP seen
+// at most 4 % late.
 const (
-	agentPollMin = 250 * time.Millisecond
-	agentPollMax = 5 * time.Second
+	agentPollMin      = 250 * time.Millisecond
+	agentPollMax      = 5 * time.Second
+	agentPollFraction = 0.04
+	agentBootLead     = 0.9
+	// agentBootKind is the key of boot times in the client's duration log.
+	agentBootKind = "guest-agent-ip"
 )
+
+// agentPollDelay returns the delay before the next guest agent poll after
+// elapsed time spent waiting, prev the previous delay (0 before the first
+// poll) and boot the boot time learnt on the node (0 when none).
+func agentPollDelay(elapsed, prev, boot time.Duration) time.Duration {
+	if boot <= 0 {
+		if prev == 0 {
+			return agentPollMin
+		}
+		return min(prev*3/2, agentPollMax)
+	}
+	if lead := time.Duration(float64(boot) * agentBootLead); elapsed < lead {
+		return lead - elapsed
+	}
+	return min(max(time.Duration(float64(elapsed)*agentPollFraction), agentPollMin), agentPollMax)
+}
 
 // WaitForIP waits until the guest agent reports a usable IPv4 address (not
 // loopback, not link-local) and returns it. Addresses on the interfaces whose
 // MAC matches one of the guest's netN devices are preferred (a container
 // bridge such as docker0 is not the guest's address). "QEMU guest agent is
 // not running" means "not yet"; a stopped guest or a guest without agent
-// fails at once. The context bounds the wait: give it a deadline.
+// fails at once. Polls are paced to the boot times seen before on the node
+// (see agentPollDelay). The context bounds the wait: give it a deadline.
 func (c *Client) WaitForIP(ctx context.Context, ref VMRef) (netip.Addr, error) {
 	if err := ref.validate(); err != nil {
 		return netip.Addr{}, err
 	}
+	start := c.clock.Now()
 	cfg, err := c.Config(ctx, ref)
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("wait for ip of %s: %w", ref, err)
@@ -65,9 +96,12 @@ func (c *Client) WaitForIP(ctx context.Context, ref VMRef) (netip.Addr, error) {
 			macs[strings.ToLower(n.MAC)] = true
 		}
 	}
+	learned := c.tasks.learned
+	boot := learned.expect(ref.Node, agentBootKind)
 	path := pathf("/nodes/%s/qemu/%s/agent/network-get-interfaces", ref.Node, ref.VMID)
-	delay := agentPollMin
+	var delay time.Duration
 	failures := 0
+	notYet := false // a poll found the guest still booting
 	for {
 		var out struct {
 			Result []AgentInterface `json:"result"`
@@ -77,12 +111,18 @@ func (c *Client) WaitForIP(ctx context.Context, ref VMRef) (netip.Addr, error) {
 		case err == nil:
 			failures = 0
 			if ip := pickIPv4(out.Result, macs); ip.IsValid() {
+				if notYet {
+					// a boot seen (an upper bound of it); a guest up at the
+					// first poll was up before the wait and teaches nothing
+					learned.add(ref.Node, agentBootKind, c.clock.Now().Sub(start))
+				}
 				return ip, nil
 			}
+			notYet = true // the agent runs, the network is not up yet
 		case ctx.Err() != nil:
 			return netip.Addr{}, fmt.Errorf("wait for ip of %s: %w", ref, ctx.Err())
 		case matchesAny(err, []string{"guest agent is not running"}):
-			// the guest is still booting
+			notYet = true // the guest is still booting
 		case IsTransient(err):
 			failures++
 			if failures >= c.retry.MaxAttempts {
@@ -93,10 +133,10 @@ func (c *Client) WaitForIP(ctx context.Context, ref VMRef) (netip.Addr, error) {
 		default:
 			return netip.Addr{}, fmt.Errorf("wait for ip of %s: %w", ref, err)
 		}
+		delay = agentPollDelay(c.clock.Now().Sub(start), delay, boot)
 		if err := c.sleep(ctx, delay); err != nil {
 			return netip.Addr{}, fmt.Errorf("wait for ip of %s: %w", ref, err)
 		}
-		delay = min(delay*3/2, agentPollMax)
 	}
 }
 

@@ -1,0 +1,84 @@
+package pve
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestAgentPollDelay(t *testing.T) {
+	tests := []struct {
+		name                string
+		elapsed, prev, boot time.Duration
+		want                time.Duration
+	}{
+		{"no boot seen: first", 0, 0, 0, agentPollMin},
+		{"no boot seen: backs off", time.Second, time.Second, 0, 1500 * time.Millisecond},
+		{"no boot seen: capped", time.Minute, 4 * time.Second, 0, agentPollMax},
+		{"boot seen: up to the lead", time.Second, 0, 25 * time.Second, 21500 * time.Millisecond},
+		{"boot seen: past the lead", 25 * time.Second, 0, 25 * time.Second, time.Second},
+		{"boot seen: at least the minimum", 3 * time.Second, 0, time.Second, agentPollMin},
+		{"boot seen: at most the maximum", 10 * time.Minute, 0, time.Second, agentPollMax},
+	}
+	for _, tt := range tests {
+		if got := agentPollDelay(tt.elapsed, tt.prev, tt.boot); got != tt.want {
+			t.Errorf("%s: got %v; want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestWaitForIPPacedToBoot boots guests of a set boot time one after the
+// other on one client: once one boot was seen, a wait costs a few polls and
+// sees the address at most agentPollFraction late.
+func TestWaitForIPPacedToBoot(t *testing.T) {
+	clk := newVirtualClock()
+	var bootedAt atomic.Int64 // unix nanoseconds on clk
+	var polls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/api2/json/nodes/pve/qemu/101/config":
+			writeData(w, `{"net0":"virtio=BC:24:11:00:00:01,bridge=vmbr0","digest":"d"}`)
+		case clk.Now().UnixNano() < bootedAt.Load():
+			polls.Add(1)
+			writeRaw(t, w, 500, "QEMU guest agent is not running", `{"data":null}`)
+		default:
+			polls.Add(1)
+			writeData(w, `{"result":[{"name":"eth0","hardware-address":"bc:24:11:00:00:01","ip-addresses":[{"ip-address":"10.77.0.5","ip-address-type":"ipv4","prefix":16}]}]}`)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	c, _ := newTestClient(t, srv, func(cfg *Config) { cfg.Clock = clk })
+	for i, boot := range []time.Duration{25 * time.Second, 25 * time.Second, 30 * time.Second, 24 * time.Second, 60 * time.Second, 25 * time.Second} {
+		t.Run(fmt.Sprintf("%d-%v", i, boot), func(t *testing.T) {
+			start := clk.Now()
+			bootedAt.Store(start.Add(boot).UnixNano())
+			polls.Store(0)
+			if _, err := c.WaitForIP(context.Background(), VMRef{Node: "pve", VMID: 101}); err != nil {
+				t.Fatal(err)
+			}
+			late := clk.Now().Sub(start) - boot
+			n := int(polls.Load())
+			t.Logf("boot %v: %d polls, %v late", boot, n, late)
+			if i == 0 {
+				if n > 12 || late > agentPollMax {
+					t.Errorf("first boot: got %d polls, %v late; want at most 12 polls and %v late", n, late, agentPollMax)
+				}
+				return
+			}
+			// from the lead (0.9 of the shortest boot seen) to the end at 4 %
+			if bound := time.Duration(float64(boot) * agentPollFraction * 1.05); late < 0 || late > bound {
+				t.Errorf("got the address %v late; want within [0, %v]", late, bound)
+			}
+			// one immediate poll, one at the lead, then growing by 4 %
+			lead := float64(24*time.Second) * agentBootLead
+			if limit := 3 + int(math.Log(float64(boot)/lead)/math.Log1p(agentPollFraction)); n > limit {
+				t.Errorf("got %d polls; want at most %d", n, limit)
+			}
+		})
+	}
+}
