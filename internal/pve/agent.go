@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -40,19 +41,20 @@ func (c *Client) AgentInterfaces(ctx context.Context, ref VMRef) ([]AgentInterfa
 }
 
 // Agent polling is paced to the boot time, which for cloud images with
-// cloud-init is 20 to 60 s, most of a sandbox's creation. The first poll is
-// immediate (a guest that already runs answers at once). While no boot has
-// been seen on a node, polls back off from agentPollMin by half again each
+// cloud-init is 20 to 60 s, most of a sandbox's creation. Times count from
+// the guest's start when this client started it (Start records it), else
+// from the call, whose first poll is then immediate (a guest that already
+// runs answers at once). While no boot has been seen on a node, polls back off from agentPollMin by half again each
 // time up to agentPollMax. Once the client has seen guests on the node boot
-// (the shortest of the last few boots, from the start of the wait to the
-// first answer with an address), the next poll waits until agentBootLead of
+// (the shortest of the last few boots, from the start to the first answer
+// with an address), the next poll waits until agentBootLead of
 // that time has passed, and later ones follow at agentPollFraction of the time waited,
 // within [agentPollMin, agentPollMax]: a handful of polls per boot, an IP seen
-// at most 4 % late.
+// at most 5 % late.
 const (
 	agentPollMin      = 250 * time.Millisecond
 	agentPollMax      = 5 * time.Second
-	agentPollFraction = 0.04
+	agentPollFraction = 0.05
 	agentBootLead     = 0.9
 	// agentBootKind is the key of boot times in the client's duration log.
 	agentBootKind = "guest-agent-ip"
@@ -85,7 +87,8 @@ func (c *Client) WaitForIP(ctx context.Context, ref VMRef) (netip.Addr, error) {
 	if err := ref.validate(); err != nil {
 		return netip.Addr{}, err
 	}
-	start := c.clock.Now()
+	now := c.clock.Now()
+	start, fresh := c.boots.take(ref, now)
 	cfg, err := c.Config(ctx, ref)
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("wait for ip of %s: %w", ref, err)
@@ -100,8 +103,15 @@ func (c *Client) WaitForIP(ctx context.Context, ref VMRef) (netip.Addr, error) {
 	boot := learned.expect(ref.Node, agentBootKind)
 	path := pathf("/nodes/%s/qemu/%s/agent/network-get-interfaces", ref.Node, ref.VMID)
 	var delay time.Duration
+	if fresh {
+		// just started by this client: no guest answers at once
+		delay = agentPollDelay(c.clock.Now().Sub(start), 0, boot)
+		if err := c.sleep(ctx, delay); err != nil {
+			return netip.Addr{}, fmt.Errorf("wait for ip of %s: %w", ref, err)
+		}
+	}
 	failures := 0
-	notYet := false // a poll found the guest still booting
+	notYet := fresh // a poll found the guest still booting, or it was just started
 	for {
 		var out struct {
 			Result []AgentInterface `json:"result"`
@@ -163,4 +173,39 @@ func pickIPv4(ifaces []AgentInterface, macs map[string]bool) netip.Addr {
 		}
 	}
 	return netip.Addr{}
+}
+
+// bootLog remembers when the client started which guest, so that WaitForIP
+// counts the boot from the start.
+type bootLog struct {
+	mu sync.Mutex
+	at map[VMRef]time.Time
+}
+
+// bootLogTTL is how long a recorded start stays usable.
+const bootLogTTL = 10 * time.Minute
+
+// started records that ref was started at t.
+func (b *bootLog) started(ref VMRef, t time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for r, at := range b.at {
+		if t.Sub(at) > bootLogTTL {
+			delete(b.at, r)
+		}
+	}
+	b.at[ref] = t
+}
+
+// take returns and forgets when ref was started; fresh is false (and start
+// is now) when the client did not start it in the last bootLogTTL.
+func (b *bootLog) take(ref VMRef, now time.Time) (start time.Time, fresh bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	at, ok := b.at[ref]
+	delete(b.at, ref)
+	if !ok || now.Sub(at) > bootLogTTL || at.After(now) {
+		return now, false
+	}
+	return at, true
 }

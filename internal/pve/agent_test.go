@@ -6,6 +6,8 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,7 +23,7 @@ func TestAgentPollDelay(t *testing.T) {
 		{"no boot seen: backs off", time.Second, time.Second, 0, 1500 * time.Millisecond},
 		{"no boot seen: capped", time.Minute, 4 * time.Second, 0, agentPollMax},
 		{"boot seen: up to the lead", time.Second, 0, 25 * time.Second, 21500 * time.Millisecond},
-		{"boot seen: past the lead", 25 * time.Second, 0, 25 * time.Second, time.Second},
+		{"boot seen: past the lead", 25 * time.Second, 0, 25 * time.Second, 1250 * time.Millisecond},
 		{"boot seen: at least the minimum", 3 * time.Second, 0, time.Second, agentPollMin},
 		{"boot seen: at most the maximum", 10 * time.Minute, 0, time.Second, agentPollMax},
 	}
@@ -32,17 +34,25 @@ func TestAgentPollDelay(t *testing.T) {
 	}
 }
 
-// TestWaitForIPPacedToBoot boots guests of a set boot time one after the
-// other on one client: once one boot was seen, a wait costs a few polls and
-// sees the address at most agentPollFraction late.
+// TestWaitForIPPacedToBoot starts guests of a set boot time one after the
+// other on one client and waits for their address: once one boot was seen,
+// a wait costs a few polls and sees the address at most agentPollFraction
+// late. A guest the client did not start is polled at once.
 func TestWaitForIPPacedToBoot(t *testing.T) {
 	clk := newVirtualClock()
 	var bootedAt atomic.Int64 // unix nanoseconds on clk
 	var polls atomic.Int32
+	const upid = "UPID:pve:00000001:00000001:65000001:qmstart:101:root@pam!test:"
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case r.URL.Path == "/api2/json/nodes/pve/qemu/101/config":
+		switch p := r.URL.Path; {
+		case p == "/api2/json/nodes/pve/qemu/101/config":
 			writeData(w, `{"net0":"virtio=BC:24:11:00:00:01,bridge=vmbr0","digest":"d"}`)
+		case p == "/api2/json/nodes/pve/qemu/101/status/start":
+			writeData(w, strconv.Quote(upid))
+		case p == "/api2/json/nodes/pve/tasks":
+			writeData(w, `[]`)
+		case strings.HasPrefix(p, "/api2/json/nodes/pve/tasks/"):
+			writeData(w, `{"status":"stopped","exitstatus":"OK"}`)
 		case clk.Now().UnixNano() < bootedAt.Load():
 			polls.Add(1)
 			writeRaw(t, w, 500, "QEMU guest agent is not running", `{"data":null}`)
@@ -53,12 +63,17 @@ func TestWaitForIPPacedToBoot(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	c, _ := newTestClient(t, srv, func(cfg *Config) { cfg.Clock = clk })
-	for i, boot := range []time.Duration{25 * time.Second, 25 * time.Second, 30 * time.Second, 24 * time.Second, 60 * time.Second, 25 * time.Second} {
+	ref := VMRef{Node: "pve", VMID: 101}
+	shortest := 24 * time.Second
+	for i, boot := range []time.Duration{25 * time.Second, 25 * time.Second, 30 * time.Second, shortest, 60 * time.Second, 25 * time.Second} {
 		t.Run(fmt.Sprintf("%d-%v", i, boot), func(t *testing.T) {
 			start := clk.Now()
 			bootedAt.Store(start.Add(boot).UnixNano())
+			if err := c.Start(context.Background(), ref); err != nil {
+				t.Fatal(err)
+			}
 			polls.Store(0)
-			if _, err := c.WaitForIP(context.Background(), VMRef{Node: "pve", VMID: 101}); err != nil {
+			if _, err := c.WaitForIP(context.Background(), ref); err != nil {
 				t.Fatal(err)
 			}
 			late := clk.Now().Sub(start) - boot
@@ -70,15 +85,25 @@ func TestWaitForIPPacedToBoot(t *testing.T) {
 				}
 				return
 			}
-			// from the lead (0.9 of the shortest boot seen) to the end at 4 %
 			if bound := time.Duration(float64(boot) * agentPollFraction * 1.05); late < 0 || late > bound {
 				t.Errorf("got the address %v late; want within [0, %v]", late, bound)
 			}
-			// one immediate poll, one at the lead, then growing by 4 %
-			lead := float64(24*time.Second) * agentBootLead
-			if limit := 3 + int(math.Log(float64(boot)/lead)/math.Log1p(agentPollFraction)); n > limit {
+			// one poll at the lead (0.9 of the shortest boot seen), then
+			// growing by agentPollFraction
+			lead := float64(shortest) * agentBootLead
+			if limit := 2 + int(math.Log(float64(boot)/lead)/math.Log1p(agentPollFraction)); n > limit {
 				t.Errorf("got %d polls; want at most %d", n, limit)
 			}
 		})
+	}
+	// a guest this client did not start: polled at once
+	bootedAt.Store(clk.Now().UnixNano())
+	polls.Store(0)
+	before := clk.Now()
+	if _, err := c.WaitForIP(context.Background(), ref); err != nil {
+		t.Fatal(err)
+	}
+	if n, waited := polls.Load(), clk.Now().Sub(before); n != 1 || waited != 0 {
+		t.Errorf("running guest: got %d polls after %v; want 1 at once", n, waited)
 	}
 }

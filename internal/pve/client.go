@@ -88,6 +88,7 @@ type Client struct {
 	jitter     func(n int64) int64 // uniform in [0, n)
 	alloc      *allocator
 	tasks      *taskWatchers
+	boots      *bootLog
 }
 
 // New validates cfg and returns a Client. It does not contact the server:
@@ -144,6 +145,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		jitter:     rand.Int64N,
 		alloc:      newAllocator(lo, hi),
 		tasks:      newTaskWatchers(),
+		boots:      &bootLog{at: map[VMRef]time.Time{}},
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)

@@ -111,7 +111,12 @@ func matchesAny(err error, texts []string) bool {
 // Start starts a guest and waits until PVE reports it started. A guest
 // that already runs is fine.
 func (c *Client) Start(ctx context.Context, ref VMRef) error {
-	return c.statusTask(ctx, ref, "start", nil, "already running")
+	begun := c.clock.Now()
+	if err := c.statusTask(ctx, ref, "start", nil, "already running"); err != nil {
+		return err
+	}
+	c.boots.started(ref, begun) // WaitForIP paces its polls from here
+	return nil
 }
 
 // Stop stops a guest immediately (like pulling the plug) and waits. A

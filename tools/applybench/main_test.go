@@ -1,0 +1,49 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/agentlab/terraform-provider-agentlab/internal/pvesim"
+)
+
+// TestRequestBudget applies and destroys twenty sandboxes (wait_for_ip, two waves of ten) with
+// the real terraform and the provider built from this tree, against the
+// simulator's realistic model sped up, and fails when a sandbox costs more
+// than requestBudget API requests. Speeding the model up never lowers the
+// count: the pollers' floors do not shrink with it.
+func TestRequestBudget(t *testing.T) {
+	if os.Getenv("TF_ACC") == "" {
+		t.Skip("builds the provider and runs terraform: set TF_ACC=1 (make test does)")
+	}
+	tf := os.Getenv("TF_ACC_TERRAFORM_PATH")
+	if tf == "" {
+		p, err := exec.LookPath("terraform")
+		if err != nil {
+			t.Skip("terraform is not on PATH")
+		}
+		tf = p
+	}
+	dir := t.TempDir()
+	build := exec.Command("go", "build", "-o", filepath.Join(dir, "terraform-provider-agentlab"), "../..")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build the provider: %v\n%s", err, out)
+	}
+	const n = 20
+	o := options{providerDir: dir, terraform: tf, n: n, parallelism: 10}
+	_, stats, err := applyOnce(o, n, pvesim.RealisticLatency().Scaled(0.5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	per := float64(total(stats)) / n
+	var sb strings.Builder
+	writeRoutes(&sb, stats, n)
+	t.Logf("%.1f requests per sandbox:\n%s", per, sb.String())
+	if per > requestBudget {
+		t.Errorf("got %.1f API requests per sandbox (create with wait_for_ip, destroy); want at most %d", per, requestBudget)
+	}
+}
