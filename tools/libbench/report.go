@@ -17,6 +17,7 @@ import (
 func writeReport(out io.Writer, o options, model pvesim.Latency, a, b phase) {
 	perSandbox := model.LinkedClone + model.Resize + model.Start + model.GuestAgentIP
 	waves := (o.n + o.workers - 1) / o.workers
+	critical := time.Duration(waves) * perSandbox
 	fmt.Fprintf(out, "libbench: %d sandboxes per phase, %d workers, latency model %q\n", o.n, o.workers, o.latencyName)
 	fmt.Fprintf(out, "  tasks: linked clone %v, config %v, resize %v, start %v; guest agent IP %v after start\n",
 		model.LinkedClone, model.ConfigTask, model.Resize, model.Start, model.GuestAgentIP)
@@ -30,11 +31,15 @@ func writeReport(out io.Writer, o options, model pvesim.Latency, a, b phase) {
 		fmt.Fprintf(tw, "%s\t"+format+"\t"+format+"\t%.2f\t\n", label, x, y, ratio(x, y))
 	}
 	row(fmt.Sprintf("create wall time, %d sandboxes (s)", o.n), a.wall.Seconds(), b.wall.Seconds(), "%.3f")
+	if critical > 0 {
+		row("ratio to the task-time bound", a.wall.Seconds()/critical.Seconds(), b.wall.Seconds()/critical.Seconds(), "%.3f")
+	}
 	row("mean per-sandbox create (s)", mean(a.durs).Seconds(), mean(b.durs).Seconds(), "%.3f")
 	row("fastest per-sandbox create (s)", fastest(a.durs).Seconds(), fastest(b.durs).Seconds(), "%.3f")
 	row("slowest per-sandbox create (s)", slowest(a.durs).Seconds(), slowest(b.durs).Seconds(), "%.3f")
 	row("API requests, create", float64(requests(a.createStats)), float64(requests(b.createStats)), "%.0f")
 	row("API requests, create+destroy", float64(requests(a.totalStats)), float64(requests(b.totalStats)), "%.0f")
+	row("API requests per sandbox, create+destroy", float64(requests(a.totalStats))/float64(o.n), float64(requests(b.totalStats))/float64(o.n), "%.1f")
 	row("tasks started, create+destroy", float64(a.totalStats.TasksStarted), float64(b.totalStats.TasksStarted), "%.0f")
 	row("destroy wall time, not in the above (s)", a.destroyWall.Seconds(), b.destroyWall.Seconds(), "%.3f")
 	row("failures", float64(len(a.errs)), float64(len(b.errs)), "%.0f")
