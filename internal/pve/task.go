@@ -64,7 +64,9 @@ func (s TaskStatus) OK() bool {
 	return s.ExitStatus == "OK" || strings.HasPrefix(s.ExitStatus, "WARNINGS")
 }
 
-// Task polling: the interval grows with the time already waited, so the
+// Task polling (of the active task list for each watched task, or of one
+// task's status where the list is not served): the interval grows with the
+// time already waited, so the
 // delay between a task's end and its detection stays below
 // max(50 ms, 5 % of the wait) (the interval plus one round trip), while a long
 // task costs few requests. The first taskPollFastFor are polled every

@@ -86,7 +86,6 @@ type taskWatcher struct {
 	limit int                // entries asked for per poll
 	// unsupported is set once the node refused the task list for good.
 	unsupported bool
-	polls       int // list requests sent, for tests
 }
 
 // taskWatch is one task waited on.
@@ -254,7 +253,6 @@ type activeTask struct {
 func (w *taskWatcher) poll(ctx context.Context) error {
 	w.mu.Lock()
 	limit := w.limit
-	w.polls++
 	w.mu.Unlock()
 	sent := w.c.clock.Now()
 	var list []activeTask
