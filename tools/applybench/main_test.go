@@ -35,10 +35,11 @@ func TestRequestBudget(t *testing.T) {
 	}
 	const n = 20
 	o := options{providerDir: dir, terraform: tf, n: n, parallelism: 10}
-	_, stats, err := applyOnce(o, n, pvesim.RealisticLatency().Scaled(0.5))
+	res, err := applyOnce(o, n, pvesim.RealisticLatency().Scaled(0.5))
 	if err != nil {
 		t.Fatal(err)
 	}
+	stats := res.stats
 	per := float64(total(stats)) / n
 	var sb strings.Builder
 	writeRoutes(&sb, stats, n)

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"container/heap"
+	"time"
+
+	"github.com/agentlab/terraform-provider-agentlab/internal/pvesim"
+)
+
+// criticalPath returns how long jobs take when run in order on parallelism
+// slots, each starting as soon as a slot frees: Terraform's schedule for
+// count instances that depend on nothing, with each job's duration the
+// Proxmox time it cannot avoid (its tasks and its guest's boot).
+func criticalPath(jobs []time.Duration, parallelism int) time.Duration {
+	if parallelism < 1 {
+		parallelism = 1
+	}
+	free := &durationHeap{}
+	var end time.Duration
+	for _, d := range jobs {
+		start := time.Duration(0)
+		if free.Len() == parallelism {
+			start = heap.Pop(free).(time.Duration)
+		}
+		done := start + d
+		heap.Push(free, done)
+		end = max(end, done)
+	}
+	return end
+}
+
+// durationHeap is a min-heap of the times slots become free.
+type durationHeap []time.Duration
+
+func (h durationHeap) Len() int           { return len(h) }
+func (h durationHeap) Less(i, j int) bool { return h[i] < h[j] }
+func (h durationHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *durationHeap) Push(x any)        { *h = append(*h, x.(time.Duration)) }
+func (h *durationHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// bootTime is how long vm's guest takes to boot in the simulator's model.
+func bootTime(srv *pvesim.Server, vm pvesim.VM) time.Duration {
+	_ = vm
+	return srv.Latency().GuestAgentIP
+}

@@ -1,0 +1,29 @@
+package main
+
+import (
+	"testing"
+	"time"
+)
+
+func TestCriticalPath(t *testing.T) {
+	s := time.Second
+	tests := []struct {
+		name        string
+		jobs        []time.Duration
+		parallelism int
+		want        time.Duration
+	}{
+		{"none", nil, 10, 0},
+		{"one", []time.Duration{8 * s}, 10, 8 * s},
+		{"equal jobs make waves", []time.Duration{8 * s, 8 * s, 8 * s, 8 * s, 8 * s}, 2, 24 * s},
+		{"a slot frees early", []time.Duration{30 * s, 10 * s, 10 * s, 10 * s}, 2, 30 * s},
+		{"a long job last", []time.Duration{10 * s, 10 * s, 60 * s}, 2, 70 * s},
+		{"serial", []time.Duration{s, 2 * s, 3 * s}, 1, 6 * s},
+		{"zero parallelism is serial", []time.Duration{s, 2 * s}, 0, 3 * s},
+	}
+	for _, tt := range tests {
+		if got := criticalPath(tt.jobs, tt.parallelism); got != tt.want {
+			t.Errorf("%s: got %v; want %v", tt.name, got, tt.want)
+		}
+	}
+}
