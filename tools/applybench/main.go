@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/pvesim"
+	"github.com/agentlab/terraform-provider-agentlab/tools/internal/critical"
 )
 
 func main() {
@@ -87,14 +88,14 @@ func run(args []string, out io.Writer) error {
 	for i, b := range pool.boots {
 		jobs[i] = tasks + b
 	}
-	critical := criticalPath(jobs, o.parallelism)
+	path := critical.Path(jobs, o.parallelism)
 	fmt.Fprintf(out, "latency model: realistic (linked clone %v, upload %v, start %v, guest boot %v)\n",
 		model.LinkedClone, model.Upload, model.Start, describeBoots(pool.boots))
 	fmt.Fprintf(out, "critical path: %v (each sandbox's tasks, %v, plus its guest's boot, in order on %d slots)\n",
-		critical.Round(time.Millisecond), tasks, o.parallelism)
+		path.Round(time.Millisecond), tasks, o.parallelism)
 	fmt.Fprintf(out, "apply 1 sandbox (measured baseline): %v\n", one.wall.Round(time.Millisecond))
 	fmt.Fprintf(out, "apply %d sandboxes, -parallelism=%d: %v\n", o.n, o.parallelism, pool.wall.Round(time.Millisecond))
-	fmt.Fprintf(out, "ratio to critical path: %.3f (goal <= 1.05)\n", pool.wall.Seconds()/critical.Seconds())
+	fmt.Fprintf(out, "ratio to critical path: %.3f (goal <= 1.05)\n", pool.wall.Seconds()/path.Seconds())
 	fmt.Fprintf(out, "simulator: %d API requests, %d tasks for %d sandboxes (apply and destroy)\n", total(pool.stats), pool.stats.TasksStarted, o.n)
 	fmt.Fprintf(out, "requests per sandbox (create with wait_for_ip, then destroy): %.1f (budget %d)\n",
 		float64(total(pool.stats))/float64(o.n), requestBudget)
@@ -243,7 +244,7 @@ resource "agentlab_sandbox" "bench" {
 	res := applyResult{wall: time.Since(start)}
 	for _, id := range srv.VMIDs() {
 		if vm, ok := srv.VM(id); ok && vm.Running {
-			res.boots = append(res.boots, bootTime(srv, vm))
+			res.boots = append(res.boots, critical.Boot(srv, id))
 		}
 	}
 	if err := tf("destroy", "-auto-approve", "-input=false", fmt.Sprintf("-parallelism=%d", o.parallelism)); err != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/pvesim"
+	"github.com/agentlab/terraform-provider-agentlab/tools/internal/critical"
 )
 
 // phase is what one phase measured.
@@ -14,6 +15,7 @@ type phase struct {
 	name        string
 	wall        time.Duration   // creating all sandboxes
 	durs        []time.Duration // each successful sandbox's create time
+	boots       []time.Duration // each created guest's boot time, in creation order
 	createStats pvesim.Stats    // simulator counters after creation
 	totalStats  pvesim.Stats    // simulator counters after destruction too
 	destroyWall time.Duration
@@ -49,6 +51,9 @@ func runPhase(ctx context.Context, name string, model pvesim.Latency, o options,
 		}
 		if oc.sb.vmid != 0 {
 			made = append(made, oc.sb)
+			if vm, ok := sim.srv.VM(oc.sb.vmid); ok && vm.Running {
+				p.boots = append(p.boots, critical.Boot(sim.srv, oc.sb.vmid))
+			}
 		}
 	}
 

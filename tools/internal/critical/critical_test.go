@@ -1,11 +1,11 @@
-package main
+package critical
 
 import (
 	"testing"
 	"time"
 )
 
-func TestCriticalPath(t *testing.T) {
+func TestPath(t *testing.T) {
 	s := time.Second
 	tests := []struct {
 		name        string
@@ -22,7 +22,7 @@ func TestCriticalPath(t *testing.T) {
 		{"zero parallelism is serial", []time.Duration{s, 2 * s}, 0, 3 * s},
 	}
 	for _, tt := range tests {
-		if got := criticalPath(tt.jobs, tt.parallelism); got != tt.want {
+		if got := Path(tt.jobs, tt.parallelism); got != tt.want {
 			t.Errorf("%s: got %v; want %v", tt.name, got, tt.want)
 		}
 	}

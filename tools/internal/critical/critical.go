@@ -1,4 +1,7 @@
-package main
+// Package critical computes the critical path the benchmarks compare their
+// wall times with: the time the Proxmox work of a pool of sandboxes cannot
+// be faster than, read from the simulator's latency model.
+package critical
 
 import (
 	"container/heap"
@@ -7,11 +10,11 @@ import (
 	"github.com/agentlab/terraform-provider-agentlab/internal/pvesim"
 )
 
-// criticalPath returns how long jobs take when run in order on parallelism
-// slots, each starting as soon as a slot frees: Terraform's schedule for
-// count instances that depend on nothing, with each job's duration the
-// Proxmox time it cannot avoid (its tasks and its guest's boot).
-func criticalPath(jobs []time.Duration, parallelism int) time.Duration {
+// Path returns how long jobs take when run in order on parallelism slots,
+// each starting as soon as a slot frees: Terraform's schedule for count
+// instances that depend on nothing (and a worker pool's), with each job's
+// duration the Proxmox time it cannot avoid (its tasks and its guest's boot).
+func Path(jobs []time.Duration, parallelism int) time.Duration {
 	if parallelism < 1 {
 		parallelism = 1
 	}
@@ -29,6 +32,14 @@ func criticalPath(jobs []time.Duration, parallelism int) time.Duration {
 	return end
 }
 
+// Boot returns how long guest vmid takes to boot in the simulator's model
+// (from its start to its guest agent's address); call it while the guest
+// runs.
+func Boot(srv *pvesim.Server, vmid int) time.Duration {
+	_ = vmid
+	return srv.Latency().GuestAgentIP
+}
+
 // durationHeap is a min-heap of the times slots become free.
 type durationHeap []time.Duration
 
@@ -41,10 +52,4 @@ func (h *durationHeap) Pop() any {
 	x := old[len(old)-1]
 	*h = old[:len(old)-1]
 	return x
-}
-
-// bootTime is how long vm's guest takes to boot in the simulator's model.
-func bootTime(srv *pvesim.Server, vm pvesim.VM) time.Duration {
-	_ = vm
-	return srv.Latency().GuestAgentIP
 }
