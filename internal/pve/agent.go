@@ -47,7 +47,7 @@ func (c *Client) AgentInterfaces(ctx context.Context, ref VMRef) ([]AgentInterfa
 // runs answers at once). While no boot has been seen on a node, polls back off from agentPollMin by half again each
 // time up to agentPollMax. Once the client has seen guests on the node boot
 // (the shortest of the last few boots, from the start to the first answer
-// with an address), the next poll waits until agentBootLead of
+// with an address), the next poll waits until agentBootLead (95 %) of
 // that time has passed, and later ones follow at agentPollFraction of the time waited,
 // within [agentPollMin, agentPollMax]: a handful of polls per boot, an IP seen
 // at most 5 % late.
@@ -55,7 +55,7 @@ const (
 	agentPollMin      = 250 * time.Millisecond
 	agentPollMax      = 5 * time.Second
 	agentPollFraction = 0.05
-	agentBootLead     = 0.9
+	agentBootLead     = 0.95
 	// agentBootKind is the key of boot times in the client's duration log.
 	agentBootKind = "guest-agent-ip"
 )
@@ -77,9 +77,10 @@ func agentPollDelay(elapsed, prev, boot time.Duration) time.Duration {
 }
 
 // WaitForIP waits until the guest agent reports a usable IPv4 address (not
-// loopback, not link-local) and returns it. Addresses on the interfaces whose
-// MAC matches one of the guest's netN devices are preferred (a container
-// bridge such as docker0 is not the guest's address). "QEMU guest agent is
+// loopback, not link-local) and returns it. When several interfaces have one,
+// those whose MAC matches one of the guest's netN devices (read from its
+// config then) are preferred (a container bridge such as docker0 is not the
+// guest's address). "QEMU guest agent is
 // not running" means "not yet"; a stopped guest or a guest without agent
 // fails at once. Polls are paced to the boot times seen before on the node
 // (see agentPollDelay). The context bounds the wait: give it a deadline.
@@ -89,16 +90,7 @@ func (c *Client) WaitForIP(ctx context.Context, ref VMRef) (netip.Addr, error) {
 	}
 	now := c.clock.Now()
 	start, fresh := c.boots.take(ref, now)
-	cfg, err := c.Config(ctx, ref)
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("wait for ip of %s: %w", ref, err)
-	}
-	macs := map[string]bool{}
-	for _, n := range cfg.NICs() {
-		if n.MAC != "" {
-			macs[strings.ToLower(n.MAC)] = true
-		}
-	}
+	var macs map[string]bool // the guest's NIC MACs, read when the agent reports several candidates
 	learned := c.tasks.learned
 	boot := learned.expect(ref.Node, agentBootKind)
 	path := pathf("/nodes/%s/qemu/%s/agent/network-get-interfaces", ref.Node, ref.VMID)
@@ -120,6 +112,11 @@ func (c *Client) WaitForIP(ctx context.Context, ref VMRef) (netip.Addr, error) {
 		switch {
 		case err == nil:
 			failures = 0
+			if macs == nil && usableIPv4Interfaces(out.Result) > 1 {
+				if macs, err = c.guestMACs(ctx, ref); err != nil {
+					return netip.Addr{}, fmt.Errorf("wait for ip of %s: %w", ref, err)
+				}
+			}
 			if ip := pickIPv4(out.Result, macs); ip.IsValid() {
 				if notYet {
 					// a boot seen (an upper bound of it); a guest up at the
@@ -148,6 +145,32 @@ func (c *Client) WaitForIP(ctx context.Context, ref VMRef) (netip.Addr, error) {
 			return netip.Addr{}, fmt.Errorf("wait for ip of %s: %w", ref, err)
 		}
 	}
+}
+
+// guestMACs returns the lower-case MACs of the guest's netN devices.
+func (c *Client) guestMACs(ctx context.Context, ref VMRef) (map[string]bool, error) {
+	cfg, err := c.Config(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	macs := map[string]bool{}
+	for _, n := range cfg.NICs() {
+		if n.MAC != "" {
+			macs[strings.ToLower(n.MAC)] = true
+		}
+	}
+	return macs, nil
+}
+
+// usableIPv4Interfaces counts the interfaces with a usable IPv4 address.
+func usableIPv4Interfaces(ifaces []AgentInterface) int {
+	n := 0
+	for _, i := range ifaces {
+		if pickIPv4([]AgentInterface{i}, nil).IsValid() {
+			n++
+		}
+	}
+	return n
 }
 
 // pickIPv4 returns the first usable IPv4 address, looking only at interfaces

@@ -38,7 +38,7 @@ const (
 	taskListLimitMax = 10000
 	// taskExpectLead is the fraction of a task type's expected duration
 	// after which its first poll is due.
-	taskExpectLead = 0.9
+	taskExpectLead = 0.97
 )
 
 // errTaskListUnsupported: the node does not answer the active task list (an
