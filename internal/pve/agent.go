@@ -44,7 +44,8 @@ func (c *Client) AgentInterfaces(ctx context.Context, ref VMRef) ([]AgentInterfa
 // cloud-init is 20 to 60 s, most of a sandbox's creation. Times count from
 // the guest's start when this client started it (Start records it), else
 // from the call, whose first poll is then immediate (a guest that already
-// runs answers at once). While no boot has been seen on a node, polls back off from agentPollMin by half again each
+// runs answers at once). While no boot has been seen on a node, polls back
+// off from agentPollMin (agentPollFirst after a start) by half again each
 // time up to agentPollMax. Once the client has seen guests on the node boot
 // (the shortest of the last few boots, from the start to the first answer
 // with an address), the next poll waits until agentBootLead (95 %) of
@@ -53,6 +54,7 @@ func (c *Client) AgentInterfaces(ctx context.Context, ref VMRef) ([]AgentInterfa
 // at most 5 % late.
 const (
 	agentPollMin      = 250 * time.Millisecond
+	agentPollFirst    = time.Second // a guest just started, no boot seen yet
 	agentPollMax      = 5 * time.Second
 	agentPollFraction = 0.05
 	agentBootLead     = 0.95
@@ -96,18 +98,24 @@ func (c *Client) WaitForIP(ctx context.Context, ref VMRef) (netip.Addr, error) {
 	path := pathf("/nodes/%s/qemu/%s/agent/network-get-interfaces", ref.Node, ref.VMID)
 	var delay time.Duration
 	if fresh {
-		// just started by this client: no guest answers at once
+		// just started by this client: no guest answers at once, nor
+		// within agentPollFirst when no boot was seen yet
 		delay = agentPollDelay(c.clock.Now().Sub(start), 0, boot)
+		if boot <= 0 {
+			delay = agentPollFirst
+		}
 		if err := c.sleep(ctx, delay); err != nil {
 			return netip.Addr{}, fmt.Errorf("wait for ip of %s: %w", ref, err)
 		}
 	}
 	failures := 0
 	notYet := fresh // a poll found the guest still booting, or it was just started
+	var lastNotYet time.Duration
 	for {
 		var out struct {
 			Result []AgentInterface `json:"result"`
 		}
+		sent := c.clock.Now().Sub(start)
 		err := c.send(ctx, request{method: http.MethodGet, path: path}, &out)
 		switch {
 		case err == nil:
@@ -119,17 +127,25 @@ func (c *Client) WaitForIP(ctx context.Context, ref VMRef) (netip.Addr, error) {
 			}
 			if ip := pickIPv4(out.Result, macs); ip.IsValid() {
 				if notYet {
-					// a boot seen (an upper bound of it); a guest up at the
-					// first poll was up before the wait and teaches nothing
-					learned.add(ref.Node, agentBootKind, c.clock.Now().Sub(start))
+					// A boot seen, between the last poll that found the
+					// guest booting and this one; a guest up at the first
+					// poll was up before the wait and teaches nothing. The
+					// later bound, but no more than agentPollFraction past
+					// the earlier one, so that a first boot seen through
+					// coarse polls does not set the lead past the next.
+					seen := sent
+					if lastNotYet > 0 {
+						seen = min(seen, time.Duration(float64(lastNotYet)*(1+agentPollFraction)))
+					}
+					learned.add(ref.Node, agentBootKind, seen)
 				}
 				return ip, nil
 			}
-			notYet = true // the agent runs, the network is not up yet
+			notYet, lastNotYet = true, sent // the agent runs, the network is not up yet
 		case ctx.Err() != nil:
 			return netip.Addr{}, fmt.Errorf("wait for ip of %s: %w", ref, ctx.Err())
 		case matchesAny(err, []string{"guest agent is not running"}):
-			notYet = true // the guest is still booting
+			notYet, lastNotYet = true, sent // the guest is still booting
 		case IsTransient(err):
 			failures++
 			if failures >= c.retry.MaxAttempts {
