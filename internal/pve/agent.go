@@ -48,16 +48,17 @@ func (c *Client) AgentInterfaces(ctx context.Context, ref VMRef) ([]AgentInterfa
 // off from agentPollMin (agentPollFirst after a start) by half again each
 // time up to agentPollMax. Once the client has seen guests on the node boot
 // (the shortest of the last few boots, from the start to the first answer
-// with an address), the next poll waits until agentBootLead (95 %) of
-// that time has passed, and later ones follow at agentPollFraction of the time waited,
-// within [agentPollMin, agentPollMax]: a handful of polls per boot, an IP seen
-// at most 5 % late.
+// with an address), the next poll waits until that time has passed
+// (agentBootLead), and later ones follow at agentPollFraction of the time
+// waited, within [agentPollMin, agentPollMax]: a handful of polls per boot,
+// an IP seen at most 5 % late. A guest up at that first look shrinks the
+// expected boot (durationLog.early).
 const (
 	agentPollMin      = 250 * time.Millisecond
 	agentPollFirst    = time.Second // a guest just started, no boot seen yet
 	agentPollMax      = 5 * time.Second
 	agentPollFraction = 0.05
-	agentBootLead     = 0.95
+	agentBootLead     = 1.0
 	// agentBootKind is the key of boot times in the client's duration log.
 	agentBootKind = "guest-agent-ip"
 )
@@ -126,7 +127,11 @@ func (c *Client) WaitForIP(ctx context.Context, ref VMRef) (netip.Addr, error) {
 				}
 			}
 			if ip := pickIPv4(out.Result, macs); ip.IsValid() {
-				if notYet {
+				switch {
+				case fresh && lastNotYet == 0 && boot > 0:
+					// up at the first poll, at the expected boot time
+					learned.early(ref.Node, agentBootKind, sent)
+				case notYet:
 					// A boot seen, between the last poll that found the
 					// guest booting and this one; a guest up at the first
 					// poll was up before the wait and teaches nothing. The

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -37,8 +38,10 @@ const (
 	// taskListLimitMax bounds it.
 	taskListLimitMax = 10000
 	// taskExpectLead is the fraction of a task type's expected duration
-	// after which its first poll is due.
-	taskExpectLead = 0.97
+	// after which its first poll is due: all of it, since the expectation
+	// is an upper bound that earlier tasks gave and that shrinks whenever a
+	// task has ended before it (see durationLog.early).
+	taskExpectLead = 1.0
 )
 
 // errTaskListUnsupported: the node does not answer the active task list (an
@@ -176,9 +179,9 @@ func (w *taskWatcher) finishLocked(t *taskWatch, r watchResult) {
 		// one; the later bound keeps the lead below the real duration.
 		w.learned.add(w.node, t.typ, r.at.Sub(t.added))
 	case t.expect > 0:
-		// ended before its lead: tasks of this type got faster, and what
-		// was learnt is wrong
-		w.learned.forget(w.node, t.typ)
+		// ended before its first poll, at the expected time: it may have
+		// ended well before, so the expectation shrinks
+		w.learned.early(w.node, t.typ, r.at.Sub(t.added))
 	}
 }
 
@@ -324,32 +327,62 @@ func (w *taskWatcher) failAll(ctx context.Context, err error) {
 
 // durationLog remembers the latest durations seen, by key, to predict the
 // next one: the shortest of the last few, so a prediction rarely lies past
-// the real end.
+// the real end. A job that had ended when it was first looked at, at the
+// predicted time, says only that it took no longer: each such job in a row
+// records a guess shorter than the last (3 %, 6 %, 12 %, ... below the time
+// it was looked at), so the prediction comes down fast when jobs got much
+// faster; the guesses are dropped once a job is seen unfinished.
 type durationLog struct {
 	mu   sync.Mutex
-	seen map[string][]time.Duration
+	seen map[string][]loggedDuration
+	// earlyRun counts, by key, the jobs in a row found ended at their
+	// first look.
+	earlyRun map[string]int
+}
+
+type loggedDuration struct {
+	d     time.Duration
+	guess bool // recorded by early
 }
 
 // durationLogSize is the number of durations kept per key.
 const durationLogSize = 8
 
-func newDurationLog() *durationLog { return &durationLog{seen: map[string][]time.Duration{}} }
+// durationShrink is the first step by which early shrinks a prediction.
+const durationShrink = 0.03
 
+func newDurationLog() *durationLog {
+	return &durationLog{seen: map[string][]loggedDuration{}, earlyRun: map[string]int{}}
+}
+
+// add records a job that took at most d, seen unfinished before.
 func (l *durationLog) add(node, kind string, d time.Duration) {
 	k := node + "\x00" + kind
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	s := append(l.seen[k], d)
+	if l.earlyRun[k] > 0 {
+		delete(l.earlyRun, k)
+		l.seen[k] = slices.DeleteFunc(l.seen[k], func(x loggedDuration) bool { return x.guess })
+	}
+	l.record(k, loggedDuration{d: d})
+}
+
+// early records a job found ended at its first look, after d.
+func (l *durationLog) early(node, kind string, d time.Duration) {
+	k := node + "\x00" + kind
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := min(l.earlyRun[k]+1, 5)
+	l.earlyRun[k] = n
+	l.record(k, loggedDuration{d: time.Duration(float64(d) * (1 - durationShrink*float64(int(1)<<(n-1)))), guess: true})
+}
+
+func (l *durationLog) record(k string, x loggedDuration) {
+	s := append(l.seen[k], x)
 	if len(s) > durationLogSize {
 		s = s[len(s)-durationLogSize:]
 	}
 	l.seen[k] = s
-}
-
-func (l *durationLog) forget(node, kind string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.seen, node+"\x00"+kind)
 }
 
 // expect returns the predicted duration, 0 when none was seen.
@@ -360,9 +393,9 @@ func (l *durationLog) expect(node, kind string) time.Duration {
 	if len(s) == 0 {
 		return 0
 	}
-	m := s[0]
-	for _, d := range s[1:] {
-		m = min(m, d)
+	m := s[0].d
+	for _, x := range s[1:] {
+		m = min(m, x.d)
 	}
 	return m
 }

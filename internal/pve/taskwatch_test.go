@@ -287,12 +287,22 @@ func TestTaskWatcherLearnsDurations(t *testing.T) {
 		overshoot time.Duration
 	}{
 		{1500 * time.Millisecond, 40, 50 * time.Millisecond}, // not seen before: the plain schedule
-		{1500 * time.Millisecond, 4, 75 * time.Millisecond},
+		{1500 * time.Millisecond, 3, 75 * time.Millisecond},
 		{1600 * time.Millisecond, 6, 80 * time.Millisecond},
-		{1500 * time.Millisecond, 4, 75 * time.Millisecond},
-		{400 * time.Millisecond, 40, 1350 * time.Millisecond}, // faster than ever: late by at most the lead
-		{400 * time.Millisecond, 40, 50 * time.Millisecond},   // what was learnt is forgotten
-		{400 * time.Millisecond, 4, 50 * time.Millisecond},    // and learnt again
+		{1500 * time.Millisecond, 3, 75 * time.Millisecond},
+		// much faster than before: late by the old expectation at first,
+		// which shrinks faster with each early task
+		{400 * time.Millisecond, 1, 1200 * time.Millisecond},
+		{400 * time.Millisecond, 1, 1200 * time.Millisecond},
+		{400 * time.Millisecond, 1, 1200 * time.Millisecond},
+		{400 * time.Millisecond, 1, 1200 * time.Millisecond},
+		{400 * time.Millisecond, 1, 600 * time.Millisecond},
+		{400 * time.Millisecond, 8, 300 * time.Millisecond},
+		{400 * time.Millisecond, 8, 50 * time.Millisecond},
+		{400 * time.Millisecond, 3, 50 * time.Millisecond},
+		{400 * time.Millisecond, 3, 50 * time.Millisecond},
+		{400 * time.Millisecond, 3, 50 * time.Millisecond},
+		{400 * time.Millisecond, 3, 50 * time.Millisecond},
 	}
 	for i, tt := range tests {
 		before, _ := n.counts()

@@ -89,7 +89,7 @@ func run(args []string, out io.Writer) error {
 		jobs[i] = tasks + b
 	}
 	path := critical.Path(jobs, o.parallelism)
-	fmt.Fprintf(out, "latency model: realistic (linked clone %v, upload %v, start %v, guest boot %v)\n",
+	fmt.Fprintf(out, "latency model: realistic with the capacity model (linked clone %v, upload %v, start %v, guest boot %v)\n",
 		model.LinkedClone, model.Upload, model.Start, describeBoots(pool.boots))
 	fmt.Fprintf(out, "critical path: %v (each sandbox's tasks, %v, plus its guest's boot, in order on %d slots)\n",
 		path.Round(time.Millisecond), tasks, o.parallelism)
@@ -99,6 +99,7 @@ func run(args []string, out io.Writer) error {
 	fmt.Fprintf(out, "simulator: %d API requests, %d tasks for %d sandboxes (apply and destroy)\n", total(pool.stats), pool.stats.TasksStarted, o.n)
 	fmt.Fprintf(out, "requests per sandbox (create with wait_for_ip, then destroy): %.1f (budget %d)\n",
 		float64(total(pool.stats))/float64(o.n), requestBudget)
+	fmt.Fprintf(out, "simulator's peak queue depth (calls waiting for an API worker): %d\n", pool.peakQueue)
 	writeRoutes(out, pool.stats, o.n)
 	return nil
 }
@@ -161,6 +162,8 @@ type applyResult struct {
 	// boots are the sandboxes' boot times in VMID order, as the simulator
 	// drew them.
 	boots []time.Duration
+	// peakQueue is the most API calls that waited for a worker at once.
+	peakQueue int
 }
 
 // applyOnce starts a fresh simulator, applies n sandboxes and measures the apply's wall time,
@@ -251,5 +254,6 @@ resource "agentlab_sandbox" "bench" {
 		return applyResult{}, err
 	}
 	res.stats = srv.Stats()
+	res.peakQueue = srv.PeakQueueDepth()
 	return res, nil
 }

@@ -17,6 +17,7 @@ type phase struct {
 	durs        []time.Duration // each successful sandbox's create time
 	boots       []time.Duration // each created guest's boot time, in creation order
 	createStats pvesim.Stats    // simulator counters after creation
+	peakQueue   int             // most calls waiting for an API worker at once, during creation
 	totalStats  pvesim.Stats    // simulator counters after destruction too
 	destroyWall time.Duration
 	errs        []error // failed creates and destroys, and leftover VMs
@@ -42,6 +43,7 @@ func runPhase(ctx context.Context, name string, model pvesim.Latency, o options,
 	created, wall := runPool(ctx, o.n, o.workers, s.create)
 	p.wall = wall
 	p.createStats = sim.srv.Stats()
+	p.peakQueue = sim.srv.PeakQueueDepth()
 	var made []sandbox
 	for i, oc := range created {
 		if oc.err != nil {

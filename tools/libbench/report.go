@@ -46,6 +46,7 @@ func writeReport(out io.Writer, o options, model pvesim.Latency, a, b phase) {
 	row("API requests, create", float64(requests(a.createStats)), float64(requests(b.createStats)), "%.0f")
 	row("API requests, create+destroy", float64(requests(a.totalStats)), float64(requests(b.totalStats)), "%.0f")
 	row("API requests per sandbox, create+destroy", float64(requests(a.totalStats))/float64(o.n), float64(requests(b.totalStats))/float64(o.n), "%.1f")
+	row("peak queue depth during creation", float64(a.peakQueue), float64(b.peakQueue), "%.0f")
 	row("tasks started, create+destroy", float64(a.totalStats.TasksStarted), float64(b.totalStats.TasksStarted), "%.0f")
 	row("destroy wall time, not in the above (s)", a.destroyWall.Seconds(), b.destroyWall.Seconds(), "%.3f")
 	row("failures", float64(len(a.errs)), float64(len(b.errs)), "%.0f")

@@ -36,8 +36,8 @@ func Path(jobs []time.Duration, parallelism int) time.Duration {
 // (from its start to its guest agent's address); call it while the guest
 // runs.
 func Boot(srv *pvesim.Server, vmid int) time.Duration {
-	_ = vmid
-	return srv.Latency().GuestAgentIP
+	vm, _ := srv.VM(vmid)
+	return vm.BootTime
 }
 
 // durationHeap is a min-heap of the times slots become free.
