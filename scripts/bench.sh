@@ -14,11 +14,11 @@ step "reaper: one tick over 10,000 VMs, expiry-to-destroy delay (go test -bench)
 go test -run '^$' -bench 'Tick' -benchtime 20x -count 1 ./reaper/reconcile/
 go test -run '^$' -bench 'ExpiryToDestroy' -benchtime 3x -count 1 ./reaper/reconcile/
 
-step "provider: terraform apply of 50 sandboxes, -parallelism=10, realistic model"
+step "provider: terraform apply of 50 sandboxes, -parallelism=10, realistic model with the capacity model (about 5 minutes)"
 make --no-print-directory build
 go run ./tools/applybench -provider-dir bin -n 50 -parallelism 10
 
-step "client path: 50 sandboxes through the Telmate library as-is vs internal/pve (about 3 minutes)"
+step "client path: 50 sandboxes through the Telmate library as-is vs internal/pve, same model (about 10 minutes)"
 go run ./tools/libbench -n 50 -workers 10
 
 step "reaper: artifact upload through the guest listener vs writing the same bytes to disk; peak RSS"
