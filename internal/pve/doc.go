@@ -6,7 +6,8 @@
 // list for every task the client waits on there, paced to the durations it
 // has seen (taskwatch.go); guest agent polls are paced to the boot times it
 // has seen (agent.go). A sandbox created with WaitForIP and destroyed costs
-// about 35 requests, against about 140 with one status poll loop per task.
+// fewer than 40 requests (docs/performance.md), against about 140 with one
+// status poll loop per task.
 //
 // It builds on github.com/Telmate/proxmox-api-go for what that library does
 // well (API token parsing and validation, and a ready *proxmox.Client sharing

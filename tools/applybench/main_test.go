@@ -10,7 +10,7 @@ import (
 	"github.com/agentlab/terraform-provider-agentlab/internal/pvesim"
 )
 
-// TestRequestBudget applies and destroys twenty sandboxes (wait_for_ip, two waves of ten) with
+// TestRequestBudget applies and destroys thirty sandboxes (wait_for_ip, ten at a time) with
 // the real terraform and the provider built from this tree, against the
 // simulator's realistic model sped up, and fails when a sandbox costs more
 // than requestBudget API requests. Speeding the model up never lowers the
@@ -33,7 +33,7 @@ func TestRequestBudget(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build the provider: %v\n%s", err, out)
 	}
-	const n = 20
+	const n = 30
 	o := options{providerDir: dir, terraform: tf, n: n, parallelism: 10}
 	res, err := applyOnce(o, n, pvesim.RealisticLatency().Scaled(0.5))
 	if err != nil {
