@@ -30,7 +30,7 @@ import (
 // Poll cadence: each watched task is due for a poll on its own schedule (see
 // taskWatch.due); a watcher polls when the first of its tasks is due, and one
 // answer serves every task. A task type whose durations the client has seen
-// before is first polled shortly before it is expected to end.
+// before on the node is first polled when it is expected to have ended.
 const (
 	// taskListLimit is the number of active tasks asked for at first; it
 	// doubles whenever an answer may have been cut short.
@@ -113,8 +113,7 @@ type watchResult struct {
 }
 
 // due returns when t should be polled next: at the task poll interval for
-// its age after its last poll, but not before the lead into its expected
-// duration.
+// its age after its last poll, but not before its expected duration.
 func (t *taskWatch) due() time.Time {
 	var next time.Time
 	if t.polled.IsZero() {
