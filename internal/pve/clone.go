@@ -197,9 +197,11 @@ func (c *Client) cloneAs(ctx context.Context, req CloneRequest, nonce string, vm
 			}
 			uncertain = false // gone: clone again
 		case IsTransient(err):
-			if maybeProcessed(err) {
-				uncertain = true
-			}
+			// Even a 5xx with a lock or quorum text may come after PVE acted
+			// (the answer, not the clone, failed). Treating every transient
+			// failure as possibly acted on is always safe: a free VMID is
+			// cloned again, a taken one is checked for our nonce.
+			uncertain = true
 		default:
 			err = fmt.Errorf("%s: %w", what, err)
 			if uncertain || (ctx.Err() != nil && maybeProcessed(err)) {

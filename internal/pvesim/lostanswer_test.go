@@ -92,7 +92,9 @@ func TestLostAnswers(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				defer cancel()
 				err = tc.act(ctx, c, pve.VMRef{Node: "pve", VMID: 101})
-				t.Logf("client result after a lost answer: %v", err)
+				if err != nil {
+					t.Errorf("client result after a lost answer: %v; want the client to recover", err)
+				}
 				if got := sim.Server.Stats().Faults[pvesim.FaultLostAnswer]; got != 1 {
 					t.Fatalf("lost answers = %d; want 1", got)
 				}
@@ -152,5 +154,38 @@ func TestLostAnswersOptionsChecked(t *testing.T) {
 	}
 	if got, err := pvesim.ParseLostCalls("clone,start"); err != nil || len(got) != 2 {
 		t.Errorf("ParseLostCalls(clone,start) = %v, %v", got, err)
+	}
+}
+
+// TestLostCloneAnswerAutoVMID: a clone whose VMID the client allocated, and
+// whose answer is lost after PVE acted, must not make a second VM at the
+// next free VMID.
+func TestLostCloneAnswerAutoVMID(t *testing.T) {
+	for _, mode := range []string{pvesim.LostDrop, pvesim.LostError} {
+		t.Run(mode, func(t *testing.T) {
+			sim := pvesimtest.Start(t, func(o *pvesim.Options) {
+				o.LostAnswers = pvesim.LostAnswers{Rate: 1, Limit: 1, Mode: mode, Calls: []string{pvesim.LostClone}}
+			})
+			c, err := pve.New(context.Background(), pve.Config{Endpoint: sim.URL, APIToken: sim.Token, HTTPClient: sim.Client})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			ref, err := c.Clone(ctx, pve.CloneRequest{Node: "pve", SourceVMID: 9000, Name: "auto",
+				Nonce: "n-auto", Description: "x <!-- agentlab:nonce=n-auto -->"})
+			if err != nil {
+				t.Fatalf("clone after a lost answer: %v", err)
+			}
+			var clones []int
+			for _, id := range sim.Server.VMIDs() {
+				if id != 9000 {
+					clones = append(clones, id)
+				}
+			}
+			if len(clones) != 1 || clones[0] != ref.VMID {
+				t.Errorf("VMs besides the template: %v; want only the returned %d", clones, ref.VMID)
+			}
+		})
 	}
 }
