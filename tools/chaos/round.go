@@ -242,6 +242,9 @@ func (r *round) faultyRun(ctx context.Context, phase, verb string, destroyBefore
 		return run.err
 	case <-timer.C:
 	}
+	// A fresh listing, so that the point is exact and a VM destroyed just
+	// before a kill of the simulator is not taken for one it lost.
+	r.poll(ctx)
 	point := applyPoint(r.led.alive())
 	if verb == "destroy" {
 		point = destroyPoint(destroyBefore[0], len(r.led.alive()))
