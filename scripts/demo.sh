@@ -5,6 +5,8 @@
 # then watch the reaper destroy the one-minute sandbox on its own. As root (the simulator's
 # --guest-exec needs it), it also runs examples/job: a job on a small local git repository, served by
 # git daemon on loopback, whose runner really runs in a simulated guest; it prints the artifacts.
+# Terraform's full output goes to .demo/*.log; the screen shows a summary (one line per planned
+# change, progress and results), the full log only when a command fails.
 # Leaves no process behind: the simulator and the reaper are stopped on every exit path.
 set -euo pipefail
 
@@ -18,6 +20,27 @@ fi
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 started=$(date +%s)
+
+# What the screen shows of terraform's output: the plan's one-line summaries, progress, results.
+# (-compact-warnings lists each warning as one "- " line under "Warnings:".)
+summary='^ *# .* (will be|must be)|^Plan:|: (Creating|Destroying|Modifying|Still|Creation complete|Destruction complete|Modifications complete)|^(Apply|Destroy) complete|^Warnings?:|^- |^Error'
+# tf_run LOG ARGS...: runs terraform (or tofu), keeps its full output in LOG and shows the summary;
+# on failure it prints the full output and stops the demo.
+tf_run() {
+  local log=$1 status
+  shift
+  set +e
+  "$tf" "$@" -input=false -compact-warnings -no-color 2>&1 | tee "$log" | { grep --line-buffered -E "$summary" || true; }
+  status=${PIPESTATUS[0]}
+  set -e
+  if [ "$status" -ne 0 ]; then
+    echo "demo: $(basename "$tf") $1 failed; its full output ($log):" >&2
+    cat "$log" >&2
+    exit 1
+  fi
+}
+# lease_vmids: the VMIDs the reaper lists as leases now (its table's first column).
+lease_vmids() { reaper leases | awk 'NR > 1 && $1 ~ /^[0-9]+$/ { print $1 }'; }
 
 step "building the provider, the reaper and the simulator"
 make -C "$root" --no-print-directory build
@@ -109,20 +132,19 @@ for _ in $(seq 100); do [ -S "$work/reaper.sock" ] && break; sleep 0.1; done
 
 cd "$work/lease"
 step "$(basename "$tf") apply examples/lease (one sandbox, ttl = 1m)"
-"$tf" apply -auto-approve -input=false -compact-warnings
+tf_run "$work/apply-lease.log" apply -auto-approve
 short_vmid=$("$tf" output -raw vmid)
+short_expiry=$("$tf" output -raw lease_expires_at)
 
 cd "$work/quickstart"
 step "$(basename "$tf") apply examples/quickstart"
-"$tf" apply -auto-approve -input=false -compact-warnings
+tf_run "$work/apply-quickstart.log" apply -auto-approve
 step "outputs"
-"$tf" output
-step "$(basename "$tf") destroy examples/quickstart"
-if ! "$tf" destroy -auto-approve -input=false -compact-warnings -no-color >"$work/destroy.log" 2>&1; then
-  cat "$work/destroy.log" >&2
-  exit 1
-fi
-grep -E 'Destruction complete|Destroy complete' "$work/destroy.log"
+"$tf" output -no-color
+qs_vmids=$(echo 'join(" ", [for s in agentlab_sandbox.agent : tostring(s.vmid)])' | "$tf" console | tr -d '"')
+step "$(basename "$tf") destroy examples/quickstart (VMs $qs_vmids)"
+tf_run "$work/destroy-quickstart.log" destroy -auto-approve
+destroyed=$qs_vmids # VMs terraform destroyed, which the reaper's leases must no longer list
 
 if $run_job; then
   step "a job: a small git repository served by git daemon on 127.0.0.1:$git_port"
@@ -139,29 +161,59 @@ if $run_job; then
   git_pid=$!
   cd "$work/job"
   step "$(basename "$tf") apply examples/job"
-  "$tf" apply -auto-approve -input=false -compact-warnings -var "repo=git://127.0.0.1:$git_port/demo.git"
+  tf_run "$work/apply-job.log" apply -auto-approve -var "repo=git://127.0.0.1:$git_port/demo.git"
   step "the job's outputs"
-  "$tf" output
+  "$tf" output -no-color
+  destroyed="$destroyed $(echo 'agentlab_job.demo.vmid' | "$tf" console | tr -d '"')"
   step "its artifacts, downloaded and verified"
   (cd "$work/job/artifacts" && sha256sum $(find . -type f | sort))
   step "agentlab-reaper jobs"
   reaper jobs
   step "$(basename "$tf") destroy examples/job"
-  "$tf" destroy -auto-approve -input=false -compact-warnings -no-color -var "repo=git://127.0.0.1:$git_port/demo.git" |
-    grep -E 'Destroy complete'
+  tf_run "$work/destroy-job.log" destroy -auto-approve -var "repo=git://127.0.0.1:$git_port/demo.git"
 else
   step "skipping the job: agentlab-pvesim --guest-exec needs root (run make demo as root to see one)"
 fi
 
-step "agentlab-reaper leases"
-reaper leases
-step "waiting for the reaper to destroy VM $short_vmid when its one-minute lease ends"
-deadline=$(( $(date +%s) + 120 ))
-until reaper events --vmid "$short_vmid" | grep -Eq 'destroy +done'; do
+# The reaper lists what it saw at its last tick (every 5s here); wait until it has seen the
+# destroy, so that the table below is the current view, not the one from before the destroy.
+step "agentlab-reaper leases (after its next tick has seen the destroy)"
+deadline=$(( $(date +%s) + 30 ))
+while :; do
+  listed=$(lease_vmids)
+  stale=""
+  for id in $destroyed; do
+    if grep -qx "$id" <<<"$listed"; then stale="$stale $id"; fi
+  done
+  [ -z "$stale" ] && break
   if [ "$(date +%s)" -gt "$deadline" ]; then
+    echo "demo: the reaper still lists VMs$stale 30s after terraform destroyed them; its log:" >&2
+    cat "$work/reaper.log" >&2
+    exit 1
+  fi
+  sleep 0.5
+done
+reaper leases
+step "waiting for the reaper to destroy VM $short_vmid when its one-minute lease ends ($short_expiry)"
+deadline=$(( $(date +%s) + 120 ))
+next_note=0
+until reaper events --vmid "$short_vmid" | grep -Eq 'destroy +done'; do
+  now=$(date +%s)
+  if [ "$now" -gt "$deadline" ]; then
     echo "demo: VM $short_vmid was not reaped in time; the reaper's log:" >&2
     cat "$work/reaper.log" >&2
     exit 1
+  fi
+  if [ "$now" -ge "$next_note" ]; then
+    left=$(( $(date -d "$short_expiry" +%s) - now ))
+    state=$(reaper leases | awk -v id="$short_vmid" '$1 == id { print $4 }')
+    if [ "$left" -gt 0 ]; then
+      printf '  %s  VM %s is %s; its lease ends in %ss\n' "$(date +%T)" "$short_vmid" "${state:-listed}" "$left"
+    else
+      printf '  %s  VM %s is %s; the lease ended %ss ago, the reaper acts at its next tick\n' \
+        "$(date +%T)" "$short_vmid" "${state:-gone}" "$(( -left ))"
+    fi
+    next_note=$(( now + 10 ))
   fi
   sleep 1
 done
