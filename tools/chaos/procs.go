@@ -124,6 +124,7 @@ func (s *simProcess) running() bool { return s.cmd != nil }
 // or a kill -9 of the shell's job would.
 type tfRun struct {
 	cmd  *exec.Cmd
+	log  string // where the output is saved once the command ends
 	out  *syncBuffer
 	done chan struct{}
 	err  error
@@ -147,19 +148,21 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
-// startTerraform starts terraform with args in dir.
-func startTerraform(bin, dir string, env []string, args ...string) (*tfRun, error) {
+// startTerraform starts terraform with args in dir; its output is saved to
+// log when it ends.
+func startTerraform(bin, dir, log string, env []string, args ...string) (*tfRun, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	cmd.Env = env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	r := &tfRun{cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
+	r := &tfRun{cmd: cmd, log: log, out: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = r.out, r.out
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", filepath.Base(bin), err)
 	}
 	go func() {
 		r.err = cmd.Wait()
+		_ = os.WriteFile(r.log, []byte(r.out.String()), 0o600)
 		close(r.done)
 	}()
 	return r, nil

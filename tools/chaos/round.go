@@ -63,7 +63,15 @@ type round struct {
 	led  *ledger
 	api  *reapertest.PVE
 	env  []string
+	runs int // terraform commands run, numbering their logs
 	logf func(format string, args ...any)
+}
+
+// terraform starts a terraform command of the round.
+func (r *round) terraform(args ...string) (*tfRun, error) {
+	r.runs++
+	log := filepath.Join(r.dir, fmt.Sprintf("terraform-%02d-%s.log", r.runs, args[0]))
+	return startTerraform(r.o.Terraform, r.dir, log, r.env, args...)
 }
 
 func runRound(ctx context.Context, o Options, n int, rep *Report) error {
@@ -227,7 +235,7 @@ func (r *round) faultyRun(ctx context.Context, phase, verb string, destroyBefore
 	target := targets[r.rng.IntN(len(targets))]
 	delay := time.Duration(r.rng.Int64N(int64(r.killWindow(verb))))
 	downtime := time.Duration(r.rng.Int64N(int64(time.Second)))
-	run, err := startTerraform(r.o.Terraform, r.dir, r.env, r.tfArgs(verb)...)
+	run, err := r.terraform(r.tfArgs(verb)...)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errHarness, err)
 	}
@@ -313,7 +321,7 @@ func (r *round) converge(ctx context.Context, phase, verb string) bool {
 	var last string
 	for attempt := 1; attempt <= convergeMax; attempt++ {
 		r.led.setPhase(phase)
-		run, err := startTerraform(r.o.Terraform, r.dir, r.env, r.tfArgs(verb)...)
+		run, err := r.terraform(r.tfArgs(verb)...)
 		if err != nil {
 			r.fail("%s: %v", verb, err)
 			return false
@@ -477,7 +485,7 @@ func (r *round) account(ctx context.Context) {
 
 // terraformOutput runs a terraform command to completion and returns its output.
 func (r *round) terraformOutput(_ context.Context, args ...string) (string, error) {
-	run, err := startTerraform(r.o.Terraform, r.dir, r.env, args...)
+	run, err := r.terraform(args...)
 	if err != nil {
 		return "", err
 	}
