@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -17,7 +16,6 @@ import (
 	"time"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/pvesim"
-	"github.com/agentlab/terraform-provider-agentlab/internal/volume"
 	"github.com/agentlab/terraform-provider-agentlab/reaper/reapertest"
 )
 
@@ -352,135 +350,6 @@ func (r *round) converge(ctx context.Context, phase, verb string) bool {
 	}
 	r.fail("%s did not succeed in %d attempts; last error:\n%s", verb, convergeMax, last)
 	return false
-}
-
-// unlock plays the operator who runs `qm unlock N` (and `qm destroy N` when
-// destroy is set) on the node: no API call can clear a clone lock, so the
-// harness stops the simulator, clears the locks through its Go API on the
-// state directory, and starts it again.
-func (r *round) unlock(ctx context.Context, ids []int, destroy bool) error {
-	prev := r.led.currentPhase()
-	r.led.setPhase(phaseOperator)
-	defer r.led.setPhase(prev)
-	for _, id := range ids {
-		r.led.mark(id, func(v *vmLife) { v.Operator = true })
-	}
-	r.sim.stop()
-	srv, err := pvesim.New(pvesim.Options{StateDir: r.sim.stateDir, Tokens: []string{token},
-		Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		return err
-	}
-	for _, id := range ids {
-		if err := srv.SetLock(id, ""); err != nil {
-			r.logf("operator: qm unlock %d: %v", id, err)
-		}
-	}
-	if err := srv.Close(); err != nil {
-		return err
-	}
-	if err := r.sim.start(ctx); err != nil {
-		return err
-	}
-	r.logf("operator: qm unlock %v", ids)
-	if !destroy {
-		return nil
-	}
-	for _, id := range ids {
-		if err := r.destroyVM(ctx, id); err != nil {
-			return fmt.Errorf("qm destroy %d: %w", id, err)
-		}
-	}
-	r.poll(ctx)
-	r.logf("operator: qm destroy %v", ids)
-	return nil
-}
-
-// destroyVM deletes VM vmid through the API and waits for the task.
-func (r *round) destroyVM(ctx context.Context, vmid int) error {
-	var upid string
-	path := fmt.Sprintf("/nodes/pve/qemu/%d", vmid)
-	if err := r.api.Do(ctx, http.MethodDelete, path+"?purge=1&destroy-unreferenced-disks=1", nil, &upid); err != nil {
-		return err
-	}
-	return r.waitTask(ctx, upid)
-}
-
-// waitTask polls a task until it stops.
-func (r *round) waitTask(ctx context.Context, upid string) error {
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	for {
-		var st struct {
-			Status     string `json:"status"`
-			ExitStatus string `json:"exitstatus"`
-		}
-		if err := r.api.Do(ctx, http.MethodGet, "/nodes/pve/tasks/"+url.PathEscape(upid)+"/status", nil, &st); err != nil {
-			return err
-		}
-		if st.Status == "stopped" {
-			if st.ExitStatus != "OK" {
-				return fmt.Errorf("task %s: %s", upid, st.ExitStatus)
-			}
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
-}
-
-// seedISOs lists the seed ISOs on the node's ISO storage, by owner VMID.
-func (r *round) seedISOs(ctx context.Context) (map[string]int, error) {
-	var items []struct {
-		Volid string `json:"volid"`
-	}
-	if err := r.api.Do(ctx, http.MethodGet, "/nodes/pve/storage/local/content", url.Values{"content": {"iso"}}, &items); err != nil {
-		return nil, err
-	}
-	out := map[string]int{}
-	for _, it := range items {
-		if id, ok := volume.SeedISOOwner(it.Volid); ok {
-			out[it.Volid] = id
-		}
-	}
-	return out, nil
-}
-
-// account classifies every VM of the round and every seed ISO left.
-func (r *round) account(ctx context.Context) {
-	for _, v := range r.led.all() {
-		r.rep.VMs++
-		if v.Operator {
-			r.rep.NeededOperator++
-		}
-		what, left := outcome(v)
-		if left {
-			r.rep.Left[what]++
-			r.logf("VM %d: %s", v.VMID, what)
-			continue
-		}
-		r.rep.Outcomes[what]++
-	}
-	isos, err := r.seedISOs(ctx)
-	if err != nil {
-		r.fail("list ISOs: %v", err)
-		return
-	}
-	alive := map[int]bool{}
-	for _, v := range r.led.alive() {
-		alive[v.VMID] = true
-	}
-	for volid, id := range isos {
-		reason := "seed ISO of a VM that is gone"
-		if alive[id] {
-			reason = "seed ISO of a VM left behind"
-		}
-		r.rep.ISOsLeft[reason]++
-		r.logf("ISO %s: %s", volid, reason)
-	}
 }
 
 // terraformOutput runs a terraform command to completion and returns its output.
