@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/pvesim"
@@ -62,7 +63,11 @@ type round struct {
 	api  *reapertest.PVE
 	env  []string
 	runs int // terraform commands run, numbering their logs
-	logf func(format string, args ...any)
+
+	// pollMu serialises listings with each other and with a crash of the
+	// simulator, so that the ledger never takes an old listing for a new one.
+	pollMu sync.Mutex
+	logf   func(format string, args ...any)
 }
 
 // terraform starts a terraform command of the round.
@@ -200,6 +205,8 @@ resource "agentlab_sandbox" "chaos" {
 // poll lists the VMs once and feeds the ledger; false when the simulator did
 // not answer (it may be down).
 func (r *round) poll(ctx context.Context) bool {
+	r.pollMu.Lock()
+	defer r.pollMu.Unlock()
 	var vms []vmSeen
 	if err := r.api.Do(ctx, http.MethodGet, "/cluster/resources", url.Values{"type": {"vm"}}, &vms); err != nil {
 		return false
@@ -258,16 +265,10 @@ func (r *round) faultyRun(ctx context.Context, phase, verb string, destroyBefore
 	landed := true
 	switch target {
 	case targetSim:
-		r.sim.kill()
-		select {
-		case <-time.After(downtime): // the outage itself, not a wait for an event
-		case <-ctx.Done():
-		}
-		if err := r.sim.start(ctx); err != nil {
+		if err := r.crashSim(ctx, downtime); err != nil {
 			run.killGroup()
-			return fmt.Errorf("%w: restart the simulator: %v", errHarness, err)
+			return err
 		}
-		r.led.simRestarted()
 	case targetProvider:
 		pid := r.waitProvider(run)
 		if pid == 0 {
@@ -293,6 +294,23 @@ func (r *round) faultyRun(ctx context.Context, phase, verb string, destroyBefore
 	r.led.setPhase(phase + " (after)")
 	r.poll(ctx)
 	return err
+}
+
+// crashSim kills the simulator with SIGKILL and starts it again on the same
+// port and state directory after downtime, with no listing in between.
+func (r *round) crashSim(ctx context.Context, downtime time.Duration) error {
+	r.pollMu.Lock()
+	defer r.pollMu.Unlock()
+	r.sim.kill()
+	select {
+	case <-time.After(downtime): // the outage itself, not a wait for an event
+	case <-ctx.Done():
+	}
+	if err := r.sim.start(ctx); err != nil {
+		return fmt.Errorf("%w: restart the simulator: %v", errHarness, err)
+	}
+	r.led.simRestarted()
+	return nil
 }
 
 // waitProvider returns the provider plugin's pid once terraform has started
