@@ -102,7 +102,7 @@ func TestParseOrphans(t *testing.T) {
 		name, in string
 		want     map[int]string
 	}{
-		{"list", `[{"vmid":101,"kind":"placeholder"},{"volid":"local:iso/x.iso","kind":"iso"}]`, map[int]string{101: "placeholder"}},
+		{"list", `[{"vmid":101,"kind":"placeholder"},{"vmid":101,"volid":"local:iso/agentlab-101-cidata.iso","kind":"iso"}]`, map[int]string{101: "placeholder"}},
 		{"object", `{"orphans":[{"vmid":"102","kind":"untagged"}]}`, map[int]string{102: "untagged"}},
 		{"empty", `[]`, map[int]string{}},
 		{"garbage", `no`, map[int]string{}},

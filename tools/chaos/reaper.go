@@ -156,7 +156,8 @@ func (r *round) hasISOs(ctx context.Context) bool {
 }
 
 // parseOrphans reads `agentlab-reaper orphans --json`: a list (or an object
-// holding one) of entries with a vmid and a kind. It returns kind by VMID.
+// holding one) of entries with a vmid and a kind. It returns the kind of each
+// orphan VM by VMID (seed ISOs, which carry a volid, are not VMs).
 func parseOrphans(b []byte) map[int]string {
 	var list []map[string]any
 	if err := json.Unmarshal(b, &list); err != nil {
@@ -171,6 +172,9 @@ func parseOrphans(b []byte) map[int]string {
 	}
 	out := map[int]string{}
 	for _, e := range list {
+		if volid, _ := e["volid"].(string); volid != "" {
+			continue // a seed ISO: its vmid names the VM it was made for, which is gone
+		}
 		var id int
 		switch v := e["vmid"].(type) {
 		case float64:
