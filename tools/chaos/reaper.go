@@ -14,8 +14,13 @@ import (
 	"time"
 )
 
-// reaperInterval is the reaper's tick in the campaign.
-const reaperInterval = 500 * time.Millisecond
+const (
+	// reaperInterval is the reaper's tick in the campaign.
+	reaperInterval = 500 * time.Millisecond
+	// reaperTicks is how many ticks the reaper gets to clean up (with no
+	// orphan grace, a prune takes one or two; the wait ends once all is gone).
+	reaperTicks = 12
+)
 
 // reaperPhase runs agentlab-reaper over what terraform left: it lists the
 // orphans, the harness plays the operator for clone placeholders (which only
@@ -120,10 +125,10 @@ func (r *round) reaperPhase(ctx context.Context) error {
 	if b, err := os.ReadFile(logPath); err == nil {
 		from = bytes.Count(b, []byte(`"msg":"tick"`))
 	}
-	// Done when nothing is left, or after enough ticks for a prune with no grace.
+	// Done when nothing is left, or after reaperTicks ticks.
 	r.until(ctx, 30*time.Second, exited, func() bool {
 		r.poll(ctx)
-		return (len(r.led.alive()) == 0 && !r.hasISOs(ctx)) || ticked(from+6)
+		return (len(r.led.alive()) == 0 && !r.hasISOs(ctx)) || ticked(from+reaperTicks)
 	})
 	return nil
 }
