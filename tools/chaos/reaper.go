@@ -133,11 +133,12 @@ func (r *round) reaperPhase(ctx context.Context) error {
 	return nil
 }
 
-// until polls cond until it holds, timeout passes or stop closes.
+// until checks cond every 200 ms (it may call the API: the simulator has
+// few workers) until it holds, timeout passes or stop closes.
 func (r *round) until(ctx context.Context, timeout time.Duration, stop <-chan struct{}, cond func() bool) bool {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
-	t := time.NewTicker(50 * time.Millisecond)
+	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	for {
 		if cond() {
