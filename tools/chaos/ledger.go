@@ -126,6 +126,21 @@ func (l *ledger) mark(vmid int, f func(*vmLife)) {
 	}
 }
 
+// markGone changes the record of the last life of VM vmid if it ended in
+// phase (a VMID may have had several lives).
+func (l *ledger) markGone(vmid int, phase string, f func(*vmLife)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := len(l.lives) - 1; i >= 0; i-- {
+		if life := l.lives[i]; life.VMID == vmid {
+			if life.Gone == phase {
+				f(life)
+			}
+			return
+		}
+	}
+}
+
 // all returns copies of every life recorded.
 func (l *ledger) all() []vmLife {
 	l.mu.Lock()

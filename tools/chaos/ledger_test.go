@@ -41,6 +41,14 @@ func TestLedgerLives(t *testing.T) {
 	if alive := l.alive(); len(alive) != 1 || alive[0].VMID != 100 {
 		t.Errorf("alive = %+v; want only VM 100", alive)
 	}
+
+	// markGone changes only the last life of a VMID, and only if it ended in the phase.
+	l.markGone(101, phaseLost, func(v *vmLife) { v.ReaperListed = true })
+	l.markGone(100, phaseDestroy, func(v *vmLife) { v.ReaperListed = true })
+	all = l.all()
+	if !all[1].ReaperListed || all[0].ReaperListed || all[2].ReaperListed {
+		t.Errorf("markGone changed the wrong lives: %+v", all)
+	}
 }
 
 func TestOutcome(t *testing.T) {

@@ -130,7 +130,31 @@ func (r *round) reaperPhase(ctx context.Context) error {
 		r.poll(ctx)
 		return (len(r.led.alive()) == 0 && !r.hasISOs(ctx)) || ticked(from+reaperTicks)
 	})
+	// The reaper may prune an orphan before `orphans` lists it: its log says.
+	if b, err := os.ReadFile(logPath); err == nil {
+		for _, id := range prunedVMs(b) {
+			r.led.markGone(id, phaseReaper, func(l *vmLife) { l.ReaperListed = true })
+		}
+	}
 	return nil
+}
+
+// prunedVMs returns the VMIDs of the "orphan pruned" lines of the reaper's
+// JSON log (seed ISOs, which carry a volid, are not VMs).
+func prunedVMs(log []byte) []int {
+	var ids []int
+	for _, line := range bytes.Split(log, []byte("\n")) {
+		var e struct {
+			Msg   string `json:"msg"`
+			VMID  int    `json:"vmid"`
+			Volid string `json:"volid"`
+		}
+		if json.Unmarshal(line, &e) != nil || e.Msg != "orphan pruned" || e.Volid != "" || e.VMID == 0 {
+			continue
+		}
+		ids = append(ids, e.VMID)
+	}
+	return ids
 }
 
 // until checks cond every 200 ms (it may call the API: the simulator has

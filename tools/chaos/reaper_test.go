@@ -24,3 +24,17 @@ func TestParseOrphans(t *testing.T) {
 		}
 	}
 }
+
+func TestPrunedVMs(t *testing.T) {
+	log := []byte(`{"level":"INFO","msg":"tick","vms":3}
+{"level":"INFO","msg":"orphan pruned","kind":"untagged","vmid":100,"volid":""}
+{"level":"INFO","msg":"orphan pruned","kind":"iso","vmid":101,"volid":"local:iso/agentlab-101-cidata.iso"}
+not json
+{"level":"WARN","msg":"orphan found","kind":"untagged","vmid":102,"volid":""}
+{"level":"INFO","msg":"orphan pruned","kind":"untagged","vmid":103,"volid":""}
+`)
+	got := prunedVMs(log)
+	if len(got) != 2 || got[0] != 100 || got[1] != 103 {
+		t.Errorf("prunedVMs = %v; want [100 103]", got)
+	}
+}
