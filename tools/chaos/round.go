@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -293,7 +294,28 @@ func (r *round) faultyRun(ctx context.Context, phase, verb string, destroyBefore
 	r.logf("%s: kill -9 %s at %s (%s): %s", verb, target, delay.Round(time.Millisecond), point, outcomeLine(err, run.out.String()))
 	r.led.setPhase(phase + " (after)")
 	r.poll(ctx)
+	r.followError(ctx, run.out.String())
 	return err
+}
+
+// followError plays the operator who reads a failed command's errors: when
+// they name `qm unlock N`, the operator runs it. It reports false when the
+// operator could not.
+func (r *round) followError(ctx context.Context, out string) bool {
+	var ids []int
+	for _, m := range reUnlock.FindAllStringSubmatch(out, -1) {
+		if id, err := strconv.Atoi(m[1]); err == nil && !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return true
+	}
+	if err := r.unlock(ctx, ids, false); err != nil {
+		r.fail("operator: qm unlock %v: %v", ids, err)
+		return false
+	}
+	return true
 }
 
 // crashSim kills the simulator with SIGKILL and starts it again on the same
@@ -353,17 +375,8 @@ func (r *round) converge(ctx context.Context, phase, verb string) bool {
 		}
 		last = errorExcerpt(out)
 		r.logf("%s attempt %d failed: %s", verb, attempt, firstLine(last))
-		var ids []int
-		for _, m := range reUnlock.FindAllStringSubmatch(out, -1) {
-			if id, err := strconv.Atoi(m[1]); err == nil {
-				ids = append(ids, id)
-			}
-		}
-		if len(ids) > 0 {
-			if err := r.unlock(ctx, ids, false); err != nil {
-				r.fail("operator unlock %v: %v", ids, err)
-				return false
-			}
+		if !r.followError(ctx, out) {
+			return false
 		}
 	}
 	r.fail("%s did not succeed in %d attempts; last error:\n%s", verb, convergeMax, last)
