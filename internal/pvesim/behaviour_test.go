@@ -70,7 +70,10 @@ func cloneUntilDone(ctx context.Context, sim *pvesimtest.Sim) (int, int, error) 
 			return 0, retries, err
 		}
 		if ti.ExitStatus != "OK" {
-			if strings.Contains(ti.ExitStatus, "already exists") {
+			// A VMID another client took first, or a lock wait that timed
+			// out under contention (PVE's 1 s shared source lock): a real
+			// client tries again, and so does this one.
+			if strings.Contains(ti.ExitStatus, "already exists") || strings.Contains(ti.ExitStatus, "got timeout") {
 				retries++
 				continue
 			}
