@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentlab/terraform-provider-agentlab/internal/clock"
 	"github.com/agentlab/terraform-provider-agentlab/internal/pvesim"
 	"github.com/agentlab/terraform-provider-agentlab/internal/pvesim/pvesimtest"
 )
@@ -322,20 +324,88 @@ func TestConfigLockContention(t *testing.T) {
 	}
 }
 
+// TestRealisticLatencyRunsTasksInBackground: under the realistic model a
+// clone call answers its UPID after its service time while the clone runs
+// on, and the clone takes its modelled time. The model waits on a fake
+// clock that the test moves only while the step it measures waits.
 func TestRealisticLatencyRunsTasksInBackground(t *testing.T) {
-	lat := pvesim.RealisticLatency().Scaled(0.01) // linked clone 15ms, start 10ms
-	sim := pvesimtest.Start(t, func(o *pvesim.Options) { o.Latency = lat })
-	start := time.Now()
-	upid := data(t, sim, "POST", "/nodes/pve/qemu/9000/clone", "newid=101").(string)
-	st := data(t, sim, "GET", "/nodes/pve/tasks/"+upid+"/status", "").(map[string]any)
-	if st["status"] != "running" {
-		t.Errorf("clone status right after the call = %v; want running", st["status"])
+	lat := pvesim.RealisticLatency()
+	fake := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	sim := pvesimtest.Start(t, func(o *pvesim.Options) { o.Latency, o.Timers = lat, fake })
+	send := func(method, path, body string) (<-chan answer, <-chan struct{}) {
+		out, done := make(chan answer, 1), make(chan struct{})
+		go func() {
+			defer close(done)
+			req, _ := http.NewRequest(method, sim.URL+path, strings.NewReader(body))
+			req.Header.Set("Authorization", sim.AuthHeader())
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			resp, err := sim.Client.Do(req)
+			if err != nil {
+				out <- answer{reason: err.Error()}
+				return
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			out <- answer{status: resp.StatusCode, body: b}
+		}()
+		return out, done
 	}
-	ti, err := sim.Server.WaitTask(context.Background(), upid)
+	dataOf := func(a answer) any {
+		t.Helper()
+		var out struct {
+			Data any `json:"data"`
+		}
+		if a.status != 200 || json.Unmarshal(a.body, &out) != nil {
+			t.Fatalf("answer %d %s %s; want 200 with data", a.status, a.reason, a.body)
+		}
+		return out.Data
+	}
+
+	out, done := send("POST", "/nodes/pve/qemu/9000/clone", "newid=101")
+	if moved := pumpClock(fake, lat.Service.TaskStart, done); moved != lat.Service.TaskStart {
+		t.Errorf("the clone call answered after %v on the clock; want its service time %v", moved, lat.Service.TaskStart)
+	}
+	upid := dataOf(<-out).(string)
+
+	out, done = send("GET", "/nodes/pve/tasks/"+upid+"/status", "")
+	inClone := pumpClock(fake, lat.Service.Read, done)
+	if st := dataOf(<-out).(map[string]any); st["status"] != "running" {
+		t.Errorf("clone status after %v = %v; want running", inClone, st["status"])
+	}
+
+	finished := make(chan struct{})
+	var ti pvesim.TaskInfo
+	var err error
+	go func() {
+		defer close(finished)
+		ti, err = sim.Server.WaitTask(context.Background(), upid)
+	}()
+	inClone += pumpClock(fake, lat.LinkedClone, finished)
 	if err != nil || ti.ExitStatus != "OK" {
 		t.Fatalf("WaitTask = %+v, %v; want OK", ti, err)
 	}
-	if d := time.Since(start); d < lat.LinkedClone {
-		t.Errorf("clone took %v; want at least %v", d, lat.LinkedClone)
+	if inClone < lat.LinkedClone || inClone > lat.LinkedClone+10*time.Millisecond {
+		t.Errorf("clone took %v on the clock; want %v", inClone, lat.LinkedClone)
 	}
+}
+
+// pumpClock moves the fake clock forward a millisecond at a time while a
+// timer due within d waits on it, until done is closed; it returns how far
+// it moved. Timers further away (a task running behind a call) stay put.
+func pumpClock(fake *clock.Fake, d time.Duration, done <-chan struct{}) time.Duration {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	var moved time.Duration
+	for fake.BlockUntilDue(ctx, 1, d) == nil {
+		fake.Advance(time.Millisecond)
+		moved += time.Millisecond
+	}
+	return moved
 }

@@ -160,7 +160,7 @@ func (s *Server) acquireWorker(ctx context.Context, r *Route) (func(), *apiError
 	if timeout <= 0 {
 		timeout = defaultQueueTimeout
 	}
-	t := time.NewTimer(timeout)
+	t := s.timers.NewTimer(timeout)
 	defer t.Stop()
 	select {
 	case p.slots <- struct{}{}:

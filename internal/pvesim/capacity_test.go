@@ -3,83 +3,148 @@ package pvesim_test
 import (
 	"context"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/agentlab/terraform-provider-agentlab/internal/clock"
 	"github.com/agentlab/terraform-provider-agentlab/internal/pvesim"
 	"github.com/agentlab/terraform-provider-agentlab/internal/pvesim/pvesimtest"
 )
 
-// parallel sends n copies of the same request at once and returns their
-// answers (status 0: the connection was closed without an answer) and the
-// wall time until the last one finished.
-func parallel(t *testing.T, sim *pvesimtest.Sim, n int, method, path string) ([]int, time.Duration) {
+// calls sends n copies of the same request at once; the channel receives
+// each answer's status as it comes (0: the connection was closed without an
+// answer).
+func calls(t *testing.T, sim *pvesimtest.Sim, n int, method, path string) <-chan int {
 	t.Helper()
-	codes := make([]int, n)
-	var wg sync.WaitGroup
-	start := time.Now()
-	for i := range n {
-		wg.Add(1)
+	codes := make(chan int, n)
+	for range n {
 		go func() {
-			defer wg.Done()
 			req, _ := http.NewRequestWithContext(context.Background(), method, sim.URL+path, nil)
 			req.Header.Set("Authorization", sim.AuthHeader())
 			resp, err := sim.Client.Do(req)
 			if err != nil {
-				return // codes[i] stays 0
+				codes <- 0
+				return
 			}
 			resp.Body.Close()
-			codes[i] = resp.StatusCode
+			codes <- resp.StatusCode
 		}()
 	}
-	wg.Wait()
-	return codes, time.Since(start)
+	return codes
 }
 
-// TestCapacityQueues checks the worker pools: N calls of service time S on
-// N workers take one S, N+1 take two, and the waiting call is the peak
-// queue depth. Calls of the other pool do not queue behind them.
+// answers receives n answers from calls. The calls wait on a fake clock, so
+// a missing answer is a bug, not a slow machine: the time limit only turns
+// a hang into a message.
+func answers(t *testing.T, codes <-chan int, n int) []int {
+	t.Helper()
+	var got []int
+	for range n {
+		select {
+		case c := <-codes:
+			got = append(got, c)
+		case <-time.After(time.Minute):
+			t.Fatalf("got %d answers %v; want %d", len(got), got, n)
+		}
+	}
+	return got
+}
+
+// noAnswer fails when one of the calls has answered already.
+func noAnswer(t *testing.T, codes <-chan int, why string) {
+	t.Helper()
+	select {
+	case c := <-codes:
+		t.Fatalf("a call answered %d; want none yet: %s", c, why)
+	default:
+	}
+}
+
+// waitTimers waits until n of the simulator's waits are due within d on the
+// fake clock (d < 0: n waits of any length), i.e. until the calls under
+// test hold a worker or queue for one.
+func waitTimers(t *testing.T, fake *clock.Fake, n int, d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var err error
+	if d < 0 {
+		err = fake.BlockUntil(ctx, n)
+	} else {
+		err = fake.BlockUntilDue(ctx, n, d)
+	}
+	if err != nil {
+		t.Fatalf("%d waits on the clock (due within %v); want %d: %v", fake.Pending(), d, n, err)
+	}
+}
+
+// startFake starts a simulator whose capacity model waits on a fake clock.
+func startFake(t *testing.T, mod func(*pvesim.Options)) (*pvesimtest.Sim, *clock.Fake) {
+	fake := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	sim := pvesimtest.Start(t, func(o *pvesim.Options) {
+		o.Timers = fake
+		mod(o)
+	})
+	return sim, fake
+}
+
+func allOK(t *testing.T, codes []int) {
+	t.Helper()
+	for i, c := range codes {
+		if c != 200 {
+			t.Errorf("answer %d = %d; want 200", i, c)
+		}
+	}
+}
+
+// TestCapacityQueues checks the worker pools on a fake clock: N calls of
+// service time S on N workers all hold a worker at once and answer after
+// one S; of N+1 calls, one waits in the queue (the peak queue depth) and
+// answers one S after the others. Calls of the other pool do not queue
+// behind them.
 func TestCapacityQueues(t *testing.T) {
 	const S = 400 * time.Millisecond
 	const N = 3
 	for _, tc := range []struct {
-		name, method, path string
+		name, method, path, pool string
 	}{
-		{"pveproxy (plain read)", "GET", "/version"},
-		{"pvedaemon (protected read)", "GET", "/nodes/pve/qemu/9000/status/current"},
+		{"pveproxy (plain read)", "GET", "/version", pvesim.PoolProxy},
+		{"pvedaemon (protected read)", "GET", "/nodes/pve/qemu/9000/status/current", pvesim.PoolDaemon},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sim := pvesimtest.Start(t, func(o *pvesim.Options) {
+			sim, fake := startFake(t, func(o *pvesim.Options) {
 				o.Latency.Workers = pvesim.Workers{Proxy: N, Daemon: N}
 				o.Latency.Service = pvesim.Service{Read: S, ConfigRead: S}
 			})
-			codes, took := parallel(t, sim, N, tc.method, tc.path)
-			if took >= 2*S-S/4 {
-				t.Errorf("%d calls on %d workers took %v; want about one service time (%v)", N, N, took, S)
-			}
+			codes := calls(t, sim, N, tc.method, tc.path)
+			waitTimers(t, fake, N, S) // all N in service at once
 			if got := sim.Server.PeakQueueDepth(); got != 0 {
-				t.Errorf("peak queue after %d calls = %d; want 0", N, got)
+				t.Errorf("peak queue with %d calls on %d workers = %d; want 0", N, N, got)
 			}
-			codes, took = parallel(t, sim, N+1, tc.method, tc.path)
-			if took < 2*S {
-				t.Errorf("%d calls on %d workers took %v; want at least two service times (%v)", N+1, N, took, 2*S)
-			}
-			for i, c := range codes {
-				if c != 200 {
-					t.Errorf("call %d = %d; want 200", i, c)
-				}
-			}
+			noAnswer(t, codes, "no service time has passed")
+			fake.Advance(S)
+			allOK(t, answers(t, codes, N))
+
+			codes = calls(t, sim, N+1, tc.method, tc.path)
+			// N service times and one queue timeout: one call waits.
+			waitTimers(t, fake, N+1, -1)
+			fake.Advance(S)
+			allOK(t, answers(t, codes, N))
+			// The waiting call took a freed worker and serves its own S.
+			waitTimers(t, fake, 1, S)
+			noAnswer(t, codes, "the queued call has served no time yet")
+			fake.Advance(S)
+			allOK(t, answers(t, codes, 1))
+
 			st := sim.Server.Stats()
 			if st.PeakQueueDepth != 1 || sim.Server.PeakQueueDepth() != 1 {
 				t.Errorf("peak queue = %d (stats %d); want 1", sim.Server.PeakQueueDepth(), st.PeakQueueDepth)
 			}
-			pool := pvesim.PoolProxy
-			if tc.method == "GET" && tc.path != "/version" {
-				pool = pvesim.PoolDaemon
+			if st.PeakQueueByPool[tc.pool] != 1 {
+				t.Errorf("peak queue by pool = %v; want 1 on %s", st.PeakQueueByPool, tc.pool)
 			}
-			if st.PeakQueueByPool[pool] != 1 {
-				t.Errorf("peak queue by pool = %v; want 1 on %s", st.PeakQueueByPool, pool)
+			if got := fake.Pending(); got != 0 {
+				t.Errorf("%d waits left on the clock; want 0 (the queue timeout stopped)", got)
 			}
 		})
 	}
@@ -87,23 +152,18 @@ func TestCapacityQueues(t *testing.T) {
 
 func TestCapacityPoolsAreSeparate(t *testing.T) {
 	const S = 400 * time.Millisecond
-	sim := pvesimtest.Start(t, func(o *pvesim.Options) {
+	sim, fake := startFake(t, func(o *pvesim.Options) {
 		o.Latency.Workers = pvesim.Workers{Proxy: 1, Daemon: 1}
 		o.Latency.Service = pvesim.Service{Read: S, ConfigRead: S}
 	})
-	var wg sync.WaitGroup
-	start := time.Now()
-	for _, p := range []string{"/version", "/nodes/pve/qemu/9000/status/current"} {
-		wg.Add(1)
-		go func() { defer wg.Done(); do(t, sim, "GET", p, "", "") }()
-	}
-	wg.Wait()
-	if took := time.Since(start); took >= 2*S-S/4 {
-		t.Errorf("a pveproxy and a pvedaemon call took %v together; want one service time (%v): separate pools", took, S)
-	}
+	proxy := calls(t, sim, 1, "GET", "/version")
+	daemon := calls(t, sim, 1, "GET", "/nodes/pve/qemu/9000/status/current")
+	waitTimers(t, fake, 2, S) // both in service at once: separate pools
 	if got := sim.Server.PeakQueueDepth(); got != 0 {
 		t.Errorf("peak queue = %d; want 0", got)
 	}
+	fake.Advance(S)
+	allOK(t, append(answers(t, proxy, 1), answers(t, daemon, 1)...))
 }
 
 // TestCapacitySaturation checks the errors of a saturated node: a call that
@@ -111,38 +171,40 @@ func TestCapacityPoolsAreSeparate(t *testing.T) {
 // its connection closed.
 func TestCapacitySaturation(t *testing.T) {
 	t.Run("queue timeout", func(t *testing.T) {
-		sim := pvesimtest.Start(t, func(o *pvesim.Options) {
+		sim, fake := startFake(t, func(o *pvesim.Options) {
 			o.Latency.Workers = pvesim.Workers{Proxy: 1, Daemon: 1}
 			o.Latency.Service = pvesim.Service{ConfigRead: time.Second}
 			o.Latency.QueueTimeout = 50 * time.Millisecond
 		})
-		codes, _ := parallel(t, sim, 2, "GET", "/nodes/pve/qemu/9000/status/current")
-		if !(codes[0] == 200 && codes[1] == 596 || codes[0] == 596 && codes[1] == 200) {
-			t.Errorf("answers = %v; want one 200 and one 596", codes)
+		codes := calls(t, sim, 2, "GET", "/nodes/pve/qemu/9000/status/current")
+		waitTimers(t, fake, 2, -1) // one in service, one queued
+		fake.Advance(50 * time.Millisecond)
+		if got := answers(t, codes, 1); got[0] != 596 {
+			t.Errorf("first answer = %d; want 596 for the call that queued past the timeout", got[0])
 		}
+		fake.Advance(time.Second)
+		allOK(t, answers(t, codes, 1))
 		if got := sim.Server.Stats().Faults[pvesim.FaultQueueTimeout]; got != 1 {
 			t.Errorf("queue timeouts = %d; want 1", got)
 		}
 	})
 	t.Run("queue limit", func(t *testing.T) {
-		sim := pvesimtest.Start(t, func(o *pvesim.Options) {
+		sim, fake := startFake(t, func(o *pvesim.Options) {
 			o.Latency.Workers = pvesim.Workers{Proxy: 1, Daemon: 1}
 			o.Latency.Service = pvesim.Service{Read: time.Second}
 			o.Latency.QueueLimit = 1
 		})
-		codes, _ := parallel(t, sim, 3, "GET", "/version")
-		ok, dropped := 0, 0
-		for _, c := range codes {
-			switch c {
-			case 200:
-				ok++
-			case 0:
-				dropped++
-			}
+		codes := calls(t, sim, 3, "GET", "/version")
+		// One in service, one queued: the third is refused before any time passes.
+		if got := answers(t, codes, 1); got[0] != 0 {
+			t.Errorf("first answer = %d; want the connection closed without an answer", got[0])
 		}
-		if ok != 2 || dropped != 1 {
-			t.Errorf("answers = %v; want two 200 and one connection closed without an answer", codes)
-		}
+		waitTimers(t, fake, 2, -1)
+		fake.Advance(time.Second)
+		allOK(t, answers(t, codes, 1))
+		waitTimers(t, fake, 1, time.Second)
+		fake.Advance(time.Second)
+		allOK(t, answers(t, codes, 1))
 		if got := sim.Server.Stats().Faults[pvesim.FaultQueueFull]; got != 1 {
 			t.Errorf("queue-full refusals = %d; want 1", got)
 		}
@@ -152,7 +214,7 @@ func TestCapacitySaturation(t *testing.T) {
 // TestCapacityZeroModelUnbounded: the zero model never queues.
 func TestCapacityZeroModelUnbounded(t *testing.T) {
 	sim := pvesimtest.Start(t)
-	codes, _ := parallel(t, sim, 50, "GET", "/version")
+	codes := answers(t, calls(t, sim, 50, "GET", "/version"), 50)
 	for i, c := range codes {
 		if c != 200 {
 			t.Fatalf("call %d = %d; want 200", i, c)

@@ -40,7 +40,7 @@ func (s *Server) lockVM(ctx context.Context, vmid int, exclusive bool, timeout t
 		wait := fl.released
 		s.mu.Unlock()
 		if deadline == nil {
-			t := time.NewTimer(timeout)
+			t := s.timers.NewTimer(timeout)
 			defer t.Stop()
 			deadline = t.C
 		}

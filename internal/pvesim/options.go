@@ -53,8 +53,13 @@ type Options struct {
 	// (PVE waits 3 s). Zero answers at once.
 	AuthFailureDelay time.Duration
 	// Clock tells the time for task start times, uptimes and the guest agent's boot
-	// delay. Nil means the wall clock. Task durations always use real timers.
+	// delay. Nil means the wall clock.
 	Clock clock.Clock
+	// Timers times every modelled wait: service times and the queue timeout
+	// of the capacity model, task durations, lock and task-wait timeouts,
+	// injected delays. Nil means real timers. Tests pass a *clock.Fake and
+	// move it forward instead of sleeping.
+	Timers clock.Timers
 	// Logger receives request logs at debug level. Nil discards them.
 	Logger *slog.Logger
 	// GuestExec, when set, runs each started VM's NoCloud user-data as a

@@ -21,6 +21,7 @@ import (
 type Server struct {
 	opts   Options
 	clock  clock.Clock
+	timers clock.Timers
 	log    *slog.Logger
 	nodes  []string
 	tokens map[string]string // "user@realm!id" -> secret
@@ -75,6 +76,9 @@ func New(opts Options) (*Server, error) {
 	if opts.Clock == nil {
 		opts.Clock = clock.Real{}
 	}
+	if opts.Timers == nil {
+		opts.Timers = clock.Real{}
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -84,6 +88,7 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		opts:   opts,
 		clock:  opts.Clock,
+		timers: opts.Timers,
 		log:    opts.Logger,
 		nodes:  opts.Nodes,
 		tokens: map[string]string{},
@@ -232,7 +237,7 @@ func (s *Server) sleep(ctx context.Context, d time.Duration) bool {
 	if d <= 0 {
 		return true
 	}
-	t := time.NewTimer(d)
+	t := s.timers.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:

@@ -296,7 +296,7 @@ func (s *Server) waitTask(r *http.Request, upid string, seconds int) (task, erro
 	done := t.done
 	s.mu.Unlock()
 	if done != nil {
-		timer := time.NewTimer(time.Duration(seconds) * time.Second)
+		timer := s.timers.NewTimer(time.Duration(seconds) * time.Second)
 		defer timer.Stop()
 		select {
 		case <-done:
