@@ -275,14 +275,8 @@ func (c *Client) cloneOwner(ctx context.Context, req CloneRequest, nonce string,
 // list names a clone task by its source VMID, not the new one, so any
 // running clone of the template counts: the answer errs towards waiting.
 func (c *Client) cloneRunning(ctx context.Context, node string, source int) (bool, error) {
-	var tasks []struct {
-		UPID string `json:"upid"`
-	}
-	q := url.Values{"source": {"active"}, "vmid": {strconv.Itoa(source)}, "typefilter": {"qmclone"}}
-	if err := c.get(ctx, pathf("/nodes/%s/tasks", node), q, &tasks); err != nil {
-		return false, err
-	}
-	return len(tasks) > 0, nil
+	tasks, err := c.activeTasks(ctx, node, "qmclone", source)
+	return len(tasks) > 0, err
 }
 
 // locateConfig reads vmid's config on the clone's source node, then its

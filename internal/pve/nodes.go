@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -45,9 +46,18 @@ func (c *Client) Storages(ctx context.Context, node, content string) ([]StorageI
 // ActiveTasks lists the tasks running on node, of type typ ("" for every
 // type, e.g. "qmclone").
 func (c *Client) ActiveTasks(ctx context.Context, node, typ string) ([]TaskStatus, error) {
+	return c.activeTasks(ctx, node, typ, 0)
+}
+
+// activeTasks lists the tasks running on node, of type typ ("" for every
+// type) and about guest vmid (0 for every guest).
+func (c *Client) activeTasks(ctx context.Context, node, typ string, vmid int) ([]TaskStatus, error) {
 	q := url.Values{"source": {"active"}}
 	if typ != "" {
 		q.Set("typefilter", typ)
+	}
+	if vmid != 0 {
+		q.Set("vmid", strconv.Itoa(vmid))
 	}
 	var raw []TaskStatus
 	if err := c.get(ctx, pathf("/nodes/%s/tasks", node), q, &raw); err != nil {
