@@ -65,6 +65,31 @@ func logLine(msg string, vmid int, decision string) func(string) bool {
 	}
 }
 
+// ticksEndedBetween counts the reaper's debug "tick" lines (logged at the end
+// of each tick) stamped after since that come before the first line
+// matching until.
+func ticksEndedBetween(t *testing.T, lines []string, since time.Time, until func(string) bool) int {
+	t.Helper()
+	n := 0
+	for _, l := range lines {
+		if until(l) {
+			return n
+		}
+		var rec struct {
+			Time time.Time `json:"time"`
+			Msg  string    `json:"msg"`
+		}
+		if json.Unmarshal([]byte(l), &rec) != nil || rec.Msg != "tick" {
+			continue
+		}
+		if rec.Time.After(since) {
+			n++
+		}
+	}
+	t.Fatalf("no line of the reaper's log matches; want a destroy intent")
+	return n
+}
+
 // cli runs an operator subcommand against the socket and decodes its JSON.
 func cli(t *testing.T, bin, socket string, out any, args ...string) {
 	t.Helper()
@@ -136,18 +161,23 @@ func TestE2EServe(t *testing.T) {
 	const interval = 500 * time.Millisecond
 	cfg := reapertest.Config{Dir: t.TempDir(), UserKeep: true, Endpoint: sim.Endpoint, Token: sim.Token, Interval: interval,
 		GuestListen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0"}
-	p := reapertest.Start(t, reaperBin, "serve", "--config", cfg.Write(t), "--log-format", "json")
+	p := reapertest.Start(t, reaperBin, "serve", "--config", cfg.Write(t), "--log-format", "json", "--log-level", "debug")
 
 	p.WaitFor(t, 0, 30*time.Second, "vm 101 destroyed", logLine("sandbox destroy", 101, "done"))
 	p.WaitFor(t, 0, 30*time.Second, "vm 102 destroyed", logLine("sandbox destroy", 102, "done"))
 	p.WaitFor(t, 0, 30*time.Second, "vm 107 stopped", logLine("sandbox stop", 107, "done"))
 
-	// Within one interval of its expiry (plus the destroy itself).
 	var evs []reaper.Event
 	cli(t, reaperBin, cfg.Socket(), &evs, "events", "--vmid", "102")
-	last := evs[len(evs)-1]
-	if delay := last.Time.Sub(now.Add(3 * time.Second)); last.Kind != reaper.KindDestroy || delay > interval+500*time.Millisecond {
-		t.Errorf("vm 102: last event %s/%s %s after expiry; want destroy/done within %s", last.Kind, last.Decision, delay, interval)
+	if last := evs[len(evs)-1]; last.Kind != reaper.KindDestroy || last.Decision != reaper.DecisionDone {
+		t.Errorf("vm 102: last event %s/%s; want destroy/done", last.Kind, last.Decision)
+	}
+	// At the first tick after its expiry: a tick that ends after the expiry
+	// without deciding the destroy listed the VMs before it, and only one
+	// tick can. Counted in the reaper's own log, so a slow machine delaying
+	// the ticks does not matter.
+	if n := ticksEndedBetween(t, p.Lines(), now.Add(3*time.Second), logLine("sandbox destroy", 102, "intent")); n > 1 {
+		t.Errorf("vm 102: %d ticks ended after its expiry before its destroy intent; want at most 1 (destroy at the first tick after expiry, interval %s)", n, interval)
 	}
 
 	for _, tt := range []struct {
