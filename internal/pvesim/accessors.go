@@ -186,7 +186,7 @@ func (s *Server) SetLock(vmid int, lock string) error {
 // operation would, so that tests can provoke "can't lock file ... got
 // timeout". Call the returned function to release it.
 func (s *Server) HoldConfigLock(ctx context.Context, vmid int) (release func(), err error) {
-	return s.lockVM(ctx, vmid, true, s.opts.Latency.configLockTimeout())
+	return s.lockConfig(ctx, vmid)
 }
 
 // Latency returns the timing model in use.

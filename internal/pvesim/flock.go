@@ -15,6 +15,12 @@ type flock struct {
 	released chan struct{}
 }
 
+// lockConfig takes VM vmid's config lock exclusively, waiting up to the
+// config lock timeout, as qemu-server's lock_config does around a change.
+func (s *Server) lockConfig(ctx context.Context, vmid int) (func(), error) {
+	return s.lockVM(ctx, vmid, true, s.opts.Latency.configLockTimeout())
+}
+
 // lockVM acquires VM vmid's config lock, exclusive or shared, waiting up to
 // timeout. The error text is PVE's "can't lock file ... - got timeout".
 // The returned function releases the lock.

@@ -11,7 +11,7 @@ func handleCloudinitUpdate(c *call) (any, error) {
 	}
 	s := c.s
 	vmid := c.vmid()
-	unlock, err := s.lockVM(c.r.Context(), vmid, true, s.opts.Latency.configLockTimeout())
+	unlock, err := s.lockConfig(c.r.Context(), vmid)
 	if err != nil {
 		return nil, err
 	}

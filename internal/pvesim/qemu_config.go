@@ -252,7 +252,7 @@ func handlePutConfig(c *call) (any, error) {
 	}
 	s := c.s
 	node, vmid := c.node(), c.vmid()
-	unlock, err := s.lockVM(c.r.Context(), vmid, true, s.opts.Latency.configLockTimeout())
+	unlock, err := s.lockConfig(c.r.Context(), vmid)
 	if err != nil {
 		return nil, err
 	}
@@ -277,7 +277,7 @@ func handlePostConfig(c *call) (any, error) {
 	return s.startTask(taskSpec{
 		node: node, typ: "qmconfig", id: vmidString(vmid), user: c.user, duration: d,
 		work: func(tr *taskRun) error {
-			unlock, err := s.lockVM(tr.ctx, vmid, true, s.opts.Latency.configLockTimeout())
+			unlock, err := s.lockConfig(tr.ctx, vmid)
 			if err != nil {
 				return err
 			}

@@ -68,7 +68,7 @@ func handleCreate(c *call) (any, error) {
 		node: node, typ: "qmcreate", id: vmidString(vmid), user: c.user, duration: d,
 		lockedVMs: []int{vmid},
 		work: func(tr *taskRun) error {
-			unlock, err := s.lockVM(tr.ctx, vmid, true, s.opts.Latency.configLockTimeout())
+			unlock, err := s.lockConfig(tr.ctx, vmid)
 			if err != nil {
 				return s.abortCreate(vmid, err)
 			}

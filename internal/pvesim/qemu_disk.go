@@ -26,7 +26,7 @@ func handleResize(c *call) (any, error) {
 	return s.startTask(taskSpec{
 		node: node, typ: "resize", id: vmidString(vmid), user: c.user, duration: d,
 		work: func(tr *taskRun) error {
-			unlock, err := s.lockVM(tr.ctx, vmid, true, s.opts.Latency.configLockTimeout())
+			unlock, err := s.lockConfig(tr.ctx, vmid)
 			if err != nil {
 				return err
 			}

@@ -13,7 +13,7 @@ func (c *call) powerTask(typ string, d time.Duration, check func(v *vmState) err
 	return s.startTask(taskSpec{
 		node: node, typ: typ, id: vmidString(vmid), user: c.user, duration: d,
 		work: func(tr *taskRun) error {
-			unlock, err := s.lockVM(tr.ctx, vmid, true, s.opts.Latency.configLockTimeout())
+			unlock, err := s.lockConfig(tr.ctx, vmid)
 			if err != nil {
 				return err
 			}
