@@ -76,6 +76,33 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// parseN parses args and wants n positional arguments; for any other number
+// it prints the usage and returns errUsage.
+func parseN(fs *flag.FlagSet, args []string, n int) ([]string, error) {
+	pos, err := parse(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if len(pos) != n {
+		fs.Usage()
+		return nil, errUsage
+	}
+	return pos, nil
+}
+
+// parseVMID is parseN for a command whose first positional argument is a VMID.
+func parseVMID(fs *flag.FlagSet, args []string, n int) (int, []string, error) {
+	pos, err := parseN(fs, args, n)
+	if err != nil {
+		return 0, nil, err
+	}
+	vmid, err := strconv.Atoi(pos[0])
+	if err != nil || vmid <= 0 {
+		return 0, nil, fmt.Errorf("VMID %q is not a VM ID", pos[0])
+	}
+	return vmid, pos, nil
+}
+
 // negativeValue reports whether arg is a negative number or duration ("-5",
 // "-5m", "-1.5h") rather than a flag.
 func negativeValue(arg string) bool {
@@ -105,13 +132,8 @@ func (c *opCommand) explain(err error) error {
 func (c *opCommand) leases(ctx context.Context, args []string) error {
 	fs := c.flags("leases", "[--all] [--json]")
 	all := fs.Bool("all", false, "include destroyed and gone sandboxes")
-	pos, err := parse(fs, args)
-	if err != nil {
+	if _, err := parseN(fs, args, 0); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		fs.Usage()
-		return errUsage
 	}
 	cl, err := c.client()
 	if err != nil {
@@ -144,17 +166,9 @@ func (c *opCommand) leases(ctx context.Context, args []string) error {
 func (c *opCommand) renew(ctx context.Context, args []string) error {
 	fs := c.flags("renew", "VMID DURATION [--force] [--json]")
 	force := fs.Bool("force", false, fmt.Sprintf("allow a DURATION shorter than %s (the sandbox is reaped at the next tick)", reaper.MinRenewal))
-	pos, err := parse(fs, args)
+	vmid, pos, err := parseVMID(fs, args, 2)
 	if err != nil {
 		return err
-	}
-	if len(pos) != 2 {
-		fs.Usage()
-		return errUsage
-	}
-	vmid, err := strconv.Atoi(pos[0])
-	if err != nil || vmid <= 0 {
-		return fmt.Errorf("VMID %q is not a VM ID", pos[0])
 	}
 	d, err := time.ParseDuration(pos[1])
 	switch {
@@ -206,13 +220,8 @@ func (c *opCommand) events(ctx context.Context, args []string) error {
 	vmid := fs.Int("vmid", 0, "only the events of this `VMID`")
 	since := fs.String("since", "", "only events after `T`: a duration ago (1h) or an RFC 3339 time")
 	limit := fs.Int("limit", 50, "the latest `N` events")
-	pos, err := parse(fs, args)
-	if err != nil {
+	if _, err := parseN(fs, args, 0); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		fs.Usage()
-		return errUsage
 	}
 	f := reaper.EventFilter{VMID: *vmid, Limit: *limit}
 	if *since != "" {
@@ -257,17 +266,9 @@ func (c *opCommand) events(ctx context.Context, args []string) error {
 func (c *opCommand) keep(ctx context.Context, args []string) error {
 	fs := c.flags("keep", "VMID [--remove] [--json]")
 	remove := fs.Bool("remove", false, "stop keeping the sandbox: remove the agentlab-keep tag, the lease applies again")
-	pos, err := parse(fs, args)
+	vmid, _, err := parseVMID(fs, args, 1)
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return errUsage
-	}
-	vmid, err := strconv.Atoi(pos[0])
-	if err != nil || vmid <= 0 {
-		return fmt.Errorf("VMID %q is not a VM ID", pos[0])
 	}
 	cl, err := c.client()
 	if err != nil {
@@ -290,13 +291,8 @@ func (c *opCommand) keep(ctx context.Context, args []string) error {
 
 func (c *opCommand) orphans(ctx context.Context, args []string) error {
 	fs := c.flags("orphans", "[--json]")
-	pos, err := parse(fs, args)
-	if err != nil {
+	if _, err := parseN(fs, args, 0); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		fs.Usage()
-		return errUsage
 	}
 	cl, err := c.client()
 	if err != nil {
@@ -323,13 +319,8 @@ func (c *opCommand) orphans(ctx context.Context, args []string) error {
 
 func (c *opCommand) version(ctx context.Context, args []string) error {
 	fs := c.flags("version", "[--json]")
-	pos, err := parse(fs, args)
-	if err != nil {
+	if _, err := parseN(fs, args, 0); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		fs.Usage()
-		return errUsage
 	}
 	out := struct {
 		Version   string      `json:"version"`
