@@ -18,16 +18,7 @@ func renderedSeed(t *testing.T, change func(*cloudinit.Config), extra string) ma
 	if change != nil {
 		change(&c)
 	}
-	seed, err := c.Render()
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed.UserData = append(seed.UserData, extra...)
-	img, err := seed.ISO()
-	if err != nil {
-		t.Fatal(err)
-	}
-	files, err := readSeedISO(img)
+	files, err := readSeedISO(renderSeedISO(t, c, extra))
 	if err != nil {
 		t.Fatalf("readSeedISO: %v", err)
 	}

@@ -26,8 +26,15 @@ func guestServer(t *testing.T) *Server {
 
 func seedImage(t *testing.T, extra string) []byte {
 	t.Helper()
-	seed, err := cloudinit.Config{InstanceID: "i-101", Hostname: "sbx-101", NIC: cloudinit.NIC{MAC: "BC:24:11:00:00:01"},
-		Workspace: &cloudinit.Workspace{Disk: "scsi1"}}.Render()
+	return renderSeedISO(t, cloudinit.Config{InstanceID: "i-101", Hostname: "sbx-101", NIC: cloudinit.NIC{MAC: "BC:24:11:00:00:01"},
+		Workspace: &cloudinit.Workspace{Disk: "scsi1"}}, extra)
+}
+
+// renderSeedISO renders c as internal/cloudinit does for the provider, appends
+// extra to its user-data and returns the seed ISO.
+func renderSeedISO(t *testing.T, c cloudinit.Config, extra string) []byte {
+	t.Helper()
+	seed, err := c.Render()
 	if err != nil {
 		t.Fatal(err)
 	}
