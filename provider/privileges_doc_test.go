@@ -19,7 +19,7 @@ func TestPrivilegesDocumented(t *testing.T) {
 	}
 	for _, want := range []string{
 		privileges.Markdown(privileges.Provider()),
-		privileges.RoleCommand("AgentLab", privileges.Provider()),
+		privileges.RoleCommand(privileges.ProviderRole, privileges.Provider()),
 	} {
 		if !strings.Contains(string(doc), want) {
 			t.Errorf("templates/index.md.tmpl lacks the privileges from internal/privileges; put this in its Privileges section:\n\n%s", want)

@@ -119,7 +119,7 @@ func connectDiagnostic(s providerSettings, err error) diag.Diagnostic {
 				"privilege separation, the token itself) a role with %s on / or on the sandboxes' pool and "+
 				"storages, for example:\n\n    %s", endpoint, err,
 				strings.Join(privileges.Names(privileges.Provider()), ", "),
-				privileges.RoleCommand("AgentLab", privileges.Provider())))
+				privileges.RoleCommand(privileges.ProviderRole, privileges.Provider())))
 	case errors.Is(err, pve.ErrUnreachable):
 		return diag.NewAttributeErrorDiagnostic(path.Root("endpoint"), "Cannot reach Proxmox VE",
 			fmt.Sprintf("No connection could be made to %s: %s.\n\nCheck the host name and port (the API "+

@@ -1,12 +1,14 @@
 // Package privileges lists the Proxmox VE privileges AgentLab's two programs
 // need, least privilege first: what the provider's API token needs to create
 // and destroy sandboxes, and what the reaper's token needs to enforce
-// leases. The provider's "lacks privileges" diagnostic and the docs both
-// come from these lists, so they cannot disagree.
+// leases. The provider's "lacks privileges" diagnostic, the reaper's log
+// line for a 403 and the docs (tested) all come from these lists, so they
+// cannot disagree.
 package privileges
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -47,11 +49,18 @@ func Reaper() []Privilege {
 		{"VM.Config.Options", "/vms", "writing the metadata block and the expiry tag (renewals, heartbeats)"},
 		{"VM.Config.Disk", "/vms", "detaching a workspace before a destroy"},
 		{"VM.PowerMgmt", "/vms", "stopping"},
-		{"VM.Allocate", "/vms", "destroying"},
-		{"Datastore.Audit", "/storage/<iso storage>", "listing seed ISOs"},
-		{"Datastore.Allocate", "/storage/<iso storage>", "deleting a reaped sandbox's seed ISO"},
+		{"VM.Allocate", "/vms", "destroying, pruning untagged orphans"},
+		{"Datastore.Audit", "/storage", "listing the ISO storages for seed ISOs"},
+		{"Datastore.Allocate", "/storage", "deleting seed ISOs"},
+		{"Sys.Audit", "/nodes", "seeing other users' clone tasks, so that a clone under way is not taken for an interrupted one"},
 	}
 }
+
+// Role names the docs' pveum commands and the diagnostics use.
+const (
+	ProviderRole = "AgentLab"
+	ReaperRole   = "AgentLabReaper"
+)
 
 // Names returns the privileges' names, in order, without repeats.
 func Names(ps []Privilege) []string {
@@ -74,6 +83,26 @@ func Markdown(ps []Privilege) string {
 		fmt.Fprintf(&b, "| `%s` | `%s` | %s |\n", p.Name, p.Path, p.UsedFor)
 	}
 	return b.String()
+}
+
+// ByPath says which privileges each ACL path needs, paths in order of first
+// mention: "/vms: VM.Audit, VM.Allocate; /storage: Datastore.Audit".
+func ByPath(ps []Privilege) string {
+	var paths []string
+	names := map[string][]string{}
+	for _, p := range ps {
+		if _, ok := names[p.Path]; !ok {
+			paths = append(paths, p.Path)
+		}
+		if !slices.Contains(names[p.Path], p.Name) {
+			names[p.Path] = append(names[p.Path], p.Name)
+		}
+	}
+	parts := make([]string, 0, len(paths))
+	for _, path := range paths {
+		parts = append(parts, path+": "+strings.Join(names[path], ", "))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // RoleCommand is the pveum command that creates a role with the privileges.

@@ -31,4 +31,8 @@ func TestRender(t *testing.T) {
 	if got := Markdown(ps); !strings.Contains(got, "| `VM.Audit` | `/vms` | reading |\n") {
 		t.Errorf("Markdown = %q", got)
 	}
+	ps = append(ps, Privilege{"VM.Audit", "/pool/x", "c"}, Privilege{"Sys.Audit", "/vms", "d"})
+	if got, want := ByPath(ps), "/vms: VM.Audit, VM.Allocate, Sys.Audit; /pool/x: VM.Allocate, VM.Audit"; got != want {
+		t.Errorf("ByPath = %q; want %q", got, want)
+	}
 }

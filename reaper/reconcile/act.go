@@ -260,7 +260,7 @@ func (l *Loop) failed(vmid int, a action, err error, intentRecorded bool) {
 	l.mu.Unlock()
 
 	l.log.Log(context.Background(), slog.LevelError, "sandbox action failed", "vmid", vmid, "node", node,
-		"action", verb, "attempt", saved.Reason, "err", err)
+		"action", verb, "attempt", saved.Reason, "err", err, lacking(err))
 	var evs []reaper.Event
 	if intentRecorded {
 		l.m.DestroyFailed()

@@ -37,6 +37,7 @@ type fakePVE struct {
 
 	isos      map[string]bool // volids on the ISO storage "local" of node "pve"
 	cloning   int             // active qmclone tasks on "pve"
+	tasksErr  error           // ActiveTasks' error when set
 	deleteErr error           // DeleteVolume's error when set
 }
 
@@ -256,6 +257,9 @@ func (f *fakePVE) ActiveTasks(ctx context.Context, node, typ string) ([]pve.Task
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls["tasks"]++
+	if f.tasksErr != nil {
+		return nil, f.tasksErr
+	}
 	out := make([]pve.TaskStatus, f.cloning)
 	for i := range out {
 		out[i] = pve.TaskStatus{Node: node, Type: "qmclone", ID: "9000", Status: "running"}

@@ -209,7 +209,7 @@ func (l *Loop) Run(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		if err := l.Tick(ctx); err != nil && ctx.Err() == nil {
-			l.log.Warn("reconcile tick failed; retrying at the next interval", "err", err, "interval", l.opts.Interval)
+			l.log.Warn("reconcile tick failed; retrying at the next interval", "err", err, "interval", l.opts.Interval, lacking(err))
 		}
 		select {
 		case <-ctx.Done():

@@ -244,7 +244,7 @@ func (l *Loop) cloningNodes(ctx context.Context, candidates []int) map[string]bo
 	for node := range nodes {
 		tasks, err := l.pve.ActiveTasks(ctx, node, "qmclone")
 		if err != nil {
-			l.log.Warn("cannot list the clone tasks; placeholders wait for orphan_grace", "node", node, "err", err)
+			l.log.Warn("cannot list the clone tasks; placeholders wait for orphan_grace", "node", node, "err", err, lacking(err))
 			nodes[node] = true
 			continue
 		}
@@ -268,13 +268,13 @@ func (l *Loop) scanStorage(ctx context.Context, cluster clusterView, now time.Ti
 	for _, node := range cluster.nodes {
 		list, err := l.pve.Storages(ctx, node, "iso")
 		if err != nil {
-			l.log.Warn("cannot list the ISO storages; retrying at the next tick", "node", node, "err", err)
+			l.log.Warn("cannot list the ISO storages; retrying at the next tick", "node", node, "err", err, lacking(err))
 			return
 		}
 		for _, st := range list {
 			vols, err := l.pve.StorageContent(ctx, node, st.Storage, "iso", 0)
 			if err != nil {
-				l.log.Warn("cannot list an ISO storage; retrying at the next tick", "node", node, "storage", st.Storage, "err", err)
+				l.log.Warn("cannot list an ISO storage; retrying at the next tick", "node", node, "storage", st.Storage, "err", err, lacking(err))
 				return
 			}
 			for _, v := range vols {
@@ -513,7 +513,7 @@ func (l *Loop) pruneOrphan(ctx context.Context, o reaper.Orphan, now time.Time) 
 	outcome := reaper.Event{Time: l.clock.Now(), VMID: o.VMID, Node: o.Node, Kind: reaper.KindOrphan, Actor: reaper.ActorReaper}
 	if err != nil {
 		outcome.Decision, outcome.Reason = reaper.DecisionFailed, fmt.Sprintf("prune %s orphan failed (retrying at the next tick): %v", o.Kind, err)
-		l.log.Error("prune failed", "kind", o.Kind, "vmid", o.VMID, "volid", o.Volid, "err", err)
+		l.log.Error("prune failed", "kind", o.Kind, "vmid", o.VMID, "volid", o.Volid, "err", err, lacking(err))
 		if rerr := l.store.Record(ctx, nil, []reaper.Event{outcome}); rerr != nil {
 			l.log.Error("cannot record a failed prune", "vmid", o.VMID, "err", rerr)
 		}

@@ -78,7 +78,7 @@ func (l *Loop) deleteVolumes(ctx context.Context, gone func(vmid int) bool) {
 			l.volRetry[v.Volid] = now.Add(l.opts.Interval * 4)
 			l.mu.Unlock()
 			ev.Decision, ev.Reason = reaper.DecisionFailed, fmt.Sprintf("delete seed ISO %s of VM %d failed (retrying): %v", v.Volid, v.VMID, err)
-			l.log.Error("cannot delete a seed ISO", "vmid", v.VMID, "volid", v.Volid, "err", err)
+			l.log.Error("cannot delete a seed ISO", "vmid", v.VMID, "volid", v.Volid, "err", err, lacking(err))
 			if rerr := l.store.Record(ctx, nil, []reaper.Event{ev}); rerr != nil {
 				l.log.Error("cannot record a failed deletion", "volid", v.Volid, "err", rerr)
 			}
