@@ -180,7 +180,7 @@ provider "agentlab" {
 resource "agentlab_sandbox" "p" {
   template_vmid = 9000
   timeouts {
-    create = "3s"
+    create = "10s"
   }
 }
 `,
@@ -312,7 +312,7 @@ provider "agentlab" {
 resource "agentlab_sandbox" "l" {
   template_vmid = 9000
   timeouts {
-    create = "3s"
+    create = "10s"
   }
 }
 `,

@@ -457,10 +457,10 @@ func TestClusterResourcesShowLockAndTags(t *testing.T) {
 // waitFor waits for cond, which the simulator's own goroutines make true.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second) // generous: only a failing test waits it out
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within 5s")
+			t.Fatalf("condition not met within 30s")
 		}
 		time.Sleep(time.Millisecond)
 	}
