@@ -21,13 +21,8 @@ import (
 // jobs lists the jobs the daemon keeps.
 func (c *opCommand) jobs(ctx context.Context, args []string) error {
 	fs := c.flags("jobs", "[--json]")
-	pos, err := parse(fs, args)
-	if err != nil {
+	if _, err := parseN(fs, args, 0); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		fs.Usage()
-		return errUsage
 	}
 	cl, err := c.client()
 	if err != nil {
@@ -56,13 +51,9 @@ func (c *opCommand) jobs(ctx context.Context, args []string) error {
 // job shows one job: its fields, artifacts and the end of its log.
 func (c *opCommand) job(ctx context.Context, args []string) error {
 	fs := c.flags("job", "JOB [--json]")
-	pos, err := parse(fs, args)
+	pos, err := parseN(fs, args, 1)
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return errUsage
 	}
 	cl, err := c.client()
 	if err != nil {
@@ -108,13 +99,9 @@ func (c *opCommand) artifacts(ctx context.Context, args []string) error {
 		return c.download(ctx, args[1:])
 	}
 	fs := c.flags("artifacts", "JOB [--json] | artifacts download JOB DIR")
-	pos, err := parse(fs, args)
+	pos, err := parseN(fs, args, 1)
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return errUsage
 	}
 	cl, err := c.client()
 	if err != nil {
@@ -145,13 +132,9 @@ func (c *opCommand) printArtifacts(as []job.Artifact) {
 
 func (c *opCommand) download(ctx context.Context, args []string) error {
 	fs := c.flags("artifacts download", "JOB DIR")
-	pos, err := parse(fs, args)
+	pos, err := parseN(fs, args, 2)
 	if err != nil {
 		return err
-	}
-	if len(pos) != 2 {
-		fs.Usage()
-		return errUsage
 	}
 	id, dir := pos[0], pos[1]
 	cl, err := c.client()
@@ -201,13 +184,9 @@ func (c *opCommand) logs(ctx context.Context, args []string) error {
 	fs := c.flags("logs", "JOB [--follow]")
 	follow := fs.Bool("follow", false, "keep printing until the job ends")
 	fs.BoolVar(follow, "f", false, "short for --follow")
-	pos, err := parse(fs, args)
+	pos, err := parseN(fs, args, 1)
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return errUsage
 	}
 	cl, err := c.client()
 	if err != nil {
@@ -248,17 +227,9 @@ func (c *opCommand) ssh(ctx context.Context, args []string) error {
 			break
 		}
 	}
-	pos, err := parse(fs, args)
+	vmid, _, err := parseVMID(fs, args, 1)
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return errUsage
-	}
-	vmid, err := strconv.Atoi(pos[0])
-	if err != nil || vmid <= 0 {
-		return fmt.Errorf("VMID %q is not a VM ID", pos[0])
 	}
 	cl, err := c.client()
 	if err != nil {
