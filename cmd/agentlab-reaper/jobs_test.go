@@ -32,15 +32,7 @@ func TestJobsInProcess(t *testing.T) {
 	pveAPI := &reapertest.PVE{Endpoint: sim.URL, Token: sim.Token, HTTP: sim.Client}
 	cfg := reapertest.Config{Dir: t.TempDir(), Endpoint: sim.URL, Token: sim.Token, Insecure: true, Interval: time.Hour,
 		GuestListen: "127.0.0.1:0", ControlListen: "0.0.0.0:0", ControlToken: "ctl-secret", MetricsListen: "127.0.0.1:0"}
-	var logs bytes.Buffer
-	m := NewMain(&logs)
-	if err := m.ParseFlags(ctx, []string{"--config", cfg.Write(t)}); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Run(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
+	m, logs := startMain(ctx, t, cfg)
 
 	// The provider's side, over TCP with TLS pinned to the printed fingerprint.
 	fp := between(logs.String(), "fingerprint: ", "\n")

@@ -109,15 +109,7 @@ func TestMainInProcess(t *testing.T) {
 	}
 	cfg := reapertest.Config{Dir: t.TempDir(), Endpoint: sim.URL, Token: sim.Token, Insecure: true, Interval: time.Hour,
 		GuestListen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0", ControlListen: "127.0.0.1:0", ControlToken: "ctl-secret"}
-	var logs bytes.Buffer
-	m := NewMain(&logs)
-	if err := m.ParseFlags(ctx, []string{"--config", cfg.Write(t)}); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Run(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
+	m, _ := startMain(ctx, t, cfg)
 
 	// A second reaper on the same database refuses to start.
 	second := NewMain(io.Discard)
@@ -251,4 +243,20 @@ func TestMainInProcess(t *testing.T) {
 	} else {
 		l.Release()
 	}
+}
+
+// startMain runs the daemon in-process with cfg, as agentlab-reaper serve
+// would, and closes it when the test ends. logs receives what it prints.
+func startMain(ctx context.Context, t *testing.T, cfg reapertest.Config) (*Main, *bytes.Buffer) {
+	t.Helper()
+	logs := &bytes.Buffer{}
+	m := NewMain(logs)
+	if err := m.ParseFlags(ctx, []string{"--config", cfg.Write(t)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m, logs
 }
