@@ -154,6 +154,9 @@ const (
 	KindOrphan EventKind = "orphan"
 	// KindVolume records the deletion of a reaped sandbox's seed ISO.
 	KindVolume EventKind = "volume"
+	// KindEgress records a change of a sandbox's egress rules in the
+	// nftables filter (added, changed, removed).
+	KindEgress EventKind = "egress"
 )
 
 // Decision is what the reaper did or will do about an event.

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agentlab/terraform-provider-agentlab/internal/egressrule"
 )
 
 func sampleMetadata(t *testing.T) Metadata {
@@ -48,7 +50,8 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 	full := sampleMetadata(t)
 	full.JobID = "job-42"
 	full.Workspace = "local-lvm:vm-999-disk-0"
-	full.EgressAllow = []string{"1.2.3.0/24", "2001:db8::/32"}
+	full.Egress = egressrule.Allowlist
+	full.EgressAllow = []string{"1.2.3.0/24", "2001:db8::/32", "10.9.0.0/16:5432/tcp"}
 	full.HeartbeatTokenSHA256 = strings.Repeat("ab", 32)
 	nasty := sampleMetadata(t)
 	nasty.Owner = "evil " + EndMarker + "\n" + BeginMarker + " & <b>"
@@ -162,6 +165,8 @@ func TestEncodeErrors(t *testing.T) {
 		want string
 	}{
 		{"missing nonce", "", noNonce, "nonce"},
+		{"bad egress policy", "", func() Metadata { m := good; m.Egress = "closed"; return m }(), "invalid egress policy \"closed\""},
+		{"bad egress entry", "", func() Metadata { m := good; m.EgressAllow = []string{"10.0.0.1/8"}; return m }(), "egress_allow: invalid lease: item 1"},
 		{"newer version", "", future, "newer"},
 		{"begin without end", "a\n" + BeginMarker + "\n{}", good, "by hand"},
 		{"two blocks", BeginMarker + "\n{}\n" + EndMarker + "\n" + BeginMarker + "\n{}\n" + EndMarker, good, "more than one"},
@@ -204,6 +209,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"bad time", replace(`2026-05-01T14:00:00Z`, `tomorrow`), ErrMalformed, "expires_at"},
 		{"bad ttl", replace(`"ttl":"2h0m0s"`, `"ttl":"2 hours"`), ErrMalformed, "ttl"},
 		{"bad action", replace(`"on_expiry":"stop"`, `"on_expiry":"explode"`), ErrMalformed, "on_expiry"},
+		{"bad egress", replace(`"nonce":"N0NCE"`, `"nonce":"N0NCE","egress":"closed"`), ErrMalformed, "open, allowlist or none"},
+		{"bad egress entry", replace(`"nonce":"N0NCE"`, `"nonce":"N0NCE","egress_allow":["example.com"]`), ErrMalformed, "egress_allow"},
 		{"no nonce", replace(`"nonce":"N0NCE"`, `"nonce":""`), ErrMalformed, "nonce"},
 		{"expiry past cap", replace(`2026-05-01T14:00:00Z`, `2026-05-02T14:00:00Z`), ErrMalformed, "max_ttl"},
 		{"missing expiry", replace(`"expires_at":"2026-05-01T14:00:00Z",`, ``), ErrMalformed, "expires_at"},

@@ -4,6 +4,8 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"time"
+
+	"github.com/agentlab/terraform-provider-agentlab/internal/egressrule"
 )
 
 // Version is the metadata format this package writes and the newest it reads.
@@ -29,8 +31,10 @@ type Metadata struct {
 	JobID string
 	// Workspace is the workspace volume attached to the sandbox, if any.
 	Workspace string
-	// EgressAllow lists destinations (CIDRs) this sandbox may reach beyond
-	// the default egress policy.
+	// Egress is the sandbox's egress policy; empty means egressrule.Open.
+	Egress egressrule.Policy
+	// EgressAllow lists destinations this sandbox may reach beyond its
+	// egress policy, in the grammar of package egressrule (CIDRs, ports).
 	EgressAllow []string
 	// HeartbeatTokenSHA256 is the hex SHA-256 of the guest's heartbeat token.
 	HeartbeatTokenSHA256 string
@@ -53,6 +57,7 @@ type wire struct {
 	Nonce                string   `json:"nonce"`
 	JobID                string   `json:"job_id,omitempty"`
 	Workspace            string   `json:"workspace,omitempty"`
+	Egress               string   `json:"egress,omitempty"`
 	EgressAllow          []string `json:"egress_allow,omitempty"`
 	HeartbeatTokenSHA256 string   `json:"heartbeat_token_sha256,omitempty"`
 }
@@ -69,6 +74,12 @@ func (m Metadata) Validate() error {
 	}
 	if m.Nonce == "" {
 		return invalid("nonce", "missing")
+	}
+	if _, err := egressrule.ParsePolicy(string(m.Egress)); err != nil {
+		return invalid("egress", "%v", err)
+	}
+	if _, err := egressrule.ParseList(m.EgressAllow); err != nil {
+		return invalid("egress_allow", "%v", err)
 	}
 	return m.Lease.Validate()
 }
@@ -88,6 +99,7 @@ func (m Metadata) MarshalJSON() ([]byte, error) {
 		Nonce:                m.Nonce,
 		JobID:                m.JobID,
 		Workspace:            m.Workspace,
+		Egress:               string(m.Egress),
 		EgressAllow:          m.EgressAllow,
 		HeartbeatTokenSHA256: m.HeartbeatTokenSHA256,
 	}
@@ -111,6 +123,7 @@ func (m *Metadata) UnmarshalJSON(b []byte) error {
 		Nonce:                w.Nonce,
 		JobID:                w.JobID,
 		Workspace:            w.Workspace,
+		Egress:               egressrule.Policy(w.Egress),
 		EgressAllow:          w.EgressAllow,
 		HeartbeatTokenSHA256: w.HeartbeatTokenSHA256,
 	}
