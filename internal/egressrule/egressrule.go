@@ -148,6 +148,9 @@ func parsePrefix(s string) (netip.Prefix, error) {
 		return netip.PrefixFrom(a, a.BitLen()), nil
 	}
 	p, err := netip.ParsePrefix(s)
+	if err != nil && strings.Count(s, ":") > 1 {
+		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR; write IPv6 like 2001:db8::/32, in brackets when ports follow: [2001:db8::/32]:443", s)
+	}
 	if err != nil {
 		return netip.Prefix{}, fmt.Errorf("%q is not a CIDR; write it like 192.0.2.0/24", s)
 	}

@@ -57,6 +57,7 @@ func TestParseErrors(t *testing.T) {
 		{"[2001:db8::/32", "missing ]"},
 		{"[2001:db8::/32]443", "want :PORT"},
 		{"fe80::1%eth0", "not an IP address"},
+		{"2001:db8::/32:443", "in brackets when ports follow"},
 	}
 	for _, tt := range tests {
 		_, err := Parse(tt.in)
