@@ -50,7 +50,7 @@ type Config struct {
 	Artifacts Artifacts `yaml:"artifacts"`
 	// Jobs configures the job registry.
 	Jobs Jobs `yaml:"jobs"`
-	// Egress configures the nftables egress filter (a later feature).
+	// Egress configures the nftables egress filter.
 	Egress Egress `yaml:"egress"`
 
 	// lines maps each key set in the file to its line, for error messages.
@@ -138,18 +138,23 @@ type Jobs struct {
 	MaxLogBytes ByteSize `yaml:"max_log_bytes"`
 }
 
-// Egress configures the egress filter.
+// Egress configures the egress filter: one nftables table (inet agentlab)
+// on the agent bridge.
 type Egress struct {
-	// Enabled turns the filter on; this build cannot apply it yet.
+	// Enabled turns the filter on; the daemon then needs CAP_NET_ADMIN.
 	Enabled bool `yaml:"enabled"`
 	// Bridge is the sandboxes' Linux bridge.
 	Bridge string `yaml:"bridge"`
-	// Subnet is the sandboxes' address range.
+	// Subnet is the sandboxes' IPv4 address range.
 	Subnet string `yaml:"subnet"`
-	// Resolver is the DNS server sandboxes may query.
+	// Resolver is the only DNS server sandboxes may query.
 	Resolver string `yaml:"resolver"`
-	// Allow lists CIDRs every sandbox may reach despite the private-range rule.
+	// Allow lists entries (CIDRs, optionally with ports; see package
+	// egressrule) every sandbox whose policy is not none may reach despite
+	// the private-range rule.
 	Allow []string `yaml:"allow"`
+	// Nft is the nft command: a name looked up on PATH or an absolute path.
+	Nft string `yaml:"nft"`
 }
 
 // Default returns the configuration used for every key the file leaves out.
@@ -186,6 +191,7 @@ func Default() Config {
 			Subnet:   "10.77.0.0/16",
 			Resolver: "10.77.0.1",
 			Allow:    []string{},
+			Nft:      "nft",
 		},
 	}
 }

@@ -146,7 +146,6 @@ func TestParseErrors(t *testing.T) {
 		{"listen host name", "metrics:\n  listen: example.com:9090\n", []string{"metrics.listen:", "not an IP address"}},
 		{"tcp without token", "control:\n  listen: 127.0.0.1:8847\n  token_file: \"\"\n", []string{"control.token_file: is empty but control.listen is set"}},
 		{"size", "artifacts:\n  max_bytes: lots\n", []string{"artifacts.max_bytes:", "is not a number followed by K, M, G or T"}},
-		{"egress", "egress:\n  enabled: true\n", []string{"egress.enabled:", "not available yet"}},
 		{"heartbeat grace", "jobs:\n  heartbeat_grace: 10ms\n", []string{"line 2: jobs.heartbeat_grace:", "too short"}},
 		{"boot timeout", "jobs:\n  boot_timeout: 0s\n", []string{"jobs.boot_timeout:", "too short"}},
 		{"retention", "jobs:\n  retention: -1h\n", []string{"jobs.retention:", "negative"}},
@@ -154,7 +153,14 @@ func TestParseErrors(t *testing.T) {
 		{"jobs typo", "jobs:\n  retension: 1h\n", []string{"jobs.retension: unknown key; did you mean retention?"}},
 		{"tls half", "control:\n  tls_cert_file: /etc/agentlab/c.crt\n", []string{"control.tls_cert_file:", "set both"}},
 		{"tls relative", "control:\n  tls_cert_file: c.crt\n  tls_key_file: c.key\n", []string{"control.tls_key_file:", "not an absolute path"}},
+		{"egress without bridge", "egress:\n  enabled: true\n  bridge: \"\"\n", []string{"line 3: egress.bridge: is empty"}},
+		{"egress bridge name", "egress:\n  bridge: \"vmbr1; drop\"\n", []string{"line 2: egress.bridge:", "not a network interface name"}},
+		{"egress subnet v6", "egress:\n  subnet: fd77::/64\n", []string{"egress.subnet:", "not an IPv4 CIDR"}},
+		{"egress subnet host bits", "egress:\n  subnet: 10.77.0.1/16\n", []string{"egress.subnet:", "write 10.77.0.0/16"}},
+		{"egress no resolver", "egress:\n  enabled: true\n  resolver: \"\"\n", []string{"egress.resolver: is empty"}},
+		{"egress relative nft", "egress:\n  nft: sbin/nft\n", []string{"egress.nft:", "relative path"}},
 		{"cidr", "egress:\n  allow: [10.0.0.0/33]\n", []string{"egress.allow: item 1"}},
+		{"allow port", "egress:\n  allow: [\"10.0.0.0/8:0\"]\n", []string{"egress.allow: item 1", "from 1 to 65535"}},
 		{"duplicate", "grace: 1s\ngrace: 2s\n", []string{"line 2: grace: set twice (first on line 1)"}},
 		{"not a mapping", "- a\n- b\n", []string{"want a mapping"}},
 		{"yaml syntax", "a: [\n", []string{"not valid YAML"}},
@@ -188,16 +194,26 @@ func TestParseErrors(t *testing.T) {
 }
 
 func TestErrorsAreTyped(t *testing.T) {
-	_, err := Parse([]byte("egress:\n  enabled: true\n"))
+	_, err := Parse([]byte("egress:\n  subnet: nope\n"))
 	var cerr *Error
 	if !errors.As(err, &cerr) {
 		t.Fatalf("Parse error %v is not a *config.Error", err)
 	}
-	if got, want := cerr.Key, "egress.enabled"; got != want {
+	if got, want := cerr.Key, "egress.subnet"; got != want {
 		t.Errorf("Key = %q; want %q", got, want)
 	}
 	if got, want := cerr.Line, 2; got != want {
 		t.Errorf("Line = %d; want %d", got, want)
+	}
+}
+
+func TestEgressEnabled(t *testing.T) {
+	cfg, err := Parse([]byte("egress:\n  enabled: true\n  allow: [\"192.168.5.0/24:443/tcp\"]\n"))
+	if err != nil {
+		t.Fatalf("Parse(egress enabled with defaults) = %v", err)
+	}
+	if !cfg.Egress.Enabled || cfg.Egress.Bridge != "vmbr1" || cfg.Egress.Nft != "nft" {
+		t.Errorf("Egress = %+v; want enabled with the default bridge and nft", cfg.Egress)
 	}
 }
 

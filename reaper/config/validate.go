@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/agentlab/terraform-provider-agentlab/internal/egressrule"
 )
 
 // MinInterval is the shortest reconcile interval accepted.
@@ -22,9 +24,6 @@ const MinMaxLease = 10 * time.Minute
 
 // MinRetention is the shortest events.retention accepted.
 const MinRetention = time.Hour
-
-// ErrNotAvailable marks a setting for a feature this build does not have yet.
-var ErrNotAvailable = errors.New("not available yet")
 
 // Validate checks every value and reports all problems at once, joined; each
 // is an *Error naming the key.
@@ -95,22 +94,57 @@ func (c *Config) Validate() error {
 		add("control.tls_cert_file", "set both control.tls_cert_file and control.tls_key_file, or neither (a self-signed pair is then generated)")
 	}
 
-	if c.Egress.Enabled {
-		errs = append(errs, &Error{Key: "egress.enabled", Line: c.lines["egress.enabled"],
-			Msg: fmt.Sprintf("egress filtering is %v in this version of agentlab-reaper; set egress.enabled: false", ErrNotAvailable)})
+	c.validateEgress(add)
+	return errors.Join(errs...)
+}
+
+// validateEgress checks the egress section; bridge, subnet and resolver are
+// required only when the filter is enabled.
+func (c *Config) validateEgress(add func(string, string, ...any)) {
+	e := c.Egress
+	switch {
+	case e.Bridge == "" && e.Enabled:
+		add("egress.bridge", "is empty; name the sandboxes' bridge, e.g. vmbr1")
+	case e.Bridge != "" && !validIfname(e.Bridge):
+		add("egress.bridge", "%q is not a network interface name (at most 15 letters, digits, '.', '_' or '-'); write it like vmbr1", e.Bridge)
 	}
-	if _, err := netip.ParsePrefix(c.Egress.Subnet); err != nil && c.Egress.Subnet != "" {
-		add("egress.subnet", "%q is not a CIDR; write it like 10.77.0.0/16", c.Egress.Subnet)
+	switch p, err := netip.ParsePrefix(e.Subnet); {
+	case e.Subnet == "" && e.Enabled:
+		add("egress.subnet", "is empty; give the sandboxes' IPv4 range, e.g. 10.77.0.0/16")
+	case e.Subnet == "":
+	case err != nil || !p.Addr().Is4():
+		add("egress.subnet", "%q is not an IPv4 CIDR; write it like 10.77.0.0/16", e.Subnet)
+	case p.Masked() != p:
+		add("egress.subnet", "%q has host bits set; write %s", e.Subnet, p.Masked())
 	}
-	if _, err := netip.ParseAddr(c.Egress.Resolver); err != nil && c.Egress.Resolver != "" {
-		add("egress.resolver", "%q is not an IP address; write it like 10.77.0.1", c.Egress.Resolver)
+	switch a, err := netip.ParseAddr(e.Resolver); {
+	case e.Resolver == "" && e.Enabled:
+		add("egress.resolver", "is empty; give the DNS server sandboxes use, e.g. 10.77.0.1")
+	case e.Resolver != "" && (err != nil || a.Zone() != ""):
+		add("egress.resolver", "%q is not an IP address; write it like 10.77.0.1", e.Resolver)
 	}
-	for i, a := range c.Egress.Allow {
-		if _, err := netip.ParsePrefix(a); err != nil {
-			add("egress.allow", "item %d, %q, is not a CIDR; write it like 192.0.2.0/24", i+1, a)
+	if _, err := egressrule.ParseList(e.Allow); err != nil {
+		add("egress.allow", "%v; write entries like 192.0.2.0/24 or 192.0.2.0/24:443/tcp", err)
+	}
+	switch {
+	case e.Nft == "" && e.Enabled:
+		add("egress.nft", "is empty; write nft (found on PATH) or the command's absolute path, e.g. /usr/sbin/nft")
+	case strings.Contains(e.Nft, "/") && !filepath.IsAbs(e.Nft):
+		add("egress.nft", "%q is a relative path; write nft (found on PATH) or an absolute path, e.g. /usr/sbin/nft", e.Nft)
+	}
+}
+
+// validIfname reports whether s can name a Linux network interface.
+func validIfname(s string) bool {
+	if len(s) > 15 || s == "." || s == ".." {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
 		}
 	}
-	return errors.Join(errs...)
+	return true
 }
 
 func absPath(add func(string, string, ...any), key, path string, required bool) {

@@ -30,9 +30,9 @@
 package egress
 
 import (
+	"net"
 	"net/netip"
 	"slices"
-	"strings"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/egressrule"
 )
@@ -63,7 +63,8 @@ type Config struct {
 type Sandbox struct {
 	// VMID is the Proxmox VM ID.
 	VMID int
-	// MACs are the MAC addresses of the VM's NICs on the bridge, lower-case.
+	// MACs are the MAC addresses of the VM's NICs on the bridge; malformed
+	// ones are left out.
 	MACs []string
 	// Policy is the sandbox's egress policy.
 	Policy egressrule.Policy
@@ -77,9 +78,12 @@ type Sandbox struct {
 // normalize returns s with MACs lower-case and sorted and the policy a
 // known one, so that two equal sandboxes compare equal.
 func (s Sandbox) normalize() Sandbox {
-	macs := make([]string, len(s.MACs))
-	for i, m := range s.MACs {
-		macs[i] = strings.ToLower(m)
+	macs := make([]string, 0, len(s.MACs))
+	for _, m := range s.MACs {
+		// Only a well-formed Ethernet address reaches the script.
+		if hw, err := net.ParseMAC(m); err == nil && len(hw) == 6 {
+			macs = append(macs, hw.String())
+		}
 	}
 	slices.Sort(macs)
 	s.MACs = slices.Compact(macs)

@@ -53,7 +53,7 @@ func renderCases(t *testing.T) map[string]struct {
 			{VMID: 102, MACs: []string{"BC:24:11:00:00:02"}, Policy: egressrule.None, Allow: rules(t, "10.1.0.0/16")},
 			{VMID: 101, MACs: []string{"BC:24:11:00:00:01", "bc:24:11:00:01:01"}, Policy: egressrule.Allowlist,
 				Allow: rules(t, "10.20.0.0/16", "0.0.0.0/0:443/tcp", "[fd00:1::/64]:8000-8100", "[2001:db8::/32]:53/udp")},
-			{VMID: 100, MACs: []string{"BC:24:11:00:00:03"}},
+			{VMID: 100, MACs: []string{"BC:24:11:00:00:03", "bc:24:11:00:00:05 : accept", "02:00:5e:10:00:00:00:01"}},
 			{VMID: 103, MACs: []string{"bc:24:11:00:00:04"}, Policy: egressrule.Open, Broken: true},
 			{VMID: 104, MACs: []string{"bc:24:11:00:00:01"}, Policy: egressrule.Open}, // 101's MAC: 101 keeps it
 		}, counters: map[string]Count{"dropped_101": {Packets: 5, Bytes: 300}, "dropped_999": {Packets: 1, Bytes: 1}}},

@@ -122,6 +122,10 @@ type Options struct {
 	// StorageScanEvery is how often the loop lists the ISO storages for seed
 	// ISOs whose VM is gone (also right after a VM disappears). Default 15 min.
 	StorageScanEvery time.Duration
+	// Egress, when set, is the egress filter the loop hands every sandbox to
+	// at each tick; EgressBridge is the bridge whose NICs it filters.
+	Egress       EgressFilter
+	EgressBridge string
 }
 
 func (o Options) withDefaults() Options {
@@ -284,6 +288,7 @@ func (l *Loop) tick(ctx context.Context) error {
 	l.runActions(ctx, d.todo)
 	l.deleteVolumes(ctx, cluster.absent)
 	l.searchOrphans(ctx, cluster, now)
+	l.syncEgress(ctx, now)
 
 	if err := l.store.Touch(ctx, now); err != nil {
 		l.log.Warn("cannot update last_seen", "err", err)

@@ -11,6 +11,7 @@ import (
 	"github.com/agentlab/terraform-provider-agentlab/internal/lease"
 	"github.com/agentlab/terraform-provider-agentlab/internal/pve"
 	"github.com/agentlab/terraform-provider-agentlab/reaper"
+	"github.com/agentlab/terraform-provider-agentlab/reaper/egress"
 )
 
 // entry is the loop's memory of one VM.
@@ -47,6 +48,9 @@ type entry struct {
 	// operatorKept: the operator kept the VM with Keep (copied from
 	// Loop.kept when deciding).
 	operatorKept bool
+	// egress is what the egress filter needs of the VM (see egress.go); nil
+	// until its config is read with the filter on.
+	egress *egress.Sandbox
 }
 
 // load fills the loop's memory from the store, once.
@@ -147,7 +151,7 @@ func (l *Loop) observe(vms []pve.VMEntry, now time.Time) (reads []configRead, un
 			continue
 		}
 		stale := e.lease.State == reaper.StateInvalid && now.Sub(e.readAt) >= l.opts.InvalidRefresh
-		if !e.metaRead || changed || e.needRead || stale {
+		if !e.metaRead || changed || e.needRead || stale || l.wantsEgress(e) {
 			reads = append(reads, configRead{ref: pve.VMRef{Node: v.Node, VMID: v.VMID}, gen: e.gen})
 		}
 	}
@@ -191,6 +195,7 @@ type configFacts struct {
 	metaErr error
 	tags    string
 	hasTags bool
+	egress  *egress.Sandbox // nil when the egress filter is off
 }
 
 // factsOf returns what the loop keeps of cfg.
@@ -214,6 +219,7 @@ func (l *Loop) readConfigs(ctx context.Context, reads []configRead, now time.Tim
 			var f configFacts
 			if err == nil {
 				f = factsOf(cfg)
+				f.egress = l.egressOf(r.ref.VMID, cfg, f)
 			}
 			l.mu.Lock()
 			defer l.mu.Unlock()
@@ -272,6 +278,9 @@ func (e *entry) setConfig(cfg pve.VMConfig, maxLease time.Duration) {
 // policy.max_lease.
 func (e *entry) setFacts(f configFacts, maxLease time.Duration) {
 	e.metaRead, e.metaErr = true, f.metaErr
+	if f.egress != nil {
+		e.egress = f.egress
+	}
 	if f.hasTags || len(e.lease.Tags) > 0 {
 		e.lease.Tags = lease.ParseTags(f.tags)
 		e.rawTags = pve.SplitTags(lease.JoinTags(e.lease.Tags))
