@@ -79,8 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "ssh":
 		err = newOpCommand(stdout, stderr).ssh(ctx, args)
 	case "egress":
-		err = newOpCommand(stdout, stderr).notYet(ctx, "egress", "--print", args,
-			"egress filtering is not available yet in this version of agentlab-reaper")
+		err = newOpCommand(stdout, stderr).egress(ctx, args)
 	case "help", "-h", "-help", "--help":
 		usage(stdout)
 		return 0
@@ -124,7 +123,7 @@ Commands:
 	           artifacts download JOB DIR
 	logs       print a job's log: logs JOB (--follow)
 	ssh        ssh to a sandbox as its user: ssh VMID (--user NAME, -- SSH ARGS)
-	egress     print the egress rules (not available yet)
+	egress     print the egress filter's nftables ruleset: egress --print (--json)
 
 Every command takes --config FILE (default /etc/agentlab/reaper.yaml); the
 operator commands use its control.socket, or --socket PATH.

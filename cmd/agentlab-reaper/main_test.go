@@ -67,7 +67,8 @@ func TestCommandLine(t *testing.T) {
 		{"download usage", []string{"artifacts", "download", "job-1"}, 2, "", "Usage: agentlab-reaper artifacts download JOB DIR"},
 		{"logs usage", []string{"logs"}, 2, "", "Usage: agentlab-reaper logs JOB"},
 		{"ssh bad vmid", []string{"ssh", "abc", "--config", good}, 1, "", `VMID "abc"`},
-		{"egress", []string{"egress", "--print"}, 1, "", "not available yet"},
+		{"egress usage", []string{"egress"}, 2, "", "Usage: agentlab-reaper egress --print"},
+		{"egress without daemon", []string{"egress", "--print", "--config", good}, 1, "", "is agentlab-reaper running"},
 		{"renew usage", []string{"renew", "101"}, 2, "", "Usage: agentlab-reaper renew VMID DURATION"},
 		{"renew bad duration", []string{"renew", "101", "soon", "--config", good}, 1, "", `DURATION "soon"`},
 		{"renew negative", []string{"renew", "100", "-5m", "--config", good}, 1, "", "DURATION -5m is not positive"},
@@ -220,6 +221,11 @@ func TestMainInProcess(t *testing.T) {
 	}
 	if !regexpMatch(`(?m)^agentlab_database_bytes [1-9]`, string(body)) {
 		t.Error("/metrics lacks a measured agentlab_database_bytes")
+	}
+
+	code, out, errOut = runCmd(t, "egress", "--print", "--socket", cfg.Socket())
+	if code != 1 || out != "" || !strings.Contains(errOut, "the egress filter is off: set egress.enabled: true") {
+		t.Errorf("egress --print with the filter off = %d %q %q; want status 1 saying how to turn it on", code, out, errOut)
 	}
 
 	code, out, _ = runCmd(t, "orphans", "--socket", cfg.Socket())

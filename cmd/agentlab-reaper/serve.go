@@ -22,6 +22,7 @@ import (
 	"github.com/agentlab/terraform-provider-agentlab/internal/pve"
 	"github.com/agentlab/terraform-provider-agentlab/reaper/api"
 	"github.com/agentlab/terraform-provider-agentlab/reaper/config"
+	"github.com/agentlab/terraform-provider-agentlab/reaper/egress"
 	"github.com/agentlab/terraform-provider-agentlab/reaper/guest"
 	"github.com/agentlab/terraform-provider-agentlab/reaper/jobs"
 	"github.com/agentlab/terraform-provider-agentlab/reaper/metrics"
@@ -83,6 +84,7 @@ type Main struct {
 	dbLock    *sqlite.Lock
 	loop      *reconcile.Loop
 	jobs      *jobs.Service
+	egress    *egress.Filter
 	metrics   *metrics.Metrics
 	servers   []*http.Server
 	listeners map[string]net.Listener
@@ -187,7 +189,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	cancelPing()
 
-	m.loop = reconcile.New(client, m.db, reconcile.Options{
+	opts := reconcile.Options{
 		Interval:   time.Duration(cfg.Interval),
 		Grace:      time.Duration(cfg.Grace),
 		WarnBefore: time.Duration(cfg.WarnBefore),
@@ -203,7 +205,14 @@ func (m *Main) Run(ctx context.Context) error {
 		OrphanGrace:      time.Duration(cfg.Policy.OrphanGrace),
 		PlaceholderFirst: cfg.Policy.VMIDRange.First,
 		PlaceholderLast:  cfg.Policy.VMIDRange.Last,
-	})
+	}
+	if cfg.Egress.Enabled {
+		if m.egress, err = newEgressFilter(ctx, cfg, log.With("component", "egress"), m.metrics); err != nil {
+			return err
+		}
+		opts.Egress, opts.EgressBridge = m.egress, cfg.Egress.Bridge
+	}
+	m.loop = reconcile.New(client, m.db, opts)
 
 	retention := time.Duration(cfg.Jobs.Retention)
 	if retention == 0 {
@@ -246,6 +255,9 @@ func (m *Main) Run(ctx context.Context) error {
 		Status: func() api.Status {
 			return api.Status{Version: version, DryRun: cfg.DryRun, Interval: cfg.Interval.String(), LastTick: m.loop.LastTick()}
 		}}
+	if m.egress != nil {
+		control.Egress = m.egress
+	}
 	ln, err := api.ListenUnix(cfg.Control.Socket)
 	if err != nil {
 		return err
@@ -295,7 +307,7 @@ func (m *Main) Run(ctx context.Context) error {
 	log.Info("agentlab-reaper started", "version", version, "config", m.ConfigPath, "interval", cfg.Interval.String(),
 		"grace", cfg.Grace.String(), "warn_before", cfg.WarnBefore.String(), "dry_run", cfg.DryRun,
 		"max_lease", cfg.Policy.MaxLease.String(), "user_keep", cfg.Policy.UserKeep, "prune", cfg.Prune,
-		"database", cfg.Database, "control_socket", cfg.Control.Socket)
+		"database", cfg.Database, "control_socket", cfg.Control.Socket, "egress", cfg.Egress.Enabled)
 	return nil
 }
 
@@ -412,6 +424,15 @@ func (m *Main) Close() error {
 			m.cancel()
 			<-m.loopDone
 			<-m.jobsDone
+		}
+		if m.egress != nil {
+			// Only the reaper's own table goes; sandboxes are unfiltered
+			// until the daemon runs again.
+			if err := m.egress.Close(ctx); err != nil {
+				errs = append(errs, err)
+			} else {
+				m.Logger.Info("egress table removed", "table", "inet "+egress.Table)
+			}
 		}
 		if m.db != nil {
 			if err := m.db.Close(); err != nil {

@@ -13,6 +13,7 @@
 //	POST   /v1/leases/{vmid}/keep      tag agentlab-keep for the operator (agentlab-reaper keep);
 //	DELETE /v1/leases/{vmid}/keep      remove it (keep --remove); both on the socket only (403 on TCP)
 //	GET  /v1/orphans                   orphans found, with what is done about each
+//	GET  /v1/egress                    the egress filter's nft table (socket only; 403 on TCP)
 //	GET  /v1/events[?vmid=&since=&limit=]  the audit log, oldest first
 //	/v1/jobs...                        jobs, their logs and artifacts (see jobRoutes)
 //
@@ -92,6 +93,8 @@ type Server struct {
 	Addresses Addresser
 	// Jobs is the job registry; nil answers 501 to the job endpoints.
 	Jobs Jobs
+	// Egress shows the egress table; nil when the filter is off.
+	Egress EgressPrinter
 	// Status returns the reaper's status.
 	Status func() Status
 	// Logger receives request errors. Nil discards them.
@@ -148,7 +151,11 @@ func (s *Server) mux(actor string) http.Handler {
 		// socket, never for the TCP clients Terraform users configure.
 		mux.HandleFunc("POST /v1/leases/{vmid}/keep", func(w http.ResponseWriter, r *http.Request) { s.keep(w, r, true, actor) })
 		mux.HandleFunc("DELETE /v1/leases/{vmid}/keep", func(w http.ResponseWriter, r *http.Request) { s.keep(w, r, false, actor) })
+		mux.HandleFunc("GET /v1/egress", s.egress)
 	} else {
+		mux.HandleFunc("/v1/egress", func(w http.ResponseWriter, r *http.Request) {
+			writeError(w, http.StatusForbidden, "the egress table is the operator's: run agentlab-reaper egress --print on the reaper's host")
+		})
 		mux.HandleFunc("/v1/leases/{vmid}/keep", func(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusForbidden, "keeping a sandbox is the operator's: run agentlab-reaper keep VMID on the reaper's host")
 		})
@@ -165,7 +172,6 @@ func (s *Server) mux(actor string) http.Handler {
 		mux.HandleFunc("/v1/jobs", notYet("jobs"))
 		mux.HandleFunc("/v1/jobs/", notYet("jobs"))
 	}
-	mux.HandleFunc("/v1/egress", notYet("egress rules"))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os/exec"
 	"slices"
@@ -40,7 +41,7 @@ func (n Nft) run(ctx context.Context, stdin string, args ...string) ([]byte, err
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Run(); err != nil {
-		if errors.Is(err, exec.ErrNotFound) {
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("%w: %s (install nftables, or set egress.nft)", ErrNoNft, n.Command[0])
 		}
 		msg := strings.TrimSpace(errOut.String())

@@ -36,6 +36,8 @@ type Metrics struct {
 	orphansPruned   *prometheus.CounterVec
 	volumesDeleted  prometheus.Counter
 	databaseBytes   prometheus.Gauge
+	egressApplies   *prometheus.CounterVec
+	egressDropped   *egressDropped
 }
 
 // New returns the metrics registered in a new registry, with the Go runtime
@@ -104,6 +106,11 @@ func New(version string) *Metrics {
 			Name: "agentlab_database_bytes",
 			Help: "Size of the reaper's SQLite database on disk (file and write-ahead log), measured hourly.",
 		}),
+		egressApplies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agentlab_egress_applies_total",
+			Help: "Applications of the nftables egress table by result: ok, error, drift (the loaded table was not as rendered and was applied again).",
+		}, []string{"result"}),
+		egressDropped: newEgressDropped(),
 	}
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "agentlab_build_info",
@@ -121,7 +128,7 @@ func New(version string) *Metrics {
 	m.registry.MustRegister(
 		m.sandboxes, m.expired, m.destroyed, m.stopped, m.destroyFailures, m.tickDuration,
 		m.tickFailures, m.lastTick, m.proxmoxRequests, m.heartbeats, m.renewals, buildInfo,
-		m.orphans, m.orphansPruned, m.volumesDeleted, m.databaseBytes,
+		m.orphans, m.orphansPruned, m.volumesDeleted, m.databaseBytes, m.egressApplies, m.egressDropped,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

@@ -57,6 +57,9 @@ func TestHandlerExposesAgentlabMetrics(t *testing.T) {
 	end := time.Unix(1772366400, 0)
 	m.Tick(40*time.Millisecond, true, end)
 	m.Heartbeat("ok")
+	m.EgressApply("ok")
+	m.SetEgressDropped(map[string]uint64{"101": 7, "unknown": 2}, map[string]uint64{"101": 420, "unknown": 120})
+	m.SetEgressDropped(map[string]uint64{"101": 9}, map[string]uint64{"101": 540}) // unknown gone from the table
 
 	srv := httptest.NewServer(m.Handler())
 	t.Cleanup(srv.Close)
@@ -78,11 +81,17 @@ func TestHandlerExposesAgentlabMetrics(t *testing.T) {
 		`agentlab_build_info{goversion="go`,
 		`version="v1.2.3"} 1`,
 		`agentlab_heartbeats_total{result="ok"} 1`,
+		`agentlab_egress_applies_total{result="ok"} 1`,
+		`agentlab_egress_dropped_packets_total{vmid="101"} 9`,
+		`agentlab_egress_dropped_bytes_total{vmid="101"} 540`,
 		`go_goroutines`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+	if strings.Contains(string(body), `vmid="unknown"`) {
+		t.Errorf("/metrics still shows a counter no longer in the table")
 	}
 }
 
@@ -96,6 +105,8 @@ func TestNilMetricsRecordNothing(t *testing.T) {
 	m.Tick(time.Second, false, time.Time{})
 	m.Heartbeat("ok")
 	m.Renewal("ok")
+	m.EgressApply("ok")
+	m.SetEgressDropped(nil, nil)
 	next := roundTripFunc(func(*http.Request) (*http.Response, error) { return nil, nil })
 	if _, ok := m.RoundTripper(next).(roundTripFunc); !ok {
 		t.Errorf("nil Metrics.RoundTripper did not return next unchanged")
