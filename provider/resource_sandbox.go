@@ -18,6 +18,8 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/agentlab/terraform-provider-agentlab/internal/egressrule"
 )
 
 // Compile-time checks of the interfaces the sandbox resource implements.
@@ -76,6 +78,8 @@ type sandboxModel struct {
 	Storage           types.String   `tfsdk:"storage"`
 	Bridge            types.String   `tfsdk:"bridge"`
 	Firewall          types.Bool     `tfsdk:"firewall"`
+	Egress            types.String   `tfsdk:"egress"`
+	EgressAllow       types.List     `tfsdk:"egress_allow"`
 	SSHAuthorizedKeys types.List     `tfsdk:"ssh_authorized_keys"`
 	TTL               types.String   `tfsdk:"ttl"`
 	MaxTTL            types.String   `tfsdk:"max_ttl"`
@@ -217,6 +221,28 @@ func (r *sandboxResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 					"the profile's `network.firewall`, else `%t`. Changed in place.", defaultFirewall),
 				Optional: true,
 				Computed: true,
+			},
+			"egress": schema.StringAttribute{
+				MarkdownDescription: "What the sandbox may reach, enforced by the reaper's egress filter on the " +
+					"agent bridge (`egress.enabled` in the reaper's configuration): `\"open\"` (the internet, " +
+					"minus private ranges and the Proxmox VE host), `\"allowlist\"` (only `egress_allow`, and DNS " +
+					"through the configured resolver) or `\"none\"` (only the reaper's guest listener). Defaults to " +
+					"the profile's `network.egress`, else `\"open\"`. Changing it forces a new sandbox.",
+				Optional:   true,
+				Computed:   true,
+				Validators: []validator.String{stringvalidator.OneOf("open", "allowlist", "none")},
+			},
+			"egress_allow": schema.ListAttribute{
+				MarkdownDescription: "Destinations the sandbox may reach beyond its `egress` policy: CIDRs or " +
+					"addresses, optionally with a port or port range and a protocol, such as `\"192.0.2.0/24\"`, " +
+					"`\"10.20.0.5:5432/tcp\"`, `\"203.0.113.0/24:8000-8100\"` or `\"[2001:db8::/32]:443\"`. An entry " +
+					"inside a private range opens that part of it; a wider one (`\"0.0.0.0/0:443\"`) never opens " +
+					"private ranges. At most 64 entries. Defaults to none. Changing it forces a new sandbox.",
+				ElementType: types.StringType,
+				Optional:    true,
+				Computed:    true,
+				Validators: []validator.List{listvalidator.SizeAtMost(egressrule.MaxEntries),
+					listvalidator.ValueStringsAre(egressEntryValidator{})},
 			},
 			"ssh_authorized_keys": schema.ListAttribute{
 				MarkdownDescription: "SSH public keys that cloud-init authorizes for the default user, written " +

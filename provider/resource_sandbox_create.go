@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/cloudinit"
+	"github.com/agentlab/terraform-provider-agentlab/internal/egressrule"
 	"github.com/agentlab/terraform-provider-agentlab/internal/lease"
 	"github.com/agentlab/terraform-provider-agentlab/internal/profile"
 	"github.com/agentlab/terraform-provider-agentlab/internal/pve"
@@ -142,6 +143,11 @@ func (r *sandboxResource) create(ctx context.Context, plan sandboxModel, x sandb
 		HeartbeatTokenSHA256: heartbeatSum,
 		JobID:                x.JobID,
 		Workspace:            workspaceVolume(plan.WorkspaceID),
+		Egress:               egressrule.Policy(plan.Egress.ValueString()),
+	}
+	diags.Append(plan.EgressAllow.ElementsAs(ctx, &meta.EgressAllow, false)...)
+	if diags.HasError() {
+		return createOutcome{}, diags
 	}
 	description, err := lease.Encode("", meta)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
+	"github.com/agentlab/terraform-provider-agentlab/internal/egressrule"
 	"github.com/agentlab/terraform-provider-agentlab/internal/lease"
 	"github.com/agentlab/terraform-provider-agentlab/internal/profile"
 )
@@ -206,6 +207,16 @@ func planSandbox(in planInput) (planOutput, diag.Diagnostics) {
 	p.Storage = pick(c.Storage, nil, types.StringNull())
 	p.Bridge = pick(c.Bridge, profString(prof.Network.Bridge), types.StringValue(defaultBridge))
 	p.Firewall = pick(c.Firewall, profBool(prof.Network.Firewall), types.BoolValue(defaultFirewall))
+	var profEgress *types.String
+	if prof.Network.Egress != nil {
+		v := types.StringValue(string(*prof.Network.Egress))
+		profEgress = &v
+	}
+	p.Egress = pick(c.Egress, profEgress, types.StringValue(string(egressrule.Open)))
+	p.EgressAllow = c.EgressAllow
+	if c.EgressAllow.IsNull() {
+		p.EgressAllow = types.ListValueMust(types.StringType, nil)
+	}
 	p.SSHAuthorizedKeys = c.SSHAuthorizedKeys
 	if c.SSHAuthorizedKeys.IsNull() {
 		p.SSHAuthorizedKeys = types.ListValueMust(types.StringType, nil)
@@ -292,6 +303,10 @@ func planSandbox(in planInput) (planOutput, diag.Diagnostics) {
 		{"storage", p.Storage, st.Storage, p.Storage.Equal(st.Storage)},
 		{"iso_storage", p.ISOStorage, st.ISOStorage, p.ISOStorage.Equal(st.ISOStorage)},
 		{"ssh_authorized_keys", p.SSHAuthorizedKeys, st.SSHAuthorizedKeys, p.SSHAuthorizedKeys.Equal(st.SSHAuthorizedKeys)},
+		// The reaper reads a sandbox's egress settings when the VM appears;
+		// a new sandbox is the change it cannot miss.
+		{"egress", p.Egress, st.Egress, p.Egress.Equal(st.Egress)},
+		{"egress_allow", p.EgressAllow, st.EgressAllow, p.EgressAllow.Equal(st.EgressAllow)},
 	} {
 		// A null prior value is one an import could not read: setting it
 		// records the configuration without replacing the sandbox.

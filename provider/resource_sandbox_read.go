@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
+	"github.com/agentlab/terraform-provider-agentlab/internal/egressrule"
 	"github.com/agentlab/terraform-provider-agentlab/internal/lease"
 	"github.com/agentlab/terraform-provider-agentlab/internal/pve"
 	"github.com/agentlab/terraform-provider-agentlab/internal/volume"
@@ -299,6 +300,15 @@ func applyObservation(m *sandboxModel, obs observation, importing bool) diag.Dia
 	}
 	md := obs.Meta
 	m.LeaseExpiresAt = types.StringValue(md.ExpiresAt.UTC().Format(time.RFC3339))
+	m.Egress = types.StringValue(string(egressrule.Open))
+	if md.Egress != "" {
+		m.Egress = types.StringValue(string(md.Egress))
+	}
+	allow := make([]attr.Value, len(md.EgressAllow))
+	for i, a := range md.EgressAllow {
+		allow[i] = types.StringValue(a)
+	}
+	m.EgressAllow = types.ListValueMust(types.StringType, allow)
 	m.OnExpiry = types.StringValue(string(md.OnExpiry))
 	if md.Owner != "" {
 		m.Owner = types.StringValue(md.Owner)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 
+	"github.com/agentlab/terraform-provider-agentlab/internal/egressrule"
 	"github.com/agentlab/terraform-provider-agentlab/internal/lease"
 )
 
@@ -112,5 +113,33 @@ func (userTagValidator) ValidateString(_ context.Context, req validator.StringRe
 			fmt.Sprintf("The tag %q in %s is not a Proxmox VE tag. Use lower-case letters, digits and "+
 				"_ + . - only, starting with a letter, digit or _ (Proxmox VE lower-cases tags, which "+
 				"would otherwise show as a change on every plan).", tag, req.Path.ParentPath()))
+	}
+}
+
+// egressEntryValidator accepts an egress_allow entry in the grammar of
+// internal/egressrule, the one the reaper reads.
+type egressEntryValidator struct{}
+
+var _ validator.String = egressEntryValidator{}
+
+// Description says what the validator accepts.
+func (egressEntryValidator) Description(context.Context) string {
+	return "value must be a CIDR or address, optionally with :PORT, :PORT-PORT and /tcp or /udp"
+}
+
+// MarkdownDescription says what the validator accepts.
+func (v egressEntryValidator) MarkdownDescription(ctx context.Context) string {
+	return v.Description(ctx)
+}
+
+// ValidateString checks one entry.
+func (egressEntryValidator) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	if _, err := egressrule.Parse(req.ConfigValue.ValueString()); err != nil {
+		resp.Diagnostics.AddAttributeError(req.Path, "Invalid egress_allow entry",
+			fmt.Sprintf("%s: %v. Write entries like \"192.0.2.0/24\", \"10.20.0.5:5432/tcp\" or \"[2001:db8::/32]:443\".",
+				req.Path, err))
 	}
 }

@@ -16,6 +16,7 @@
 //	  bridge: vmbr1
 //	  model: virtio           # a PVE NIC model: virtio, e1000, vmxnet3, ...
 //	  firewall: true
+//	  egress: allowlist       # open (default), allowlist or none: see docs/egress.md
 //	resources:
 //	  cores: 4
 //	  memory_mb: 6144         # MiB, or a size such as "6G" (alias: resources.memory)
@@ -45,6 +46,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/agentlab/terraform-provider-agentlab/internal/egressrule"
 )
 
 var (
@@ -99,6 +102,9 @@ type Network struct {
 	Model *string
 	// Firewall turns the PVE firewall on for net0.
 	Firewall *bool
+	// Egress is the sandboxes' egress policy, which the reaper's egress
+	// filter enforces.
+	Egress *egressrule.Policy
 }
 
 // Resources is the profile's sizing.

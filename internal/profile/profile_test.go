@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/agentlab/terraform-provider-agentlab/internal/egressrule"
 	"time"
 )
 
@@ -72,7 +74,7 @@ func TestLoadErrors(t *testing.T) {
 	}{
 		{"unknown key",
 			"template_vmid: 9000\nnetwork:\n  model: virtio\n  brige: vmbr1\n",
-			[]string{`p.yaml:4: unknown key "network.brige" (did you mean "network.bridge"?); known keys: network.bridge, network.firewall, network.firewall_group, network.mode, network.model`}, 4},
+			[]string{`p.yaml:4: unknown key "network.brige" (did you mean "network.bridge"?); known keys: network.bridge, network.egress, network.firewall, network.firewall_group, network.mode, network.model`}, 4},
 		{"unknown top-level key",
 			"template_vmid: 9000\ncpus: 4\n",
 			[]string{`p.yaml:2: unknown key "cpus"; known keys: artifacts, behavior, name, network, node, repo, resources, secrets_bundle, storage, template_vm, template_vmid`}, 2},
@@ -85,6 +87,9 @@ func TestLoadErrors(t *testing.T) {
 		{"wrong type bool",
 			"network:\n  firewall: yes\n",
 			[]string{`p.yaml:2: network.firewall: want true or false, got "yes"`}, 2},
+		{"bad egress policy",
+			"network:\n  egress: closed\n",
+			[]string{`p.yaml:2: network.egress: invalid egress policy "closed": want open, allowlist or none`}, 2},
 		{"wrong type string",
 			"network:\n  bridge: 1\n",
 			[]string{`p.yaml:2: network.bridge: want a string, got the number 1`}, 2},
@@ -312,6 +317,17 @@ func dump(p Profile) string {
 		p.Name, p.Path, show(p.TemplateVMID), show(p.Network.Bridge), show(p.Network.Model), show(p.Network.Firewall),
 		show(p.Resources.Cores), show(p.Resources.MemoryMiB), show(p.Resources.DiskSize), show(p.Behavior.TTL),
 		show(p.Behavior.KeepaliveDefault), p.Ignored)
+}
+
+func TestEgress(t *testing.T) {
+	dir := writeProfile(t, "e.yaml", "template_vmid: 9000\nnetwork:\n  egress: none\n")
+	p, err := Load(dir, "e")
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if p.Network.Egress == nil || *p.Network.Egress != egressrule.None {
+		t.Errorf("network.egress = %v; want none", p.Network.Egress)
+	}
 }
 
 func TestNode(t *testing.T) {

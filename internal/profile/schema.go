@@ -13,6 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/agentlab/terraform-provider-agentlab/internal/egressrule"
 	"github.com/agentlab/terraform-provider-agentlab/internal/suggest"
 )
 
@@ -44,6 +45,7 @@ func schema(name string) map[string]key {
 		"network.bridge":         {setting: "bridge", set: setBridge},
 		"network.model":          {setting: "model", set: setModel},
 		"network.firewall":       {setting: "firewall", set: func(p *Profile, n *yaml.Node) error { return boolInto(&p.Network.Firewall, n) }},
+		"network.egress":         {setting: "egress", set: setEgress},
 		"network.mode":           ignored,
 		"network.firewall_group": ignored,
 
@@ -296,6 +298,22 @@ func setBridge(p *Profile, n *yaml.Node) error {
 		return fmt.Errorf("%q is not a bridge name such as \"vmbr1\"", v)
 	}
 	p.Network.Bridge = &v
+	return nil
+}
+
+func setEgress(p *Profile, n *yaml.Node) error {
+	v, err := stringValue(n)
+	if err != nil {
+		return err
+	}
+	if v == "" {
+		return fmt.Errorf("is empty; want open, allowlist or none")
+	}
+	pol, err := egressrule.ParsePolicy(v)
+	if err != nil {
+		return err
+	}
+	p.Network.Egress = &pol
 	return nil
 }
 
