@@ -9,9 +9,22 @@ import (
 )
 
 // TestSystemdUnitVerifies runs systemd-analyze verify on the shipped unit
-// (with ExecStart pointing at an executable that exists here) and fails on
-// any message about it.
+// (with ExecStart pointing at an executable that exists here), alone and
+// with the egress drop-in appended (as systemd merges it), and fails on any
+// message about it.
 func TestSystemdUnitVerifies(t *testing.T) {
+	dropIn, err := os.ReadFile("../../deploy/systemd/agentlab-reaper.service.d/egress.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(dropIn), "CapabilityBoundingSet=CAP_NET_ADMIN\n") {
+		t.Errorf("egress drop-in does not grant CAP_NET_ADMIN:\n%s", dropIn)
+	}
+	t.Run("unit", func(t *testing.T) { verifyUnit(t, "") })
+	t.Run("unit with egress drop-in", func(t *testing.T) { verifyUnit(t, string(dropIn)) })
+}
+
+func verifyUnit(t *testing.T, dropIn string) {
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
 		t.Skip("systemd-analyze not installed")
@@ -29,7 +42,7 @@ func TestSystemdUnitVerifies(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "agentlab-reaper.service")
-	if err := os.WriteFile(path, []byte(strings.ReplaceAll(string(unit), bin, self)), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(string(unit), bin, self)+dropIn), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out, err := exec.Command(analyze, "verify", path).CombinedOutput()
