@@ -354,7 +354,6 @@ func (c *opCommand) version(ctx context.Context, args []string) error {
 // notYet is a subcommand of a later version: it checks its usage and says so.
 func (c *opCommand) notYet(ctx context.Context, name, synopsis string, args []string, msg string) error {
 	fs := c.flags(name, synopsis)
-	fs.Bool("print", false, "print the rules")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}

@@ -210,6 +210,11 @@ func (m *Main) Run(ctx context.Context) error {
 		if m.egress, err = newEgressFilter(ctx, cfg, log.With("component", "egress"), m.metrics); err != nil {
 			return err
 		}
+		// Until the first tick knows the sandboxes, every VM on the bridge
+		// gets the baseline: no private ranges, no host.
+		if _, err := m.egress.Sync(ctx, nil); err != nil {
+			return err
+		}
 		opts.Egress, opts.EgressBridge = m.egress, cfg.Egress.Bridge
 	}
 	m.loop = reconcile.New(client, m.db, opts)
