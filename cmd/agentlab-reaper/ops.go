@@ -351,15 +351,6 @@ func (c *opCommand) version(ctx context.Context, args []string) error {
 	return nil
 }
 
-// notYet is a subcommand of a later version: it checks its usage and says so.
-func (c *opCommand) notYet(ctx context.Context, name, synopsis string, args []string, msg string) error {
-	fs := c.flags(name, synopsis)
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	return errors.New(msg)
-}
-
 func (c *opCommand) printJSON(v any) error {
 	enc := json.NewEncoder(c.stdout)
 	enc.SetIndent("", "  ")
