@@ -91,7 +91,7 @@ func serveTargets(targets []string) {
 }
 
 // probeTimeout bounds one probe: a dropped packet shows as a timeout.
-const probeTimeout = 800 * time.Millisecond
+const probeTimeout = 1500 * time.Millisecond
 
 // probeTargets tries every target at once and prints a JSON object: target
 // -> "ok" when the server's banner came back, else the error.
