@@ -19,6 +19,8 @@ type fakeKernel struct {
 	applied  []string
 	applyErr error
 	removed  int
+	// lists and counterReads count full listings and counter-only ones.
+	lists, counterReads int
 }
 
 func (k *fakeKernel) Apply(_ context.Context, script string) error {
@@ -32,10 +34,18 @@ func (k *fakeKernel) Apply(_ context.Context, script string) error {
 }
 
 func (k *fakeKernel) List(context.Context) (Loaded, error) {
+	k.lists++
 	if k.loaded == nil {
 		return Loaded{}, errors.New("no such table")
 	}
 	return *k.loaded, nil
+}
+
+func (k *fakeKernel) Counters(ctx context.Context) (Loaded, error) {
+	k.counterReads++
+	l, err := k.List(ctx)
+	k.lists--
+	return Loaded{counters: l.counters}, err
 }
 
 func (k *fakeKernel) Remove(context.Context) error { k.removed++; k.loaded = nil; return nil }
@@ -126,11 +136,20 @@ func TestFilterSync(t *testing.T) {
 		t.Errorf("the new table does not carry the counter over:\n%s", last)
 	}
 
-	// Drift: someone removed a rule; the table is applied again.
+	// Drift: someone removed a rule; the next full check (within
+	// FullCheckEvery unchanged Syncs, the others reading only counters)
+	// applies the table again.
 	k.loaded.chains["forward"]--
 	n := len(k.applied)
-	if _, err := f.Sync(ctx, []Sandbox{sb}); err != nil {
-		t.Fatal(err)
+	lists := k.lists
+	for range FullCheckEvery {
+		if _, err := f.Sync(ctx, []Sandbox{sb}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if k.lists-lists < 1 || k.lists-lists > 2 || k.counterReads == 0 {
+		t.Errorf("%d unchanged Syncs listed the table %d times and read counters %d times; want one or two full checks, the rest counters",
+			FullCheckEvery, k.lists-lists, k.counterReads)
 	}
 	if len(k.applied) != n+1 || m.applies[len(m.applies)-2] != "drift" {
 		t.Errorf("drift: applied %d more, metrics %v; want one re-apply counted as drift", len(k.applied)-n, m.applies)
