@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -21,27 +22,55 @@ import (
 	"github.com/agentlab/terraform-provider-agentlab/internal/pve"
 	"github.com/agentlab/terraform-provider-agentlab/internal/pvesim"
 	"github.com/agentlab/terraform-provider-agentlab/internal/pvesim/pvesimtest"
+	"github.com/agentlab/terraform-provider-agentlab/internal/tfcli"
 )
 
 // TestMain points terraform-plugin-testing at a local terraform (or tofu)
 // binary, so acceptance tests never download one.
 func TestMain(m *testing.M) {
-	if os.Getenv("TF_ACC") != "" && os.Getenv("TF_ACC_TERRAFORM_PATH") == "" {
-		for _, name := range []string{"terraform", "tofu"} {
-			if p, err := exec.LookPath(name); err == nil {
-				os.Setenv("TF_ACC_TERRAFORM_PATH", p)
-				if name == "tofu" {
-					os.Setenv("TF_ACC_PROVIDER_NAMESPACE", "agentlab")
-				}
-				break
-			}
-		}
-		if os.Getenv("TF_ACC_TERRAFORM_PATH") == "" {
-			fmt.Fprintln(os.Stderr, "acceptance tests need terraform (>= 1.11) or tofu on PATH, or TF_ACC_TERRAFORM_PATH")
+	if os.Getenv("TF_ACC") != "" {
+		if err := setUpAccCLI(context.Background()); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
 	}
 	os.Exit(m.Run())
+}
+
+// setUpAccCLI chooses the CLI the acceptance tests drive:
+// TF_ACC_TERRAFORM_PATH, else terraform, else tofu on PATH. It asks the
+// binary which CLI it is and serves the provider under the address that CLI
+// resolves "agentlab/agentlab" to (terraform-plugin-testing reads
+// TF_ACC_PROVIDER_HOST and TF_ACC_PROVIDER_NAMESPACE), so every test
+// configuration names the provider the way a user's does.
+func setUpAccCLI(ctx context.Context) error {
+	path := os.Getenv("TF_ACC_TERRAFORM_PATH")
+	if path == "" {
+		for _, name := range []string{"terraform", "tofu"} {
+			if p, err := exec.LookPath(name); err == nil {
+				path = p
+				break
+			}
+		}
+	}
+	if path == "" {
+		return errors.New("acceptance tests need terraform (>= 1.11) or tofu on PATH, or TF_ACC_TERRAFORM_PATH")
+	}
+	info, err := tfcli.Detect(ctx, path)
+	if err != nil {
+		return fmt.Errorf("TF_ACC_TERRAFORM_PATH: %w", err)
+	}
+	os.Setenv("TF_ACC_TERRAFORM_PATH", path)
+	os.Setenv("TF_ACC_PROVIDER_HOST", info.Kind.RegistryHost())
+	os.Setenv("TF_ACC_PROVIDER_NAMESPACE", tfcli.Namespace)
+	fmt.Fprintf(os.Stderr, "acceptance tests drive %s %s (%s), provider %s\n", info.Kind, info.Version, path, accProviderAddress())
+	return nil
+}
+
+// accProviderAddress is the address the acceptance tests serve the provider
+// under, chosen by setUpAccCLI for the CLI they drive.
+func accProviderAddress() string {
+	return os.Getenv("TF_ACC_PROVIDER_HOST") + "/" + tfcli.Source
 }
 
 // t0 is the fake clock's start for acceptance tests.
@@ -78,16 +107,25 @@ func (e *accEnv) factories() map[string]func() (tfprotov6.ProviderServer, error)
 	}
 }
 
-// config returns the provider block followed by body.
+// config returns the terraform block requiring the provider by the short
+// source users write, the provider block, and body. The terraform block
+// matters for import steps, whose configuration terraform-plugin-testing
+// uses as written.
 func (e *accEnv) config(body string) string {
 	return fmt.Sprintf(`
+terraform {
+  required_providers {
+    agentlab = { source = %q }
+  }
+}
+
 provider "agentlab" {
   endpoint     = %q
   api_token    = %q
   insecure     = true
   profiles_dir = %q
 }
-`, e.sim.URL, e.sim.Token, e.profiles) + body
+`, tfcli.Source, e.sim.URL, e.sim.Token, e.profiles) + body
 }
 
 // writeProfile writes <profiles>/<name>.yaml.

@@ -18,7 +18,8 @@ func TestDocsAreCurrent(t *testing.T) {
 	}
 	out := t.TempDir()
 	cmd := exec.CommandContext(t.Context(), filepath.Join("..", "scripts", "generate-docs.sh"))
-	cmd.Env = append(os.Environ(), "DOCS_DIR="+out)
+	// The same CLI as the acceptance tests: TestMain chose it.
+	cmd.Env = append(os.Environ(), "DOCS_DIR="+out, "TERRAFORM="+os.Getenv("TF_ACC_TERRAFORM_PATH"))
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("scripts/generate-docs.sh: %v\n%s", err, b)
 	}

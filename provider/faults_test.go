@@ -106,7 +106,7 @@ func (e *accEnv) terraform(t *testing.T) *accTerraform {
 	closeCh := make(chan struct{})
 	factory := providerserver.NewProtocol6(NewTestProvider(e.clock))
 	go func() {
-		err := tf6server.Serve("registry.terraform.io/agentlab/agentlab",
+		err := tf6server.Serve(accProviderAddress(),
 			func() tfprotov6.ProviderServer { return factory() },
 			tf6server.WithDebug(ctx, reattachCh, closeCh),
 			tf6server.WithLoggingSink(t),
@@ -132,7 +132,7 @@ func (e *accEnv) terraform(t *testing.T) *accTerraform {
 	if err != nil {
 		t.Fatal(err)
 	}
-	info := tfexec.ReattachInfo{"registry.terraform.io/agentlab/agentlab": tfexec.ReattachConfig{
+	info := tfexec.ReattachInfo{accProviderAddress(): tfexec.ReattachConfig{
 		Protocol: string(rc.Protocol), ProtocolVersion: rc.ProtocolVersion, Pid: rc.Pid, Test: rc.Test,
 		Addr: tfexec.ReattachConfigAddr{Network: rc.Addr.Network(), String: rc.Addr.String()},
 	}}
@@ -155,16 +155,11 @@ func (a *accTerraform) Destroy(ctx context.Context) error {
 	return a.Terraform.Destroy(ctx, tfexec.Reattach(a.reattach))
 }
 
-// writeConfig writes main.tf (provider block plus body) and runs init.
+// writeConfig writes main.tf (terraform and provider blocks plus body) and
+// runs init.
 func (e *accEnv) writeConfig(t *testing.T, tf *accTerraform, body string) {
 	t.Helper()
-	cfg := `
-terraform {
-  required_providers {
-    agentlab = { source = "agentlab/agentlab" }
-  }
-}
-` + e.config(body)
+	cfg := e.config(body)
 	if err := os.WriteFile(filepath.Join(tf.WorkingDir(), "main.tf"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

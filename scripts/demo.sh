@@ -12,7 +12,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 work="$root/.demo"
-tf=$(command -v terraform || command -v tofu || true)
+tf=${TERRAFORM:-$(command -v terraform || command -v tofu || true)}
 if [ -z "$tf" ]; then
   echo "demo: terraform (>= 1.11) or tofu must be on PATH" >&2
   exit 1

@@ -6,7 +6,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-tf=$(command -v terraform || command -v tofu || true)
+tf=${TERRAFORM:-$(command -v terraform || command -v tofu || true)}
 [ -n "$tf" ] || { echo "generate: terraform (>= 1.11) or tofu must be on PATH" >&2; exit 1; }
 
 tmp=$(mktemp -d)
