@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/pvesim"
+	"github.com/agentlab/terraform-provider-agentlab/internal/tfcli"
 	"github.com/agentlab/terraform-provider-agentlab/tools/internal/critical"
 )
 
@@ -36,6 +37,7 @@ func main() {
 type options struct {
 	providerDir string
 	terraform   string
+	cli         tfcli.Info // what o.terraform is: the provider address depends on it
 	n           int
 	parallelism int
 }
@@ -61,6 +63,11 @@ func run(args []string, out io.Writer) error {
 			return errors.New("terraform or tofu must be on PATH (or pass -terraform)")
 		}
 	}
+	cli, err := tfcli.Detect(context.Background(), o.terraform)
+	if err != nil {
+		return fmt.Errorf("-terraform: %w", err)
+	}
+	o.cli = cli
 	dir, err := filepath.Abs(o.providerDir)
 	if err != nil {
 		return err
@@ -84,6 +91,7 @@ func run(args []string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("apply of %d sandboxes: %w", o.n, err)
 	}
+	fmt.Fprintf(out, "cli: %s %s (%s)\n", o.cli.Kind, o.cli.Version, o.terraform)
 	jobs := make([]time.Duration, len(pool.boots))
 	for i, b := range pool.boots {
 		jobs[i] = tasks + b
@@ -196,18 +204,17 @@ func applyOnce(o options, n int, model pvesim.Latency) (applyResult, error) {
 	defer os.RemoveAll(work)
 	cli := fmt.Sprintf(`provider_installation {
   dev_overrides {
-    "registry.terraform.io/agentlab/agentlab" = %q
-    "registry.opentofu.org/agentlab/agentlab" = %q
+    %q = %q
   }
   direct {}
 }
-`, o.providerDir, o.providerDir)
+`, o.cli.Kind.ProviderAddress(), o.providerDir)
 	if err := os.WriteFile(filepath.Join(work, "cli.tfrc"), []byte(cli), 0o600); err != nil {
 		return applyResult{}, err
 	}
 	cfg := fmt.Sprintf(`terraform {
   required_providers {
-    agentlab = { source = "agentlab/agentlab" }
+    agentlab = { source = %q }
   }
 }
 
@@ -225,7 +232,7 @@ resource "agentlab_sandbox" "bench" {
   ttl           = "1h"
   wait_for_ip   = true
 }
-`, addr, token, n)
+`, tfcli.Source, addr, token, n)
 	if err := os.WriteFile(filepath.Join(work, "main.tf"), []byte(cfg), 0o600); err != nil {
 		return applyResult{}, err
 	}
