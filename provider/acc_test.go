@@ -58,7 +58,7 @@ func setUpAccCLI(ctx context.Context) error {
 	}
 	info, err := tfcli.Detect(ctx, path)
 	if err != nil {
-		return fmt.Errorf("TF_ACC_TERRAFORM_PATH: %w", err)
+		return fmt.Errorf("acceptance tests need terraform or tofu (set TF_ACC_TERRAFORM_PATH): %w", err)
 	}
 	os.Setenv("TF_ACC_TERRAFORM_PATH", path)
 	os.Setenv("TF_ACC_PROVIDER_HOST", info.Kind.RegistryHost())
