@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/pve"
+	"github.com/agentlab/terraform-provider-agentlab/internal/tfcli"
 	"github.com/agentlab/terraform-provider-agentlab/reaper/reapertest"
 )
 
@@ -73,11 +74,17 @@ func newWorld(t *testing.T) *world {
 		t.Skip("end-to-end job test: agentlab-pvesim --guest-exec needs root (mount and PID namespaces)")
 	}
 	tf := os.Getenv("TF_ACC_TERRAFORM_PATH")
-	if tf == "" {
-		var err error
-		if tf, err = exec.LookPath("terraform"); err != nil {
-			t.Skip("end-to-end job test: terraform is not on PATH")
+	for _, name := range []string{"terraform", "tofu"} {
+		if tf == "" {
+			tf, _ = exec.LookPath(name)
 		}
+	}
+	if tf == "" {
+		t.Skip("end-to-end job test: neither terraform nor tofu is on PATH")
+	}
+	cli, err := tfcli.Detect(context.Background(), tf)
+	if err != nil {
+		t.Fatal(err)
 	}
 	for _, tool := range []string{"git", "curl"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -135,13 +142,14 @@ func newWorld(t *testing.T) *world {
 	}
 
 	rc := filepath.Join(w.dir, "cli.tfrc")
+	// The override must name the address this CLI resolves agentlab/agentlab to.
 	if err := os.WriteFile(rc, []byte(fmt.Sprintf(`provider_installation {
   dev_overrides {
-    "registry.terraform.io/agentlab/agentlab" = %q
+    %q = %q
   }
   direct {}
 }
-`, bin)), 0o644); err != nil {
+`, cli.Kind.ProviderAddress(), bin)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	w.env = append(os.Environ(), "TF_CLI_CONFIG_FILE="+rc, "TF_IN_AUTOMATION=1",
