@@ -37,7 +37,7 @@ func main() {
 type options struct {
 	providerDir string
 	terraform   string
-	cli         tfcli.Info // what o.terraform is: the provider address depends on it
+	cli         tfcli.Info // what o.terraform is, for the report
 	n           int
 	parallelism int
 }
@@ -202,13 +202,17 @@ func applyOnce(o options, n int, model pvesim.Latency) (applyResult, error) {
 		return applyResult{}, err
 	}
 	defer os.RemoveAll(work)
+	// Both CLIs' addresses, so the override holds whichever of them runs.
+	var overrides strings.Builder
+	for _, k := range tfcli.Kinds() {
+		fmt.Fprintf(&overrides, "    %q = %q\n", k.ProviderAddress(), o.providerDir)
+	}
 	cli := fmt.Sprintf(`provider_installation {
   dev_overrides {
-    %q = %q
-  }
+%s  }
   direct {}
 }
-`, o.cli.Kind.ProviderAddress(), o.providerDir)
+`, overrides.String())
 	if err := os.WriteFile(filepath.Join(work, "cli.tfrc"), []byte(cli), 0o600); err != nil {
 		return applyResult{}, err
 	}

@@ -20,12 +20,13 @@ func TestRequestBudget(t *testing.T) {
 		t.Skip("builds the provider and runs terraform: set TF_ACC=1 (make test does)")
 	}
 	tf := os.Getenv("TF_ACC_TERRAFORM_PATH")
-	if tf == "" {
-		p, err := exec.LookPath("terraform")
-		if err != nil {
-			t.Skip("terraform is not on PATH")
+	for _, name := range []string{"terraform", "tofu"} {
+		if tf == "" {
+			tf, _ = exec.LookPath(name)
 		}
-		tf = p
+	}
+	if tf == "" {
+		t.Skip("neither terraform nor tofu is on PATH")
 	}
 	dir := t.TempDir()
 	build := exec.Command("go", "build", "-o", filepath.Join(dir, "terraform-provider-agentlab"), "../..")

@@ -23,11 +23,13 @@ func TestCampaign(t *testing.T) {
 		t.Skip("crash campaign: finds the provider plugin's process in /proc (Linux only)")
 	}
 	tf := os.Getenv("TF_ACC_TERRAFORM_PATH")
-	if tf == "" {
-		var err error
-		if tf, err = exec.LookPath("terraform"); err != nil {
-			t.Fatal("crash campaign: no terraform: set TF_ACC_TERRAFORM_PATH or put terraform on PATH")
+	for _, name := range []string{"terraform", "tofu"} {
+		if tf == "" {
+			tf, _ = exec.LookPath(name)
 		}
+	}
+	if tf == "" {
+		t.Fatal("crash campaign: no terraform: set TF_ACC_TERRAFORM_PATH or put terraform or tofu on PATH")
 	}
 	bin := t.TempDir()
 	for _, pkg := range []string{"", "/cmd/agentlab-pvesim", "/cmd/agentlab-reaper"} {
