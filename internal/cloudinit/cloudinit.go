@@ -5,7 +5,7 @@
 //
 // The seed never holds a plain secret: there is no password field, the
 // user's password is locked and SSH password logins are off. Secrets reach
-// the guest encrypted (see the secrets package). A job sandbox gets the job
+// the guest encrypted (Config.Secrets, see the secrets package). A job sandbox gets the job
 // runner (Config.Job): write_files entries and a runcmd that starts it.
 package cloudinit
 
@@ -51,6 +51,9 @@ type Config struct {
 	Workspace *Workspace
 	// Job, when set, installs and starts the job runner for one job.
 	Job *Job
+	// Secrets, when set, delivers a sealed secrets bundle that the guest
+	// opens into secrets.Dir at first boot.
+	Secrets *Secrets
 }
 
 // User is the guest account. It never has a password: it logs in with SSH keys.
@@ -145,6 +148,9 @@ func (c Config) Validate() error {
 		return err
 	}
 	if err := c.Workspace.validate(); err != nil {
+		return err
+	}
+	if err := c.Secrets.validate(); err != nil {
 		return err
 	}
 	return c.Job.validate()

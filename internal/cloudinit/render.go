@@ -78,10 +78,10 @@ func (c Config) userData() ([]byte, error) {
 		Users:          []cloudUser{u},
 		DisableRoot:    true,
 		SSHPwauth:      false,
-		WriteFiles:     append(c.heartbeatFiles(), c.jobFiles()...),
+		WriteFiles:     append(append(c.secretsFiles(), c.heartbeatFiles()...), c.jobFiles()...),
 		FSSetup:        c.workspaceFS(),
 		Mounts:         c.workspaceMounts(),
-		Runcmd:         c.jobCommands(),
+		Runcmd:         append(c.secretsCommands(), c.jobCommands()...),
 	}
 	return marshal("#cloud-config\n", doc)
 }

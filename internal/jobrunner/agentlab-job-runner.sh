@@ -18,6 +18,7 @@ set -u
 umask 077
 
 env_file=${AGENTLAB_JOB_ENV:-/etc/agentlab/job.env}
+secrets_dir=${AGENTLAB_SECRETS_DIR:-/run/agentlab/secrets}
 state=${AGENTLAB_JOB_DIR:-/var/lib/agentlab/job}
 beat_every=${AGENTLAB_HEARTBEAT_SECONDS:-30}
 flush_every=2
@@ -170,13 +171,31 @@ fi
 
 call POST /v1/job/started >/dev/null || say "cannot report the start"
 
-# Run the task in its own shell, with the job's environment (and not the
-# tokens), under the runner's own timer.
+# agentlab_secrets_env exports each secret the guest opened at boot (one
+# file per key in the secrets directory) to the task's environment. Only
+# names a shell can export are taken; values keep their bytes, trailing
+# newlines included. Nothing here prints a value.
+agentlab_secrets_env() {
+	for f in "$secrets_dir"/*; do
+		[ -f "$f" ] || continue
+		k=${f##*/}
+		case $k in
+		[!A-Za-z_]* | *[!A-Za-z0-9_]* | AGENTLAB_*) continue ;;
+		esac
+		v=$(cat "$f" && printf x) || continue
+		export "$k=${v%x}"
+	done
+	unset f k v
+}
+
+# Run the task in its own shell, with the job's environment and secrets
+# (and not the tokens), under the runner's own timer.
 (
 	cd "$src" || exit 1
 	unset AGENTLAB_JOB_TOKEN AGENTLAB_BOOTSTRAP_TOKEN
 	export AGENTLAB_JOB_ID AGENTLAB_WORKSPACE
 	agentlab_task_env
+	agentlab_secrets_env
 	exec sh -c "$AGENTLAB_TASK"
 ) </dev/null >>"$log" 2>&1 &
 task=$!

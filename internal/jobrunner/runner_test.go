@@ -111,7 +111,8 @@ func runIn(t *testing.T, l *listener, req job.RegisterRequest, dir string) (job.
 	}
 	defer out.Close()
 	cmd := exec.Command("sh", script)
-	cmd.Env = append(os.Environ(), "AGENTLAB_JOB_ENV="+envFile, "AGENTLAB_JOB_DIR="+filepath.Join(dir, "state"), "HOME="+dir)
+	cmd.Env = append(os.Environ(), "AGENTLAB_JOB_ENV="+envFile, "AGENTLAB_JOB_DIR="+filepath.Join(dir, "state"), "HOME="+dir,
+		"AGENTLAB_SECRETS_DIR="+filepath.Join(dir, "secrets"))
 	cmd.Stdout, cmd.Stderr = out, out
 	runCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
@@ -268,5 +269,47 @@ func TestRunnerReusesCheckout(t *testing.T) {
 	j, out = runIn(t, l, job.RegisterRequest{Repo: repo, Ref: "feature", Task: "cat data.txt version.txt"}, second)
 	if j.Status != job.StatusSucceeded || !strings.Contains(j.LogTail, "kept\nfeature\n") {
 		t.Errorf("second job = %s (%s), log %q; want the kept file and the feature branch\n%s", j.Status, j.Reason, j.LogTail, out)
+	}
+}
+
+// TestRunnerSecrets gives the task the secrets the guest opened at boot (one
+// file per key in the secrets directory) as environment variables, values
+// intact, and checks that neither the runner's output nor the log it
+// streams holds a value the task did not print itself.
+func TestRunnerSecrets(t *testing.T) {
+	for _, tool := range []string{"sh", "git", "curl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not on PATH: the runner needs it", tool)
+		}
+	}
+	repo, _ := gitRepo(t)
+	l := newListener(t)
+	dir := t.TempDir()
+	values := map[string]string{"API_KEY": "sk-live-9f8e7d", "MULTI": "line one\nline 'two' $HOME\n\n"}
+	if err := os.Mkdir(filepath.Join(dir, "secrets"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range values {
+		if err := os.WriteFile(filepath.Join(dir, "secrets", k), []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A file whose name no shell can export is left alone.
+	if err := os.WriteFile(filepath.Join(dir, "secrets", "not-a-name"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	task := `d=$SECRETS_CHECK
+[ "$API_KEY" = "$(cat "$d/API_KEY")" ] && echo api-key-ok
+printf %s "$MULTI" | cmp -s - "$d/MULTI" && echo multi-ok`
+	j, out := runIn(t, l, job.RegisterRequest{Repo: repo, Ref: "main", Task: task,
+		Env: map[string]string{"SECRETS_CHECK": filepath.Join(dir, "secrets")}}, dir)
+	if j.Status != job.StatusSucceeded || !strings.Contains(j.LogTail, "api-key-ok") || !strings.Contains(j.LogTail, "multi-ok") {
+		t.Fatalf("job = %s (%s); want both secrets seen by the task\nrunner output:\n%s\nlog:\n%s", j.Status, j.Reason, out, j.LogTail)
+	}
+	for k, v := range values {
+		first, _, _ := strings.Cut(v, "\n")
+		if strings.Contains(j.LogTail, first) || strings.Contains(out, first) {
+			t.Errorf("secret %s appears in the log or the runner's output", k)
+		}
 	}
 }
