@@ -74,6 +74,9 @@ type jobModel struct {
 	ArtifactList      types.List   `tfsdk:"artifact_list"`
 	SSHUser           types.String `tfsdk:"ssh_user"`
 	SSHCommand        types.String `tfsdk:"ssh_command"`
+	Secrets           types.Map    `tfsdk:"secrets"`
+	SecretsRecipient  types.String `tfsdk:"secrets_recipient"`
+	SecretsVersion    types.String `tfsdk:"secrets_version"`
 }
 
 // defaultJobTimeout is the timeout of a job that sets none.
@@ -219,6 +222,16 @@ func (r *jobResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *
 				a := sshUserAttribute()
 				return a
 			}(),
+			"secrets": secretsAttribute("job's task"),
+			"secrets_recipient": schema.StringAttribute{
+				MarkdownDescription: secretsRecipientDescription + " Changing it runs a new job.",
+				Optional:            true, PlanModifiers: replaceStr,
+			},
+			"secrets_version": func() schema.StringAttribute {
+				a := secretsVersionAttribute("for a job means a new run")
+				a.PlanModifiers = replaceStr
+				return a
+			}(),
 			"ssh_command": schema.StringAttribute{
 				MarkdownDescription: "A command that opens a shell in the job's sandbox while it exists: `ssh " + cloudinit.DefaultUser +
 					"@<address>` once the guest agent reports an address, else null. `agentlab-reaper ssh VMID` does the same on the Proxmox VE host.",
@@ -304,8 +317,11 @@ func (r *jobResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanReq
 	}
 	if req.State.Raw.IsNull() {
 		r.data.reaperClient(&resp.Diagnostics)
-		_, diags := r.sandboxPlan(plan)
+		sb, diags := r.sandboxPlan(plan)
 		resp.Diagnostics.Append(diags...)
+		if !diags.HasError() {
+			resp.Diagnostics.Append(checkSecrets(ctx, req.Config, sb.SecretsRecipient)...)
+		}
 		return
 	}
 	// wait is the only argument changed in place; the rest replace.

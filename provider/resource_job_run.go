@@ -49,6 +49,7 @@ func (r *jobResource) sandboxPlan(m jobModel) (sandboxModel, diag.Diagnostics) {
 		ID: types.StringUnknown(), VMID: types.Int64Unknown(), IPAddress: types.StringUnknown(),
 		LeaseExpiresAt: types.StringUnknown(), Status: types.StringUnknown(),
 		SSHUser: types.StringUnknown(), SSHCommand: types.StringUnknown(),
+		Secrets: types.MapNull(types.StringType), SecretsRecipient: m.SecretsRecipient, SecretsVersion: types.StringNull(),
 		Timeouts: timeouts.Value{Object: types.ObjectNull(map[string]attr.Type{
 			"create": types.StringType, "read": types.StringType, "update": types.StringType, "delete": types.StringType})},
 	}
@@ -87,6 +88,13 @@ func (r *jobResource) Create(ctx context.Context, req resource.CreateRequest, re
 	if resp.Diagnostics.HasError() {
 		return
 	}
+	// Sealed before the job is registered: a job whose secrets cannot be
+	// encrypted never starts.
+	secretSeed, diags := sealedSeed(ctx, req.Config, sb.SecretsRecipient)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
 	rr, err := plan.registerRequest(ctx, r.data.settings.TokenUser)
 	if err != nil {
 		resp.Diagnostics.AddError("Invalid job", err.Error()+".")
@@ -103,7 +111,7 @@ func (r *jobResource) Create(ctx context.Context, req resource.CreateRequest, re
 	guestURL := r.data.settings.ReaperGuestURL
 	extras := sandboxExtras{
 		JobID: id,
-		Seed:  func(c *cloudinit.Config) { jobSeed(c, guestURL, reg.BootstrapToken) },
+		Seed:  chainSeed(secretSeed, func(c *cloudinit.Config) { jobSeed(c, guestURL, reg.BootstrapToken) }),
 		Cloned: func(ctx context.Context, ref pve.VMRef) error {
 			if _, err := rc.SetJobStatus(ctx, id, job.StatusProvisioning); err != nil {
 				return fmt.Errorf("telling the reaper job %s is provisioning: %w", id, err)
@@ -131,6 +139,14 @@ func (r *jobResource) Create(ctx context.Context, req resource.CreateRequest, re
 					"once it misses its heartbeats.", id, err))
 		}
 		return
+	}
+	// The seed holds the bootstrap and heartbeat tokens and the sealed
+	// secrets: it goes once the guest has booted.
+	ref := pve.VMRef{Node: out.State.Node.ValueString(), VMID: int(out.State.VMID.ValueInt64())}
+	if err := retireSeedAfterBoot(ctx, r.data.client, ref, out.State.ISOStorage.ValueString()); err != nil {
+		resp.Diagnostics.AddWarning("Seed ISO not removed",
+			fmt.Sprintf("Job %s runs, but its sandbox's cloud-init ISO could not be removed after first boot: %s. "+
+				"The reaper deletes it with the sandbox.", id, err))
 	}
 	j, err := rc.SetJobStatus(ctx, id, job.StatusBooting)
 	if err != nil && !errors.Is(err, job.ErrTransition) {

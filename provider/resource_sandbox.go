@@ -97,6 +97,9 @@ type sandboxModel struct {
 	WorkspaceID       types.String   `tfsdk:"workspace_id"`
 	SSHUser           types.String   `tfsdk:"ssh_user"`
 	SSHCommand        types.String   `tfsdk:"ssh_command"`
+	Secrets           types.Map      `tfsdk:"secrets"`
+	SecretsRecipient  types.String   `tfsdk:"secrets_recipient"`
+	SecretsVersion    types.String   `tfsdk:"secrets_version"`
 	Timeouts          timeouts.Value `tfsdk:"timeouts"`
 }
 
@@ -354,6 +357,13 @@ func (r *sandboxResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 			"workspace_id": workspaceIDAttribute(),
 			"ssh_user":     sshUserAttribute(),
 			"ssh_command":  sshCommandAttribute(),
+			"secrets":      secretsAttribute("sandbox"),
+			"secrets_recipient": schema.StringAttribute{
+				MarkdownDescription: secretsRecipientDescription + " Changing it forces a new sandbox.",
+				Optional:            true,
+				Computed:            true,
+			},
+			"secrets_version": secretsVersionAttribute("for a sandbox means a new sandbox (cloud-init delivers them at first boot only)"),
 		},
 		Blocks: map[string]schema.Block{
 			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Read: true, Update: true, Delete: true}),

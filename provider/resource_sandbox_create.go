@@ -52,10 +52,26 @@ func (r *sandboxResource) Create(ctx context.Context, req resource.CreateRequest
 	resp.Diagnostics.Append(diags...)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	out, diags := r.create(ctx, plan, sandboxExtras{})
+	seed, diags := sealedSeed(ctx, req.Config, plan.SecretsRecipient)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	out, diags := r.create(ctx, plan, sandboxExtras{Seed: seed})
 	resp.Diagnostics.Append(diags...)
 	if diags.HasError() && !out.Tainted {
 		return
+	}
+	// The seed does not outlive first boot. Sandboxes with secrets wait for
+	// it; the others retire it when wait_for_ip has seen the guest boot.
+	if !diags.HasError() && (seed != nil || plan.WaitForIP.ValueBool()) {
+		ref := pve.VMRef{Node: out.State.Node.ValueString(), VMID: int(out.State.VMID.ValueInt64())}
+		if err := retireSeedAfterBoot(ctx, r.data.client, ref, plan.ISOStorage.ValueString()); err != nil {
+			resp.Diagnostics.AddWarning("Seed ISO not removed",
+				fmt.Sprintf("The sandbox runs, but its cloud-init ISO (with its sealed secrets and heartbeat token) "+
+					"could not be removed after first boot: %s. The next refresh tries again; the reaper deletes it "+
+					"with the sandbox.", err))
+		}
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &out.State)...)
 	resp.Diagnostics.Append(setPrivateMeta(ctx, resp.Private, out.Meta)...)

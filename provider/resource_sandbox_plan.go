@@ -107,6 +107,7 @@ func (r *sandboxResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 
 	out, diags := planSandbox(in)
 	resp.Diagnostics.Append(diags...)
+	resp.Diagnostics.Append(checkSecrets(ctx, req.Config, out.Plan.SecretsRecipient)...)
 	if resp.Diagnostics.HasError() {
 		return
 	}
@@ -245,6 +246,9 @@ func planSandbox(in planInput) (planOutput, diag.Diagnostics) {
 		p.Tags = types.SetValueMust(types.StringType, nil)
 	}
 	p.ISOStorage = pick(c.ISOStorage, nil, types.StringValue(defaultISOStorage))
+	p.SecretsRecipient = pick(c.SecretsRecipient, profString(prof.Secrets.Recipient), types.StringNull())
+	p.SecretsVersion = c.SecretsVersion
+	p.Secrets = types.MapNull(types.StringType) // write-only: never planned
 
 	// Cross-attribute rules.
 	if known(p.Storage) && !p.Storage.IsNull() && known(p.FullClone) && !p.FullClone.ValueBool() {
@@ -307,12 +311,18 @@ func planSandbox(in planInput) (planOutput, diag.Diagnostics) {
 		// a new sandbox is the change it cannot miss.
 		{"egress", p.Egress, st.Egress, p.Egress.Equal(st.Egress)},
 		{"egress_allow", p.EgressAllow, st.EgressAllow, p.EgressAllow.Equal(st.EgressAllow)},
+		{"secrets_recipient", p.SecretsRecipient, st.SecretsRecipient, p.SecretsRecipient.Equal(st.SecretsRecipient)},
 	} {
 		// A null prior value is one an import could not read: setting it
 		// records the configuration without replacing the sandbox.
 		if !a.equal && !a.state.IsNull() {
 			out.RequiresReplace = append(out.RequiresReplace, path.Root(a.name))
 		}
+	}
+	// A new secrets_version delivers the secrets again: cloud-init gives
+	// them only to a first boot, so that takes a new sandbox.
+	if !p.SecretsVersion.Equal(st.SecretsVersion) {
+		out.RequiresReplace = append(out.RequiresReplace, path.Root("secrets_version"))
 	}
 
 	if len(out.RequiresReplace) > 0 {

@@ -74,6 +74,7 @@ type Main struct {
 	faults       float64
 	seed         int64
 	guestExec    bool
+	ageIdentity  string
 	stateDir     string
 	legacyErrors bool
 	authDelay    time.Duration
@@ -113,6 +114,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&m.lostCalls, "lose-answers-calls", "all", "calls whose answers may be lost: all, or a comma-separated list of clone, config, start, delete")
 	fs.Int64Var(&m.seed, "seed", 1, "seed of the fault injection and MAC address generators")
 	fs.BoolVar(&m.guestExec, "guest-exec", false, "run each started VM's cloud-init user-data as a guest process in its own namespaces (needs root)")
+	fs.StringVar(&m.ageIdentity, "guest-age-identity", "", "with --guest-exec: an age identity file (age-keygen output, mode 0600) that every template's guest holds at /etc/agentlab/age.key, to open sealed secrets")
 	fs.StringVar(&m.stateDir, "state-dir", "", "directory to persist state in across restarts")
 	fs.BoolVar(&m.legacyErrors, "legacy-errors", false, `error bodies without "message", as before libpve-http-server-perl 5.2.0`)
 	fs.DurationVar(&m.authDelay, "auth-delay", 3*time.Second, "delay of answers to bad credentials (PVE: 3s)")
@@ -186,6 +188,15 @@ func (m *Main) options() (pvesim.Options, string, error) {
 			return o, "", fmt.Errorf("--guest-exec: find this program to run as the guests' init: %w", err)
 		}
 		o.GuestExec = &pvesim.GuestExec{Init: []string{exe, pvesim.GuestInitArg}}
+		if m.ageIdentity != "" {
+			id, err := readIdentity(m.ageIdentity)
+			if err != nil {
+				return o, "", fmt.Errorf("--guest-age-identity: %w", err)
+			}
+			o.GuestExec.AgeIdentity = id
+		}
+	} else if m.ageIdentity != "" {
+		return o, "", errors.New("--guest-age-identity needs --guest-exec: only guests that run hold the identity")
 	}
 	level := slog.LevelInfo
 	if m.debug {
@@ -258,4 +269,21 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
+}
+
+// readIdentity reads the templates' age identity file, which must be
+// readable by its owner only, like the identity in a template.
+func readIdentity(path string) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("%s has mode %04o; an identity must be readable by its owner only: chmod 600 %s", path, fi.Mode().Perm(), path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	return string(b), nil
 }

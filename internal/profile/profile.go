@@ -25,6 +25,8 @@
 //	behavior:
 //	  ttl_minutes_default: 180   # default lease (alias: behavior.ttl_minutes)
 //	  keepalive_default: false
+//	secrets:
+//	  recipient: age1...      # the template's age public key (see agentlab_sandbox secrets)
 //
 // Sizes are binary: "6G" is 6 GiB, as in Proxmox VE. Keys of the original
 // AgentLab daemon that this project does not use (network.mode,
@@ -88,6 +90,8 @@ type Profile struct {
 	Resources Resources
 	// Behavior holds lease defaults.
 	Behavior Behavior
+	// Secrets says how secrets reach the template's guests.
+	Secrets Secrets
 
 	// Ignored lists keys of the original AgentLab format that the file sets
 	// and that this project does not use, in file order.
@@ -126,6 +130,13 @@ type Behavior struct {
 	// KeepaliveDefault is whether sandboxes renew their lease while in use
 	// unless told otherwise.
 	KeepaliveDefault *bool
+}
+
+// Secrets is the profile's secrets section.
+type Secrets struct {
+	// Recipient is the age X25519 public key ("age1...") of the template's
+	// identity; a sandbox's secrets are encrypted to it.
+	Recipient *string
 }
 
 // IgnoredKey is a key the file sets that this project accepts but does not use.

@@ -77,7 +77,10 @@ func TestLoadErrors(t *testing.T) {
 			[]string{`p.yaml:4: unknown key "network.brige" (did you mean "network.bridge"?); known keys: network.bridge, network.egress, network.firewall, network.firewall_group, network.mode, network.model`}, 4},
 		{"unknown top-level key",
 			"template_vmid: 9000\ncpus: 4\n",
-			[]string{`p.yaml:2: unknown key "cpus"; known keys: artifacts, behavior, name, network, node, repo, resources, secrets_bundle, storage, template_vm, template_vmid`}, 2},
+			[]string{`p.yaml:2: unknown key "cpus"; known keys: artifacts, behavior, name, network, node, repo, resources, secrets, secrets_bundle, storage, template_vm, template_vmid`}, 2},
+		{"bad secrets recipient",
+			"template_vmid: 9000\nsecrets:\n  recipient: age1notakey\n",
+			[]string{`p.yaml:3: secrets.recipient: secrets recipient "age1notakey": want an age X25519 public key`}, 3},
 		{"bad node",
 			"template_vmid: 9000\nnode: \"pve 2\"\n",
 			[]string{`p.yaml:2: node: "pve 2" is not a Proxmox VE node name`}, 2},
@@ -338,5 +341,17 @@ func TestNode(t *testing.T) {
 	}
 	if p.Node == nil || *p.Node != "pve2" {
 		t.Errorf("node = %v; want pve2", p.Node)
+	}
+}
+
+func TestLoadSecretsRecipient(t *testing.T) {
+	const r = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
+	dir := writeProfile(t, "p.yaml", "template_vmid: 9000\nsecrets:\n  recipient: "+r+"\n")
+	p, err := Load(dir, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Secrets.Recipient == nil || *p.Secrets.Recipient != r {
+		t.Errorf("Secrets.Recipient = %v, want %s", p.Secrets.Recipient, r)
 	}
 }

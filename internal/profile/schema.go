@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/egressrule"
+	"github.com/agentlab/terraform-provider-agentlab/internal/secrets"
 	"github.com/agentlab/terraform-provider-agentlab/internal/suggest"
 )
 
@@ -71,6 +72,8 @@ func schema(name string) map[string]key {
 		"behavior.inner_sandbox_args":        ignored,
 
 		"secrets_bundle":     ignored,
+		"secrets":            sec,
+		"secrets.recipient":  {setting: "secrets recipient", set: setRecipient},
 		"repo":               sec,
 		"repo.clone_path":    ignored,
 		"artifacts":          sec,
@@ -286,6 +289,18 @@ func setNode(p *Profile, n *yaml.Node) error {
 		return fmt.Errorf("%q is not a Proxmox VE node name such as \"pve2\"", v)
 	}
 	p.Node = &v
+	return nil
+}
+
+func setRecipient(p *Profile, n *yaml.Node) error {
+	v, err := stringValue(n)
+	if err != nil {
+		return err
+	}
+	if _, err := secrets.ParseRecipient(v); err != nil {
+		return err
+	}
+	p.Secrets.Recipient = &v
 	return nil
 }
 

@@ -12,9 +12,14 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"filippo.io/age"
+
+	"github.com/agentlab/terraform-provider-agentlab/internal/secrets"
 )
 
 // Guest execution (Options.GuestExec).
@@ -38,6 +43,11 @@ type GuestExec struct {
 	// agentlab-pvesim binary does this as "agentlab-pvesim guest-init"
 	// (GuestInitArg), calling GuestInit.
 	Init []string
+	// AgeIdentity, when set, is an age identity (AGE-SECRET-KEY-1...) that
+	// every template's disk holds at secrets.IdentityPath (root only, 0600):
+	// the identity a real template is built with, so guests open the
+	// secrets bundles sealed to its recipient.
+	AgeIdentity string
 }
 
 // guestNSFlags are the namespaces a guest gets: everything but the network,
@@ -50,9 +60,11 @@ const guestStopTimeout = 10 * time.Second
 // guests runs the guests of one simulator.
 type guests struct {
 	init []string
-	base string // holds guests/<vmid>/ and volumes/<node>/<volid>/
-	temp bool   // base is a temporary directory, removed by close
-	log  *slog.Logger
+	// diskFiles are the files every guest's disk holds from its template.
+	diskFiles []guestFile
+	base      string // holds guests/<vmid>/ and volumes/<node>/<volid>/
+	temp      bool   // base is a temporary directory, removed by close
+	log       *slog.Logger
 
 	mu      sync.Mutex // guards running; taken inside Server.mu, never the other way round
 	running map[int]*guestProc
@@ -76,6 +88,12 @@ func newGuests(ge *GuestExec, stateDir string, log *slog.Logger) (*guests, error
 		return nil, fmt.Errorf("--guest-exec needs root: each guest runs in its own mount and PID namespace with a chroot (running as uid %d); run agentlab-pvesim as root or drop --guest-exec", os.Geteuid())
 	}
 	g := &guests{init: ge.Init, log: log, running: map[int]*guestProc{}}
+	if ge.AgeIdentity != "" {
+		if _, err := age.ParseIdentities(strings.NewReader(ge.AgeIdentity)); err != nil {
+			return nil, fmt.Errorf("guest-exec: the templates' age identity: %w", err)
+		}
+		g.diskFiles = append(g.diskFiles, guestFile{Path: secrets.IdentityPath, Owner: "root:root", Permissions: "0600", Content: ge.AgeIdentity})
+	}
 	if stateDir != "" {
 		g.base = filepath.Join(stateDir, "guest-exec")
 		if err := os.MkdirAll(g.base, 0o700); err != nil {
@@ -114,6 +132,7 @@ func (g *guests) start(b *guestBoot) error {
 	dir := g.dir(b.VMID)
 	// The root and /usr/local are the VM's disk: they stay from one boot to
 	// the next until the VM is destroyed.
+	b.DiskFiles = g.diskFiles
 	b.Root = filepath.Join(dir, "root")
 	b.UsrLocal = filepath.Join(dir, "usr-local")
 	for _, d := range []string{b.Root, b.UsrLocal} {
@@ -281,6 +300,9 @@ type guestBoot struct {
 	Mounts        []guestBind `json:"mounts,omitempty"`
 	MissingMounts []string    `json:"missing_mounts,omitempty"`
 	Runcmd        string      `json:"runcmd,omitempty"`
+	// DiskFiles are files the template's disk holds (GuestExec.AgeIdentity),
+	// written on every boot before cloud-init runs.
+	DiskFiles []guestFile `json:"disk_files,omitempty"`
 	// Notes are logged on the console first (what fs_setup did, why
 	// nothing runs).
 	Notes []string `json:"notes,omitempty"`

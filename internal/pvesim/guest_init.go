@@ -70,6 +70,11 @@ func GuestInit(args []string) int {
 		consolef("boot failed: %v", err)
 		return 1
 	}
+	for _, f := range b.DiskFiles {
+		if err := writeGuestFile(f); err != nil {
+			consolef("template file %s: %v", f.Path, err)
+		}
+	}
 	b.cloudInit()
 	return reapForever()
 }
