@@ -61,11 +61,15 @@ type world struct {
 	reaperBin string
 	// endpoint and token reach the simulator.
 	endpoint, token string
+	// sim and reaper are the running processes (their output is their log).
+	sim    *reapertest.Simulator
+	reaper *reapertest.Process
 }
 
-// newWorld builds the binaries and starts everything; it skips where
-// --guest-exec cannot run (not root) or terraform is missing.
-func newWorld(t *testing.T) *world {
+// newWorld builds the binaries and starts everything, the simulator with
+// simArgs added; it skips where --guest-exec cannot run (not root) or
+// terraform is missing.
+func newWorld(t *testing.T, simArgs ...string) *world {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test: skipped with -short")
@@ -106,8 +110,9 @@ func newWorld(t *testing.T) *world {
 
 	w.repoURL = w.serveRepo()
 
-	sim := reapertest.StartSimulator(t, simBin, "--listen", "127.0.0.1:0", "--plain-http", "--guest-exec",
-		"--state-dir", filepath.Join(w.dir, "pvesim"), "--template", "9000:debian-12-cloud")
+	sim := reapertest.StartSimulator(t, simBin, append([]string{"--listen", "127.0.0.1:0", "--plain-http", "--guest-exec",
+		"--state-dir", filepath.Join(w.dir, "pvesim"), "--template", "9000:debian-12-cloud"}, simArgs...)...)
+	w.sim = sim
 
 	guest := freeAddr(t)
 	w.guestURL = "http://" + guest
@@ -130,6 +135,7 @@ func newWorld(t *testing.T) *world {
 	}
 	f.Close()
 	rp := reapertest.Start(t, w.reaperBin, "serve", "--config", cfgFile)
+	w.reaper = rp
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, err := os.Stat(w.socket); err == nil {
