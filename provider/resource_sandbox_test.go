@@ -89,14 +89,14 @@ resource "agentlab_sandbox" "test" {
 					if cfg.Name() != "acc-one" || cfg.Int("cores") != defaultCores || cfg.Value("agent") != "1" {
 						return fmt.Errorf("name, cores, agent = %q, %d, %q", cfg.Name(), cfg.Int("cores"), cfg.Value("agent"))
 					}
-					d, ok := cfg.Drive(isoDrive)
-					if !ok || d.Volume != volume.SeedISOVolid("local", vmid) || !d.CDROM() {
-						return fmt.Errorf("%s = %+v; want the cloud-init ISO as a CD-ROM", isoDrive, d)
+					// wait_for_ip saw the guest boot: its seed is ejected and deleted.
+					if d, ok := cfg.Drive(isoDrive); !ok || d.Volume != "none" || !d.CDROM() {
+						return fmt.Errorf("%s = %+v; want an empty CD-ROM once the guest booted", isoDrive, d)
 					}
-					if isos := e.isos(t); len(isos) != 1 || isos[0] != volume.SeedISOVolid("local", vmid) {
-						return fmt.Errorf("ISOs = %v; want only %s", isos, volume.SeedISOVolid("local", vmid))
+					if isos := e.isos(t); len(isos) != 0 {
+						return fmt.Errorf("ISOs = %v; want none once the guest booted", isos)
 					}
-					return checkHeartbeat(e, vmid, md)
+					return nil
 				},
 			},
 			{
@@ -152,9 +152,11 @@ resource "agentlab_sandbox" "test" {
 				// Settings an import cannot read from the VM: the keys live in
 				// the cloud-init ISO; wait_for_ip (with the address it fills) is
 				// a Terraform-side choice; LVM-thin does not tell a linked
-				// clone's template. The first apply after an import records the
-				// configuration's values for them without replacing anything.
-				ImportStateVerifyIgnore: []string{"ssh_authorized_keys", "wait_for_ip", "ip_address", "ssh_command", "timeouts", "template_vmid", "full_clone"},
+				// clone's template; iso_storage is read from the CD-ROM, which is
+				// empty once the guest booted. The first apply after an import
+				// records the configuration's values for them without replacing
+				// anything.
+				ImportStateVerifyIgnore: []string{"ssh_authorized_keys", "wait_for_ip", "ip_address", "ssh_command", "timeouts", "template_vmid", "full_clone", "iso_storage"},
 			},
 		},
 	})
@@ -843,4 +845,41 @@ func checkHeartbeat(e *accEnv, vmid int, md lease.Metadata) error {
 		return fmt.Errorf("metadata heartbeat sha256 = %q; want %q, the sha256 of the %d-byte token in the ISO", got, want, len(token))
 	}
 	return nil
+}
+
+// TestAccSandbox_seedUntilBoot: a sandbox that does not wait for its guest
+// keeps its seed ISO as a CD-ROM after the apply, carrying the heartbeat
+// token whose sha256 the metadata records.
+func TestAccSandbox_seedUntilBoot(t *testing.T) {
+	e := newAccEnv(t)
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: e.factories(),
+		CheckDestroy:             e.checkNothingLeft(t),
+		Steps: []resource.TestStep{{
+			Config: e.config(`
+resource "agentlab_sandbox" "seed" {
+  template_vmid = 9000
+}
+`),
+			Check: func(s *terraform.State) error {
+				vmid, err := stateVMID(s, "agentlab_sandbox.seed")
+				if err != nil {
+					return err
+				}
+				cfg := e.vmConfig(t, vmid)
+				d, ok := cfg.Drive(isoDrive)
+				if !ok || d.Volume != volume.SeedISOVolid("local", vmid) || !d.CDROM() {
+					return fmt.Errorf("%s = %+v; want the cloud-init ISO as a CD-ROM", isoDrive, d)
+				}
+				if isos := e.isos(t); len(isos) != 1 || isos[0] != volume.SeedISOVolid("local", vmid) {
+					return fmt.Errorf("ISOs = %v; want only %s", isos, volume.SeedISOVolid("local", vmid))
+				}
+				md, err := lease.Decode(cfg.Description())
+				if err != nil {
+					return fmt.Errorf("metadata block: %w", err)
+				}
+				return checkHeartbeat(e, vmid, md)
+			},
+		}},
+	})
 }
