@@ -142,8 +142,13 @@ func (r *jobResource) Create(ctx context.Context, req resource.CreateRequest, re
 	}
 	// The seed holds the bootstrap and heartbeat tokens and the sealed
 	// secrets: it goes once the guest has booted.
+	// The wait is bounded like the boot: a template without a guest agent
+	// must not hold the apply forever (the reaper deletes the ISO with the VM).
 	ref := pve.VMRef{Node: out.State.Node.ValueString(), VMID: int(out.State.VMID.ValueInt64())}
-	if err := retireSeedAfterBoot(ctx, r.data.client, ref, out.State.ISOStorage.ValueString()); err != nil {
+	bootCtx, cancelBoot := context.WithTimeout(ctx, jobBootAllowance)
+	err = retireSeedAfterBoot(bootCtx, r.data.client, ref, out.State.ISOStorage.ValueString())
+	cancelBoot()
+	if err != nil {
 		resp.Diagnostics.AddWarning("Seed ISO not removed",
 			fmt.Sprintf("Job %s runs, but its sandbox's cloud-init ISO could not be removed after first boot: %s. "+
 				"The reaper deletes it with the sandbox.", id, err))
