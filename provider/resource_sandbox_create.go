@@ -66,7 +66,11 @@ func (r *sandboxResource) Create(ctx context.Context, req resource.CreateRequest
 	// it; the others retire it when wait_for_ip has seen the guest boot.
 	if !diags.HasError() && (seed != nil || plan.WaitForIP.ValueBool()) {
 		ref := pve.VMRef{Node: out.State.Node.ValueString(), VMID: int(out.State.VMID.ValueInt64())}
-		if err := retireSeedAfterBoot(ctx, r.data.client, ref, plan.ISOStorage.ValueString()); err != nil {
+		retire := retireSeedAfterBoot
+		if plan.WaitForIP.ValueBool() {
+			retire = retireKnownSeed // provision saw the address already
+		}
+		if err := retire(ctx, r.data.client, ref, plan.ISOStorage.ValueString()); err != nil {
 			resp.Diagnostics.AddWarning("Seed ISO not removed",
 				fmt.Sprintf("The sandbox runs, but its cloud-init ISO (with its sealed secrets and heartbeat token) "+
 					"could not be removed after first boot: %s. The next refresh tries again; the reaper deletes it "+

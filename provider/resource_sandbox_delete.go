@@ -58,8 +58,16 @@ func (r *sandboxResource) Delete(ctx context.Context, req resource.DeleteRequest
 		resp.Diagnostics.AddError("Cannot read the sandbox", fmt.Sprintf("Reading VM %s failed: %s.", ref, err))
 		return
 	}
-	if d, ok := cfg.Drive(isoDrive); ok && d.Storage != "" && d.Volume == volume.SeedISOVolid(d.Storage, ref.VMID) {
-		isoStorage = d.Storage
+	// An empty CD-ROM on a sandbox whose create completed had its seed
+	// retired after first boot (seed_retire.go): the ISO is deleted already.
+	// A half-made sandbox's ISO may exist unattached, so it is deleted.
+	seedRetired := false
+	if d, ok := cfg.Drive(isoDrive); ok {
+		if d.Storage != "" && d.Volume == volume.SeedISOVolid(d.Storage, ref.VMID) {
+			isoStorage = d.Storage
+		}
+		st := state.Status.ValueString()
+		seedRetired = d.Volume == "none" && (st == "running" || st == "stopped")
 	}
 	priv, diags := privateMeta(ctx, req.Private)
 	resp.Diagnostics.Append(diags...)
@@ -89,6 +97,9 @@ func (r *sandboxResource) Delete(ctx context.Context, req resource.DeleteRequest
 		}
 		resp.Diagnostics.AddError("Destroying the sandbox failed",
 			fmt.Sprintf("Destroying VM %s failed: %s. Run terraform destroy again.", ref, err))
+		return
+	}
+	if seedRetired {
 		return
 	}
 	if err := deleteISO(ctx, c, ref.Node, volume.SeedISOVolid(isoStorage, ref.VMID)); err != nil {

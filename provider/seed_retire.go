@@ -63,3 +63,16 @@ func retireSeedAfterBoot(ctx context.Context, c *pve.Client, ref pve.VMRef, isoS
 	}
 	return err
 }
+
+// retireKnownSeed retires the seed the provider attached to ref itself, in
+// this same create, once WaitForIP saw the guest boot: the drive is known to
+// hold it, so it is ejected without reading the config first.
+func retireKnownSeed(ctx context.Context, c *pve.Client, ref pve.VMRef, isoStorage string) error {
+	if err := c.UpdateConfig(ctx, ref, pve.ConfigUpdate{Set: map[string]string{isoDrive: "none,media=cdrom"}}); err != nil {
+		return fmt.Errorf("ejecting the seed ISO of %s: %w", ref, err)
+	}
+	if err := deleteISO(ctx, c, ref.Node, volume.SeedISOVolid(isoStorage, ref.VMID)); err != nil {
+		return fmt.Errorf("deleting the seed ISO of %s: %w", ref, err)
+	}
+	return nil
+}
