@@ -27,7 +27,7 @@ func TestAPICallsAreLoggedWithoutTheToken(t *testing.T) {
 	})
 	var out bytes.Buffer
 	ctx := tflogtest.RootLogger(context.Background(), &out)
-	c, err := newPVEClient(ctx, providerSettings{Endpoint: sim.URL, APIToken: sim.Token, Insecure: true})
+	c, err := newPVEClient(ctx, providerSettings{Endpoint: sim.URL, APIToken: sim.Token, Insecure: true}, userAgent("test", ""))
 	if err != nil {
 		t.Fatal(err)
 	}

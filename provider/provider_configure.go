@@ -61,7 +61,7 @@ func (p *agentlabProvider) Configure(ctx context.Context, req provider.Configure
 		return
 	}
 
-	client, err := newPVEClient(ctx, settings)
+	client, err := newPVEClient(ctx, settings, userAgent(p.version, req.TerraformVersion))
 	if err != nil {
 		resp.Diagnostics.AddError("Cannot set up the Proxmox VE client",
 			fmt.Sprintf("%s. Check endpoint and api_token.", err))
@@ -86,14 +86,27 @@ func (p *agentlabProvider) Configure(ctx context.Context, req provider.Configure
 // makes is logged through tflog with the calling request's context, so
 // TF_LOG=DEBUG shows them; the token's secret is masked should any text
 // carry it.
-func newPVEClient(ctx context.Context, s providerSettings) (*pve.Client, error) {
+func newPVEClient(ctx context.Context, s providerSettings, ua string) (*pve.Client, error) {
 	_, secret, _ := strings.Cut(s.APIToken, "=")
 	return pve.New(ctx, pve.Config{
-		Endpoint: s.Endpoint,
-		APIToken: s.APIToken,
-		Insecure: s.Insecure,
-		Logger:   slog.New(newTFLogHandler(s.APIToken, secret)),
+		Endpoint:  s.Endpoint,
+		APIToken:  s.APIToken,
+		Insecure:  s.Insecure,
+		Logger:    slog.New(newTFLogHandler(s.APIToken, secret)),
+		UserAgent: ua,
 	})
+}
+
+// userAgent names the provider, its release version and the Terraform (or
+// OpenTofu) version that runs it, e.g.
+// "terraform-provider-agentlab/1.2.3 (terraform/1.11.0)", so that
+// PVE's access log shows who made a call.
+func userAgent(version, terraformVersion string) string {
+	ua := "terraform-provider-agentlab/" + version
+	if terraformVersion != "" {
+		ua += " (terraform/" + terraformVersion + ")"
+	}
+	return ua
 }
 
 // connectDiagnostic explains a failed first contact with Proxmox VE: what

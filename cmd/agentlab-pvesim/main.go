@@ -5,7 +5,8 @@
 //
 // so that scripts can read the endpoint and token. SIGINT or SIGTERM stop it
 // gracefully (the state is written when --state-dir is set); a second signal
-// exits at once.
+// exits at once. "agentlab-pvesim version" prints the build's version,
+// commit and date.
 package main
 
 import (
@@ -25,8 +26,20 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/agentlab/terraform-provider-agentlab/internal/buildinfo"
 	"github.com/agentlab/terraform-provider-agentlab/internal/pvesim"
 )
+
+// version, commit and date are set at build time with -ldflags
+// "-X main.version=1.2.3 -X main.commit=... -X main.date=...".
+var (
+	version = "dev"
+	commit  = ""
+	date    = ""
+)
+
+// build describes this binary; "agentlab-pvesim version" prints it.
+func build() buildinfo.Info { return buildinfo.New("agentlab-pvesim", version, commit, date) }
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == pvesim.GuestInitArg {
@@ -38,6 +51,10 @@ func main() {
 		<-ctx.Done()
 		stop() // a second signal now kills the process
 	}()
+	if len(os.Args) == 2 && os.Args[1] == "version" {
+		fmt.Println(build())
+		return
+	}
 	m := NewMain(os.Stdout, os.Stderr)
 	if err := m.ParseFlags(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -31,11 +31,20 @@ import (
 	"os"
 	"strings"
 
+	"github.com/agentlab/terraform-provider-agentlab/internal/buildinfo"
 	"github.com/agentlab/terraform-provider-agentlab/internal/printable"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version, commit and date are set at build time with -ldflags
+// "-X main.version=1.2.3 -X main.commit=... -X main.date=...".
+var (
+	version = "dev"
+	commit  = ""
+	date    = ""
+)
+
+// build describes this binary.
+func build() buildinfo.Info { return buildinfo.New("agentlab-reaper", version, commit, date) }
 
 func main() {
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))

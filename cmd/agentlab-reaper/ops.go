@@ -7,11 +7,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/agentlab/terraform-provider-agentlab/internal/buildinfo"
 	"github.com/agentlab/terraform-provider-agentlab/internal/printable"
 	"github.com/agentlab/terraform-provider-agentlab/reaper"
 	"github.com/agentlab/terraform-provider-agentlab/reaper/api"
@@ -323,10 +323,9 @@ func (c *opCommand) version(ctx context.Context, args []string) error {
 		return err
 	}
 	out := struct {
-		Version   string      `json:"version"`
-		GoVersion string      `json:"go_version"`
-		Daemon    *api.Status `json:"daemon,omitempty"`
-	}{Version: version, GoVersion: runtime.Version()}
+		buildinfo.Info
+		Daemon *api.Status `json:"daemon,omitempty"`
+	}{Info: build()}
 	if cl, err := c.client(); err == nil {
 		ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
@@ -337,7 +336,7 @@ func (c *opCommand) version(ctx context.Context, args []string) error {
 	if c.jsonOut {
 		return c.printJSON(out)
 	}
-	fmt.Fprintln(c.stdout, printable.Escape(fmt.Sprintf("agentlab-reaper %s (%s)", out.Version, out.GoVersion)))
+	fmt.Fprintln(c.stdout, printable.Escape(out.String()))
 	if out.Daemon != nil {
 		line := fmt.Sprintf("daemon: %s, interval %s", out.Daemon.Version, out.Daemon.Interval)
 		if out.Daemon.DryRun {

@@ -343,6 +343,7 @@ func (m *Main) proxmoxClient(ctx context.Context) (*pve.Client, error) {
 		// delays every lease.
 		Retry:          pve.RetryPolicy{MaxAttempts: 3, BaseDelay: 200 * time.Millisecond, MaxDelay: 2 * time.Second},
 		RequestTimeout: 30 * time.Second,
+		UserAgent:      build().UserAgent(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("proxmox client: %w", err)

@@ -1,6 +1,7 @@
 package pve
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -45,7 +46,14 @@ type Config struct {
 	// connection is retried instead of eating the whole deadline.
 	// Zero means 60 s.
 	RequestTimeout time.Duration
+	// UserAgent is sent with every request, e.g.
+	// "terraform-provider-agentlab/1.2.3", so PVE's access log names the
+	// program and its version. Empty means DefaultUserAgent.
+	UserAgent string
 }
+
+// DefaultUserAgent is the User-Agent of a client whose Config names none.
+const DefaultUserAgent = "agentlab"
 
 // RetryPolicy tunes retries: exponential backoff with full jitter, bounded
 // by MaxAttempts and by the context's deadline.
@@ -78,6 +86,7 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 type Client struct {
 	base       string // normalised endpoint ending in /api2/json
 	authHeader string // "PVEAPIToken=user@realm!id=secret"
+	userAgent  string
 	tokenID    string // "user@realm!id", for logs
 	http       *http.Client
 	lib        *proxmox.Client
@@ -135,6 +144,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	c := &Client{
 		base:       base,
 		authHeader: "PVEAPIToken=" + tokenID + "=" + secret,
+		userAgent:  cmp.Or(cfg.UserAgent, DefaultUserAgent),
 		tokenID:    tokenID,
 		http:       hc,
 		lib:        lib,

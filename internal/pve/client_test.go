@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -241,4 +242,32 @@ func TestPingErrors(t *testing.T) {
 		_, err = c.Ping(context.Background())
 		checkOnly(t, err, ErrNotProxmox)
 	})
+}
+
+// TestUserAgent checks every request names the program that made it, so
+// PVE's access log tells the provider's calls from the reaper's.
+func TestUserAgent(t *testing.T) {
+	tests := []struct {
+		name, configured, want string
+	}{
+		{"configured", "terraform-provider-agentlab/1.2.3", "terraform-provider-agentlab/1.2.3"},
+		{"default", "", DefaultUserAgent},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got atomic.Value
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				got.Store(r.UserAgent())
+				_, _ = io.WriteString(w, `{"data":{"version":"9.1.1","release":"9.1","repoid":"x"}}`)
+			}))
+			defer srv.Close()
+			c, _ := newTestClient(t, srv, func(cfg *Config) { cfg.UserAgent = tt.configured })
+			if _, err := c.Ping(context.Background()); err != nil {
+				t.Fatalf("Ping: %v", err)
+			}
+			if got.Load() != tt.want {
+				t.Errorf("User-Agent = %q; want %q", got.Load(), tt.want)
+			}
+		})
+	}
 }
