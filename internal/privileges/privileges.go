@@ -109,3 +109,23 @@ func ByPath(ps []Privilege) string {
 func RoleCommand(role string, ps []Privilege) string {
 	return fmt.Sprintf("pveum role add %s -privs %q", role, strings.Join(Names(ps), " "))
 }
+
+// ScriptTable renders both lists as the tab-separated table
+// scripts/host/setup-tokens.sh reads on a Proxmox VE host (which has no Go):
+// one "program<TAB>privilege<TAB>path" line per privilege, after a comment
+// header. tools/privtable writes it; a test fails when the committed file
+// differs.
+func ScriptTable() string {
+	var b strings.Builder
+	b.WriteString("# Generated from internal/privileges by `make generate`; do not edit.\n")
+	b.WriteString("# program\tprivilege\tpath\n")
+	for _, l := range []struct {
+		program string
+		ps      []Privilege
+	}{{"provider", Provider()}, {"reaper", Reaper()}} {
+		for _, p := range l.ps {
+			fmt.Fprintf(&b, "%s\t%s\t%s\n", l.program, p.Name, p.Path)
+		}
+	}
+	return b.String()
+}

@@ -1,6 +1,7 @@
 package privileges
 
 import (
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -34,5 +35,22 @@ func TestRender(t *testing.T) {
 	ps = append(ps, Privilege{"VM.Audit", "/pool/x", "c"}, Privilege{"Sys.Audit", "/vms", "d"})
 	if got, want := ByPath(ps), "/vms: VM.Audit, VM.Allocate, Sys.Audit; /pool/x: VM.Allocate, VM.Audit"; got != want {
 		t.Errorf("ByPath = %q; want %q", got, want)
+	}
+}
+
+// TestScriptTableCurrent fails when scripts/host/privileges.tsv, which the
+// host setup script reads, is not what the lists render to.
+func TestScriptTableCurrent(t *testing.T) {
+	got, err := os.ReadFile("../../scripts/host/privileges.tsv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != ScriptTable() {
+		t.Error("scripts/host/privileges.tsv is stale: run `make generate` and commit it")
+	}
+	for _, line := range strings.Split(strings.TrimSpace(ScriptTable()), "\n") {
+		if !strings.HasPrefix(line, "#") && len(strings.Split(line, "\t")) != 3 {
+			t.Errorf("line %q: want program, privilege and path separated by tabs", line)
+		}
 	}
 }
