@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# make release-check: validates .goreleaser.yml and builds a linux/amd64 snapshot of the
+# release offline, then installs the snapshot's .deb packages into a scratch root
+# (dpkg -x) and checks every file lands where docs/release.md says.
+# goreleaser is built from the Go module proxy (tools/release/go.mod pins it), not downloaded
+# as a binary; the first run builds it (a few minutes), later runs reuse bin/goreleaser.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+bin=$root/bin
+gr=$bin/goreleaser
+want=$(cat tools/release/go.mod tools/release/go.sum | sha256sum)
+if [ ! -x "$gr" ] || [ "$(cat "$gr.version" 2>/dev/null)" != "$want" ]; then
+	echo "release-check: building goreleaser from tools/release/go.mod"
+	mkdir -p "$bin"
+	(cd tools/release && CGO_ENABLED=0 go build -trimpath -o "$gr" github.com/goreleaser/goreleaser/v2)
+	echo "$want" >"$gr.version"
+fi
+
+fail() { echo "release-check: $*" >&2; exit 1; }
+
+# 1. The real configuration is valid.
+"$gr" check --config .goreleaser.yml
+
+# 2. A snapshot for linux/amd64 only: the same configuration with each build's platforms cut down.
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+sed -e 's/^    goos: \[.*\]$/    goos: [linux]/' -e 's/^    goarch: \[.*\]$/    goarch: [amd64]/' .goreleaser.yml >"$tmp/snapshot.yml"
+grep -q 'goos: \[linux\]' "$tmp/snapshot.yml" || fail "could not restrict the snapshot to linux/amd64"
+dist=$root/dist
+GOPROXY=off "$gr" release --snapshot --clean --skip=sign,publish,announce --config "$tmp/snapshot.yml" ||
+	fail "snapshot failed"
+
+# 3. The artifacts are there, in the registry's layout.
+shopt -s nullglob
+zips=("$dist"/terraform-provider-agentlab_*_linux_amd64.zip)
+[ ${#zips[@]} -eq 1 ] || fail "want one provider zip for linux_amd64 in dist/, found ${#zips[@]}"
+sums=("$dist"/terraform-provider-agentlab_*_SHA256SUMS)
+[ ${#sums[@]} -eq 1 ] || fail "want one SHA256SUMS file in dist/"
+grep -q "_manifest.json\$" "${sums[0]}" || fail "${sums[0]} does not cover the registry manifest"
+grep -q "$(basename "${zips[0]}")\$" "${sums[0]}" || fail "${sums[0]} does not cover the provider zip"
+! grep -q '\.deb$' "${sums[0]}" || fail "${sums[0]} lists .deb packages: the registry reads only the provider's files"
+(cd "$dist" && sha256sum --quiet -c "$(basename "${sums[0]}")") || fail "SHA256SUMS does not match the files"
+unzip -Z1 "${zips[0]}" | grep -qx 'terraform-provider-agentlab_v.*' || fail "the zip does not hold only the provider binary"
+
+# 4. The .deb packages install where the docs say.
+for pkg in agentlab-reaper agentlab-pvesim; do
+	debs=("$dist"/"$pkg"_*_amd64.deb)
+	[ ${#debs[@]} -eq 1 ] || fail "want one $pkg .deb, found ${#debs[@]}"
+	scratch=$tmp/root-$pkg
+	dpkg -x "${debs[0]}" "$scratch"
+	[ -x "$scratch/usr/bin/$pkg" ] || fail "$pkg: no /usr/bin/$pkg"
+	out=$("$scratch/usr/bin/$pkg" version)
+	[[ $out == "$pkg "*"(commit "* ]] || fail "$pkg version printed $out; want the version and the commit"
+	echo "release-check: $(basename "${debs[0]}"): $out"
+done
+r=$tmp/root-agentlab-reaper
+for f in usr/lib/systemd/system/agentlab-reaper.service usr/lib/systemd/system/agentlab-reaper.service.d/deb.conf etc/agentlab/reaper.yaml; do
+	[ -f "$r/$f" ] || fail "agentlab-reaper .deb lacks /$f"
+done
+cmp -s "$r/usr/lib/systemd/system/agentlab-reaper.service" deploy/systemd/agentlab-reaper.service || fail "the packaged unit differs from deploy/systemd"
+cmp -s "$r/etc/agentlab/reaper.yaml" deploy/reaper.example.yaml || fail "the packaged config differs from deploy/reaper.example.yaml"
+grep -qx 'ExecStart=/usr/bin/agentlab-reaper serve --config /etc/agentlab/reaper.yaml' "$r/usr/lib/systemd/system/agentlab-reaper.service.d/deb.conf" ||
+	fail "the drop-in does not start /usr/bin/agentlab-reaper"
+[ "$(stat -c %a "$r/var/lib/agentlab")" = 700 ] || fail "/var/lib/agentlab is not mode 0700"
+[ "$(stat -c %a "$r/etc/agentlab")" = 750 ] || fail "/etc/agentlab is not mode 0750"
+dpkg-deb -I "$dist"/agentlab-reaper_*_amd64.deb conffiles 2>/dev/null | grep -qx /etc/agentlab/reaper.yaml ||
+	fail "/etc/agentlab/reaper.yaml is not a conffile (an upgrade would overwrite the operator's edits)"
+echo "release-check: ok (dist/ holds the linux/amd64 snapshot)"
