@@ -41,8 +41,11 @@ sums=("$dist"/terraform-provider-agentlab_*_SHA256SUMS)
 grep -q "_manifest.json\$" "${sums[0]}" || fail "${sums[0]} does not cover the registry manifest"
 grep -q "$(basename "${zips[0]}")\$" "${sums[0]}" || fail "${sums[0]} does not cover the provider zip"
 ! grep -q '\.deb$' "${sums[0]}" || fail "${sums[0]} lists .deb packages: the registry reads only the provider's files"
+# The manifest is uploaded from the tree under its release name (release.extra_files).
+cp terraform-registry-manifest.json "${sums[0]%_SHA256SUMS}_manifest.json"
 (cd "$dist" && sha256sum --quiet -c "$(basename "${sums[0]}")") || fail "SHA256SUMS does not match the files"
-unzip -Z1 "${zips[0]}" | grep -qx 'terraform-provider-agentlab_v.*' || fail "the zip does not hold only the provider binary"
+entries=$(unzip -Z1 "${zips[0]}")
+[[ $entries =~ ^terraform-provider-agentlab_v[^/]+$ ]] || fail "the zip must hold only the provider binary, it holds: $entries"
 
 # 4. The .deb packages install where the docs say.
 for pkg in agentlab-reaper agentlab-pvesim; do
