@@ -83,7 +83,7 @@ func TestDryRun(t *testing.T) {
 			"/sdn/zones/localnetwork/vmbr1 --users agentlab-provider@pve",
 			"would run: pveum user token add agentlab-provider@pve agentlab --privsep 0",
 			"would run: pveum user add agentlab-reaper@pve ",
-			"would run: pveum acl modify /storage/isos --users agentlab-reaper@pve --roles AgentLab-reaper-storage-isos\n",
+			"would run: pveum acl modify /vms --users agentlab-reaper@pve --roles AgentLab-reaper-vms\n",
 			"would write /etc/agentlab/pve-token (mode 0600): agentlab-reaper@pve!agentlab=<secret>",
 		}},
 		{"setup-reaper.sh", nil, []string{
