@@ -2,7 +2,7 @@
 # Builds AgentLab's VM template on a Proxmox VE host from a Debian cloud
 # image: cloud-init, qemu-guest-agent, curl, git and age installed with
 # virt-customize (libguestfs-tools), and the template's age identity at
-# /etc/agentlab/age-identity.txt (root, 0400) inside the image. The identity
+# /etc/agentlab/age.key (root, 0400) inside the image. The identity
 # stays on the host in /etc/agentlab/templates/VMID.age-identity (0600) and
 # its public recipient in VMID.age-recipient: secrets for sandboxes cloned
 # from this template are encrypted to that recipient. The provider attaches
@@ -76,8 +76,8 @@ run virt-customize -a "$disk" \
 	--install cloud-init,qemu-guest-agent,curl,git,age \
 	--run-command 'systemctl enable qemu-guest-agent' \
 	--mkdir /etc/agentlab \
-	--upload "$identity:/etc/agentlab/age-identity.txt" \
-	--chmod 0400:/etc/agentlab/age-identity.txt \
+	--upload "$identity:/etc/agentlab/age.key" \
+	--chmod 0400:/etc/agentlab/age.key \
 	--run-command 'cloud-init clean --logs --seed' \
 	--truncate /etc/machine-id
 

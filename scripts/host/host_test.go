@@ -94,7 +94,7 @@ func TestDryRun(t *testing.T) {
 			"would run: age-keygen -o /etc/agentlab/templates/9001.age-identity\n",
 			"would run: curl -fL --retry 3 -o /var/lib/agentlab/template-build/debian-13-genericcloud-amd64.qcow2 https://cloud.debian.org/",
 			`would run: virt-customize -a /var/lib/agentlab/template-build/9001.qcow2 --install cloud-init\,qemu-guest-agent\,curl\,git\,age `,
-			"--upload /etc/agentlab/templates/9001.age-identity:/etc/agentlab/age-identity.txt --chmod 0400:/etc/agentlab/age-identity.txt",
+			"--upload /etc/agentlab/templates/9001.age-identity:/etc/agentlab/age.key --chmod 0400:/etc/agentlab/age.key",
 			"would run: qm create 9001 --name debian-13-agentlab ",
 			`would run: qm set 9001 --scsi0 tank:0\,import-from=/var/lib/agentlab/template-build/9001.qcow2 --boot order=scsi0` + "\n",
 			"would run: qm template 9001\n",
