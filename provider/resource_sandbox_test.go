@@ -487,7 +487,7 @@ resource "agentlab_sandbox" "p" {
 }
 `),
 				PlanOnly:    true,
-				ExpectError: regexp.MustCompile(`(?s)Unknown profile.*nope\.yaml\s+does not exist.*typo,\s+yolo-ephemeral`),
+				ExpectError: regexp.MustCompile(`(?s)Unknown profile.*nope\.yaml\s+does\s+not\s+exist.*typo,\s+yolo-ephemeral`),
 			},
 			{
 				// Back to a valid configuration (the test's destroy uses the last one).
