@@ -16,6 +16,7 @@ import (
 	"github.com/agentlab/terraform-provider-agentlab/internal/cloudinit"
 	"github.com/agentlab/terraform-provider-agentlab/internal/job"
 	"github.com/agentlab/terraform-provider-agentlab/internal/printable"
+	"github.com/agentlab/terraform-provider-agentlab/reaper/api"
 )
 
 // jobs lists the jobs the daemon keeps.
@@ -24,28 +25,15 @@ func (c *opCommand) jobs(ctx context.Context, args []string) error {
 	if _, err := parseN(fs, args, 0); err != nil {
 		return err
 	}
-	cl, err := c.client()
-	if err != nil {
-		return err
-	}
-	js, err := cl.Jobs(ctx)
-	if err != nil {
-		return c.explain(err)
-	}
-	if c.jsonOut {
-		return c.printJSON(js)
-	}
-	if len(js) == 0 {
-		fmt.Fprintln(c.stdout, "no jobs")
-		return nil
-	}
-	now := c.now()
-	tw := newTable(c.stdout, "JOB", "STATUS", "EXIT", "VMID", "CREATED", "DURATION", "REPO", "REF", "REASON")
-	for _, j := range js {
-		tw.row(j.ID, j.Status, exitText(j.ExitCode), vmidText(j.VMID), when(j.CreatedAt, now), duration(j, now),
-			j.Repo, j.Ref, dash(j.Reason))
-	}
-	return tw.flush()
+	fetch := func(ctx context.Context, cl *api.Client) ([]job.Job, error) { return cl.Jobs(ctx) }
+	return printList(ctx, c, "jobs", fetch, func(now time.Time, js []job.Job) error {
+		tw := newTable(c.stdout, "JOB", "STATUS", "EXIT", "VMID", "CREATED", "DURATION", "REPO", "REF", "REASON")
+		for _, j := range js {
+			tw.row(j.ID, j.Status, exitText(j.ExitCode), vmidText(j.VMID), when(j.CreatedAt, now), duration(j, now),
+				j.Repo, j.Ref, dash(j.Reason))
+		}
+		return tw.flush()
+	})
 }
 
 // job shows one job: its fields, artifacts and the end of its log.

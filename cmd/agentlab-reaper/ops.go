@@ -135,32 +135,42 @@ func (c *opCommand) leases(ctx context.Context, args []string) error {
 	if _, err := parseN(fs, args, 0); err != nil {
 		return err
 	}
+	fetch := func(ctx context.Context, cl *api.Client) ([]reaper.Lease, error) { return cl.Leases(ctx, *all) }
+	return printList(ctx, c, "sandboxes", fetch, func(now time.Time, ls []reaper.Lease) error {
+		tw := newTable(c.stdout, "VMID", "NODE", "NAME", "STATE", "EXPIRES", "MAX", "ON EXPIRY", "OWNER", "REASON")
+		for _, l := range ls {
+			expires := when(l.ExpiresAt, now)
+			if !l.PolicyExpiresAt.IsZero() {
+				expires = when(l.PolicyExpiresAt, now) + " capped by policy"
+			}
+			tw.row(l.VMID, dash(l.Node), dash(l.Name), l.State,
+				expires, when(l.MaxExpiresAt, now), dash(l.OnExpiry), dash(l.Owner), dash(l.Reason))
+		}
+		return tw.flush()
+	})
+}
+
+// printList is the shared tail of the listing commands: it fetches the
+// items, prints them as JSON with --json, says "no <what>" when there are
+// none, and otherwise lets table print them.
+func printList[T any](ctx context.Context, c *opCommand, what string,
+	fetch func(context.Context, *api.Client) ([]T, error), table func(now time.Time, items []T) error) error {
 	cl, err := c.client()
 	if err != nil {
 		return err
 	}
-	ls, err := cl.Leases(ctx, *all)
+	items, err := fetch(ctx, cl)
 	if err != nil {
 		return c.explain(err)
 	}
 	if c.jsonOut {
-		return c.printJSON(ls)
+		return c.printJSON(items)
 	}
-	if len(ls) == 0 {
-		fmt.Fprintln(c.stdout, "no sandboxes")
+	if len(items) == 0 {
+		fmt.Fprintln(c.stdout, "no "+what)
 		return nil
 	}
-	now := c.now()
-	tw := newTable(c.stdout, "VMID", "NODE", "NAME", "STATE", "EXPIRES", "MAX", "ON EXPIRY", "OWNER", "REASON")
-	for _, l := range ls {
-		expires := when(l.ExpiresAt, now)
-		if !l.PolicyExpiresAt.IsZero() {
-			expires = when(l.PolicyExpiresAt, now) + " capped by policy"
-		}
-		tw.row(l.VMID, dash(l.Node), dash(l.Name), l.State,
-			expires, when(l.MaxExpiresAt, now), dash(l.OnExpiry), dash(l.Owner), dash(l.Reason))
-	}
-	return tw.flush()
+	return table(c.now(), items)
 }
 
 func (c *opCommand) renew(ctx context.Context, args []string) error {
@@ -294,27 +304,14 @@ func (c *opCommand) orphans(ctx context.Context, args []string) error {
 	if _, err := parseN(fs, args, 0); err != nil {
 		return err
 	}
-	cl, err := c.client()
-	if err != nil {
-		return err
-	}
-	os, err := cl.Orphans(ctx)
-	if err != nil {
-		return c.explain(err)
-	}
-	if c.jsonOut {
-		return c.printJSON(os)
-	}
-	if len(os) == 0 {
-		fmt.Fprintln(c.stdout, "no orphans")
-		return nil
-	}
-	now := c.now()
-	tw := newTable(c.stdout, "KIND", "VMID", "NODE", "VOLUME", "SINCE", "REASON", "ACTION")
-	for _, o := range os {
-		tw.row(o.Kind, o.VMID, dash(o.Node), dash(o.Volid), when(o.FirstSeen, now), o.Reason, o.Action)
-	}
-	return tw.flush()
+	fetch := func(ctx context.Context, cl *api.Client) ([]reaper.Orphan, error) { return cl.Orphans(ctx) }
+	return printList(ctx, c, "orphans", fetch, func(now time.Time, os []reaper.Orphan) error {
+		tw := newTable(c.stdout, "KIND", "VMID", "NODE", "VOLUME", "SINCE", "REASON", "ACTION")
+		for _, o := range os {
+			tw.row(o.Kind, o.VMID, dash(o.Node), dash(o.Volid), when(o.FirstSeen, now), o.Reason, o.Action)
+		}
+		return tw.flush()
+	})
 }
 
 func (c *opCommand) version(ctx context.Context, args []string) error {
