@@ -91,23 +91,11 @@ func (c *opCommand) artifacts(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	cl, err := c.client()
-	if err != nil {
-		return err
-	}
-	as, err := cl.JobArtifacts(ctx, pos[0])
-	if err != nil {
-		return c.explain(err)
-	}
-	if c.jsonOut {
-		return c.printJSON(as)
-	}
-	if len(as) == 0 {
-		fmt.Fprintln(c.stdout, "no artifacts")
+	fetch := func(ctx context.Context, cl *api.Client) ([]job.Artifact, error) { return cl.JobArtifacts(ctx, pos[0]) }
+	return printList(ctx, c, "artifacts", fetch, func(_ time.Time, as []job.Artifact) error {
+		c.printArtifacts(as)
 		return nil
-	}
-	c.printArtifacts(as)
-	return nil
+	})
 }
 
 func (c *opCommand) printArtifacts(as []job.Artifact) {
