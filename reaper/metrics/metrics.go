@@ -84,7 +84,7 @@ func New(version string) *Metrics {
 		}, []string{"method", "code"}),
 		heartbeats: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "agentlab_heartbeats_total",
-			Help: "Heartbeats from sandboxes by result (ok, capped, unauthorized, rejected, limited, error).",
+			Help: "Heartbeats from sandboxes by result (ok, capped, unauthorized, rejected, error); requests refused for their rate (429) are not counted.",
 		}, []string{"result"}),
 		renewals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "agentlab_renewals_total",
