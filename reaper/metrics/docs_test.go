@@ -208,6 +208,39 @@ func TestMetricsDocumented(t *testing.T) {
 // promName finds metric-like names in a PromQL expression.
 var promName = regexp.MustCompile(`\bagentlab_[a-z0-9_]+`)
 
+// exportedName reports whether name is a series the reaper exports: a
+// metric it defines, or a histogram's _bucket, _sum or _count series.
+func exportedName(defined map[string]bool, scraped map[string]exposedMetric, name string) bool {
+	if defined[name] {
+		return true
+	}
+	for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+		if base, ok := strings.CutSuffix(name, suffix); ok && defined[base] && scraped[base].typ == "histogram" {
+			return true
+		}
+	}
+	return false
+}
+
+// TestMetricsPageNamesOnlyExportedSeries: the alert rules, the dashboard
+// table and the prose of docs/metrics.md name only series the reaper
+// exports.
+func TestMetricsPageNamesOnlyExportedSeries(t *testing.T) {
+	defined := definedNames(t)
+	scraped := exposed(t)
+	b, err := os.ReadFile(metricsDoc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, line := range strings.Split(string(b), "\n") {
+		for _, name := range promName.FindAllString(line, -1) {
+			if !exportedName(defined, scraped, name) {
+				t.Errorf("docs/metrics.md:%d names %s, which the reaper does not export", i+1, name)
+			}
+		}
+	}
+}
+
 // TestDashboardUsesRegisteredMetrics: the example Grafana dashboard parses,
 // takes its Prometheus data source from a variable, and every agentlab_
 // name in its queries is a metric the reaper registers (a histogram's
@@ -302,26 +335,33 @@ func TestDashboardUsesRegisteredMetrics(t *testing.T) {
 		t.Errorf("the dashboard has %d panels; want at least 8", graphs)
 	}
 
-	histogram := func(name string) bool { return scraped[name].typ == "histogram" }
 	for _, q := range queries {
 		for _, name := range promName.FindAllString(q, -1) {
-			if defined[name] {
-				continue
+			if !exportedName(defined, scraped, name) {
+				t.Errorf("the dashboard queries %s (in %q), which the reaper does not export", name, q)
 			}
-			base := name
-			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
-				base = strings.TrimSuffix(base, suffix)
-			}
-			if base != name && defined[base] && histogram(base) {
-				continue
-			}
-			t.Errorf("the dashboard queries %s (in %q), which the reaper does not export", name, q)
+		}
+	}
+
+	// The layout: unique panel ids, every panel within the 24-column grid.
+	ids := map[int]string{}
+	for _, p := range panels {
+		if other, dup := ids[p.ID]; dup {
+			t.Errorf("panels %q and %q share id %d", other, p.Title, p.ID)
+		}
+		ids[p.ID] = p.Title
+		if p.GridPos.W <= 0 || p.GridPos.H <= 0 || p.GridPos.X < 0 || p.GridPos.X+p.GridPos.W > 24 {
+			t.Errorf("panel %q: gridPos %+v is not within the 24 columns", p.Title, p.GridPos)
 		}
 	}
 }
 
 type panel struct {
-	Title      string `json:"title"`
+	ID      int    `json:"id"`
+	Title   string `json:"title"`
+	GridPos struct {
+		X, Y, W, H int
+	} `json:"gridPos"`
 	Type       string `json:"type"`
 	Datasource struct {
 		Type string `json:"type"`
