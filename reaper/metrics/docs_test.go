@@ -336,6 +336,9 @@ func TestDashboardUsesRegisteredMetrics(t *testing.T) {
 	}
 
 	for _, q := range queries {
+		if err := balanced(q); err != "" {
+			t.Errorf("the dashboard's query %q: %s", q, err)
+		}
 		for _, name := range promName.FindAllString(q, -1) {
 			if !exportedName(defined, scraped, name) {
 				t.Errorf("the dashboard queries %s (in %q), which the reaper does not export", name, q)
@@ -374,4 +377,33 @@ type panel struct {
 		} `json:"datasource"`
 	} `json:"targets"`
 	Panels []panel `json:"panels"`
+}
+
+// balanced is a first check of a PromQL expression: its brackets pair up
+// and its strings end. It returns what is wrong, or "".
+func balanced(q string) string {
+	var open []rune
+	pair := map[rune]rune{')': '(', ']': '[', '}': '{'}
+	inString := false
+	for _, r := range q {
+		switch {
+		case r == '"':
+			inString = !inString
+		case inString:
+		case r == '(' || r == '[' || r == '{':
+			open = append(open, r)
+		case pair[r] != 0:
+			if len(open) == 0 || open[len(open)-1] != pair[r] {
+				return "unbalanced " + string(r)
+			}
+			open = open[:len(open)-1]
+		}
+	}
+	switch {
+	case inString:
+		return "unterminated string"
+	case len(open) > 0:
+		return "unclosed " + string(open[len(open)-1])
+	}
+	return ""
 }
