@@ -5,6 +5,8 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 
+	"github.com/agentlab/terraform-provider-agentlab/internal/clock"
+	"github.com/agentlab/terraform-provider-agentlab/internal/job"
 	"github.com/agentlab/terraform-provider-agentlab/reaper/api"
 )
 
@@ -46,4 +48,13 @@ func (d *providerData) reaperClient(diags *diag.Diagnostics) *api.Client {
 				"reaper_url = \"http://127.0.0.1:8847\".")
 	}
 	return d.reaper
+}
+
+// waitClock is the clock the provider waits on: its own when it makes
+// timers (the wall clock, or a test's clock.Fake), else the wall clock.
+func (d *providerData) waitClock() job.WaitClock {
+	if c, ok := d.clock.(job.WaitClock); ok {
+		return c
+	}
+	return clock.Real{}
 }

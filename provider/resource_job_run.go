@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/cloudinit"
 	"github.com/agentlab/terraform-provider-agentlab/internal/job"
@@ -168,11 +169,11 @@ func (r *jobResource) Create(ctx context.Context, req resource.CreateRequest, re
 	}
 	if plan.Wait.ValueBool() {
 		timeout, _ := time.ParseDuration(plan.Timeout.ValueString())
-		j, err := waitJob(ctx, rc, id, timeout+jobBootAllowance)
+		j, err := r.waitJob(ctx, rc, id, timeout+jobBootAllowance)
 		switch {
 		case err == nil:
 			applyJob(&state, j)
-		case errors.Is(err, errJobWaitExpired), ctx.Err() != nil:
+		case errors.Is(err, job.ErrWaitExpired), ctx.Err() != nil:
 			resp.Diagnostics.AddWarning("Job still running",
 				fmt.Sprintf("Job %s had not ended after its timeout plus %s (or the apply was interrupted): %s. It is "+
 					"saved in state as it stands; a refresh shows its outcome.", id, jobBootAllowance, err))
@@ -231,7 +232,7 @@ func (r *jobResource) waitWorkspaceFree(ctx context.Context, rc *api.Client, id 
 		if !held {
 			return
 		}
-		t := time.NewTimer(time.Second)
+		t := r.data.waitClock().NewTimer(time.Second)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -241,40 +242,12 @@ func (r *jobResource) waitWorkspaceFree(ctx context.Context, rc *api.Client, id 
 	}
 }
 
-// errJobWaitExpired: the job did not end in the time allowed.
-var errJobWaitExpired = errors.New("the job did not end in time")
-
-// waitJob polls the reaper until job id has ended or limit has passed.
-func waitJob(ctx context.Context, rc *api.Client, id string, limit time.Duration) (job.Job, error) {
-	ctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
-	delay := 200 * time.Millisecond
-	var last job.Job
-	for {
-		j, err := rc.Job(ctx, id)
-		switch {
-		case err == nil:
-			last = j
-			if j.Status.Ended() {
-				return j, nil
-			}
-		case ctx.Err() == nil && !errors.Is(err, job.ErrNotFound):
-			// a hiccup: keep polling until the limit
-		default:
-			if ctx.Err() != nil {
-				return last, fmt.Errorf("%w: %w", errJobWaitExpired, ctx.Err())
-			}
-			return last, err
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return last, fmt.Errorf("%w: last status %s", errJobWaitExpired, last.Status)
-		case <-t.C:
-		}
-		delay = min(delay*2, 2*time.Second)
-	}
+// waitJob follows job id on the reaper (long polls) until it ends or limit
+// has passed on the provider's clock, logging each status change.
+func (r *jobResource) waitJob(ctx context.Context, rc *api.Client, id string, limit time.Duration) (job.Job, error) {
+	return job.Wait(ctx, rc, id, job.WaitOptions{Limit: limit, Clock: r.data.waitClock(), OnChange: func(j job.Job) {
+		tflog.Info(ctx, "job status", map[string]any{"job": id, "status": string(j.Status), "reason": j.Reason})
+	}})
 }
 
 // Read refreshes the job from the reaper. A job the reaper no longer knows

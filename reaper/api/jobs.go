@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/job"
 )
@@ -19,6 +20,7 @@ type Jobs interface {
 	SetSandbox(ctx context.Context, id string, sb job.SandboxRequest) (job.Job, error)
 	SetStatus(ctx context.Context, id string, s job.Status) (job.Job, error)
 	Get(ctx context.Context, id string) (job.Job, error)
+	Watch(ctx context.Context, id string, since job.Status, hold time.Duration) (job.Job, error)
 	List(ctx context.Context) ([]job.Job, error)
 	Cancel(ctx context.Context, id string) (job.Job, error)
 	Artifacts(ctx context.Context, id string) ([]job.Artifact, error)
@@ -34,6 +36,8 @@ const MaxLogRead = 1 << 20
 //	POST   /v1/jobs                          register: 201 {"job","bootstrap_token"}
 //	GET    /v1/jobs                          {"jobs":[...]}, newest first
 //	GET    /v1/jobs/{id}                     one job
+//	GET    /v1/jobs/{id}?wait=D&status=S     the job once its status is not S or it ended, or after D
+//	                                         (a long poll, at most job.MaxLongPoll); X-Job-Wait
 //	PUT    /v1/jobs/{id}/sandbox             {"node","vmid","workspace"}
 //	POST   /v1/jobs/{id}/status              {"status":"provisioning"|"booting"}
 //	DELETE /v1/jobs/{id}                     cancel; the sandbox is destroyed unless keep_sandbox
@@ -50,10 +54,7 @@ func (s *Server) jobRoutes(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, job.ListResponse{Jobs: js})
 	})
-	mux.HandleFunc("GET /v1/jobs/{id}", func(w http.ResponseWriter, r *http.Request) {
-		j, err := s.Jobs.Get(r.Context(), r.PathValue("id"))
-		s.jobAnswer(w, r, j, err)
-	})
+	mux.HandleFunc("GET /v1/jobs/{id}", s.getJob)
 	mux.HandleFunc("DELETE /v1/jobs/{id}", func(w http.ResponseWriter, r *http.Request) {
 		j, err := s.Jobs.Cancel(r.Context(), r.PathValue("id"))
 		s.jobAnswer(w, r, j, err)
@@ -97,6 +98,32 @@ func (s *Server) registerJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, reg)
+}
+
+// getJob answers one job, at once or, with ?wait, as a long poll.
+func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if !q.Has("wait") {
+		j, err := s.Jobs.Get(r.Context(), r.PathValue("id"))
+		s.jobAnswer(w, r, j, err)
+		return
+	}
+	hold, err := time.ParseDuration(q.Get("wait"))
+	if err != nil || hold < 0 {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("wait %q must be a Go duration such as 30s", q.Get("wait")))
+		return
+	}
+	since := job.Status(q.Get("status"))
+	if since != "" && !since.Valid() {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("status %q is not a job status (%v)", since, job.Statuses()))
+		return
+	}
+	hold = min(hold, job.MaxLongPoll)
+	j, err := s.Jobs.Watch(r.Context(), r.PathValue("id"), since, hold)
+	if err == nil {
+		w.Header().Set(job.HeaderWait, hold.String())
+	}
+	s.jobAnswer(w, r, j, err)
 }
 
 func (s *Server) jobLog(w http.ResponseWriter, r *http.Request) {

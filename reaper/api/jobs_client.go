@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/job"
 )
@@ -50,6 +52,26 @@ func (c *Client) Job(ctx context.Context, id string) (job.Job, error) {
 	var j job.Job
 	err := c.do(ctx, http.MethodGet, jobPath(id), nil, &j)
 	return j, err
+}
+
+// WatchJob returns job id once its status is no longer since (or it
+// ended), or after hold: a long poll. held reports whether the reaper
+// honoured the hold; an older reaper answers at once. It implements
+// job.Watcher.
+func (c *Client) WatchJob(ctx context.Context, id string, since job.Status, hold time.Duration) (j job.Job, held bool, err error) {
+	q := url.Values{"wait": {hold.String()}}
+	if since != "" {
+		q.Set("status", string(since))
+	}
+	resp, err := c.stream(ctx, jobPath(id)+"?"+q.Encode())
+	if err != nil {
+		return job.Job{}, false, err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&j); err != nil {
+		return job.Job{}, false, fmt.Errorf("decode job %s: %w", id, err)
+	}
+	return j, resp.Header.Get(job.HeaderWait) != "", nil
 }
 
 // Jobs lists the jobs the reaper keeps, newest first.

@@ -12,7 +12,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/agentlab/terraform-provider-agentlab/internal/clock"
 	"github.com/agentlab/terraform-provider-agentlab/internal/job"
 	"github.com/agentlab/terraform-provider-agentlab/reaper/api"
 	"github.com/agentlab/terraform-provider-agentlab/reaper/jobs"
@@ -211,6 +213,108 @@ func TestTLS(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode == 200 {
 			t.Error("plain HTTP to the TLS listener answered 200")
+		}
+	}
+}
+
+// TestJobLongPoll: GET /v1/jobs/{id}?wait=D&status=S holds the answer
+// until the status changes or D passes on the reaper's clock, says so in
+// X-Job-Wait, and refuses a bad wait or status.
+func TestJobLongPoll(t *testing.T) {
+	dir := t.TempDir()
+	db := sqlite.New(filepath.Join(dir, "reaper.db"))
+	if err := db.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	clk := clock.NewFake(time.Date(2030, 1, 2, 3, 0, 0, 0, time.UTC))
+	svc, err := jobs.New(db, nil, jobs.Options{Dir: filepath.Join(dir, "artifacts"), Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer((&api.Server{Store: db, Jobs: svc}).TokenHandler("secret"))
+	t.Cleanup(srv.Close)
+	c := &api.Client{BaseURL: srv.URL, Token: "secret", HTTP: srv.Client()}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	reg, err := c.RegisterJob(ctx, job.RegisterRequest{Repo: "https://x/r.git", Ref: "main", Task: "true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := reg.Job.ID
+
+	type result struct {
+		j    job.Job
+		held bool
+		err  error
+	}
+	watch := func(since job.Status, hold time.Duration) chan result {
+		ch := make(chan result, 1)
+		go func() {
+			j, held, err := c.WatchJob(ctx, id, since, hold)
+			ch <- result{j, held, err}
+		}()
+		return ch
+	}
+	get := func(ch chan result) result {
+		t.Helper()
+		select {
+		case r := <-ch:
+			return r
+		case <-ctx.Done():
+			t.Fatal("the long poll never answered")
+			return result{}
+		}
+	}
+
+	// Without a status to leave, the answer comes at once.
+	if r := get(watch("", 30*time.Second)); r.err != nil || r.j.Status != job.StatusRequested || !r.held {
+		t.Errorf("watch since \"\" = %v %v %v; want requested, held", r.j.Status, r.held, r.err)
+	}
+	// A change ends the hold.
+	ch := watch(job.StatusRequested, 30*time.Second)
+	if err := clk.BlockUntil(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.SetJobStatus(ctx, id, job.StatusProvisioning); err != nil {
+		t.Fatal(err)
+	}
+	if r := get(ch); r.err != nil || r.j.Status != job.StatusProvisioning || !r.held {
+		t.Errorf("watch across a change = %v %v %v; want provisioning, held", r.j.Status, r.held, r.err)
+	}
+	if n := clk.Pending(); n != 0 {
+		t.Errorf("%d timers left after the change; want the hold's timer stopped", n)
+	}
+	// Without a change the hold runs out on the reaper's clock (capped at
+	// job.MaxLongPoll).
+	ch = watch(job.StatusProvisioning, time.Hour)
+	if err := clk.BlockUntilDue(ctx, 1, job.MaxLongPoll); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(job.MaxLongPoll - time.Second)
+	select {
+	case r := <-ch:
+		t.Fatalf("the long poll answered %v before its hold ran out", r)
+	default:
+	}
+	clk.Advance(time.Second)
+	if r := get(ch); r.err != nil || r.j.Status != job.StatusProvisioning || !r.held {
+		t.Errorf("watch after the hold = %v %v %v; want provisioning, held", r.j.Status, r.held, r.err)
+	}
+	// An unknown job is not found at once.
+	if _, _, err := c.WatchJob(ctx, "job-0000000000000000", job.StatusRunning, time.Minute); !errors.Is(err, job.ErrNotFound) {
+		t.Errorf("watch of an unknown job: %v; want ErrNotFound", err)
+	}
+	for _, q := range []string{"wait=soon", "wait=-1s", "wait=1s&status=sleeping"} {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/v1/jobs/"+id+"?"+q, nil)
+		req.Header.Set("Authorization", "Bearer secret")
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("GET ?%s = %d; want 400", q, resp.StatusCode)
 		}
 	}
 }

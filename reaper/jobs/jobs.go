@@ -78,7 +78,9 @@ type Options struct {
 	Interval time.Duration
 	// DryRun keeps the registry from destroying sandboxes.
 	DryRun bool
-	// Clock tells the time. Default the wall clock.
+	// Clock tells the time. Default the wall clock. When it also makes
+	// timers (clock.Timers, as clock.Fake does), Watch holds its answers on
+	// them.
 	Clock clock.Clock
 	// Logger receives what the registry does. Default discards.
 	Logger *slog.Logger
@@ -95,6 +97,9 @@ type Service struct {
 	log   *slog.Logger
 	m     Metrics
 	kick  chan struct{}
+	// timers time Watch's holds; changes wakes it.
+	timers  clock.Timers
+	changes *changes
 }
 
 // New returns a registry over store; pve may be nil, and then no sandbox is
@@ -131,8 +136,13 @@ func New(store Store, pve Proxmox, opts Options) (*Service, error) {
 	if m == nil {
 		m = noMetrics{}
 	}
-	return &Service{store: store, pve: pve, opts: opts, clock: opts.Clock, log: opts.Logger, m: m,
-		kick: make(chan struct{}, 1)}, nil
+	timers, ok := opts.Clock.(clock.Timers)
+	if !ok {
+		timers = clock.Real{}
+	}
+	ch := newChanges()
+	return &Service{store: watchedStore{Store: store, changes: ch}, pve: pve, opts: opts, clock: opts.Clock,
+		log: opts.Logger, m: m, kick: make(chan struct{}, 1), timers: timers, changes: ch}, nil
 }
 
 // Register records a new job (status requested) and returns it with its
