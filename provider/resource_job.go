@@ -25,6 +25,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/cloudinit"
+	"github.com/agentlab/terraform-provider-agentlab/internal/egressrule"
 	"github.com/agentlab/terraform-provider-agentlab/internal/job"
 )
 
@@ -58,6 +59,8 @@ type jobModel struct {
 	Memory            types.Int64  `tfsdk:"memory"`
 	DiskSize          types.String `tfsdk:"disk_size"`
 	SSHAuthorizedKeys types.List   `tfsdk:"ssh_authorized_keys"`
+	Egress            types.String `tfsdk:"egress"`
+	EgressAllow       types.List   `tfsdk:"egress_allow"`
 	WorkspaceID       types.String `tfsdk:"workspace_id"`
 	Timeout           types.String `tfsdk:"timeout"`
 	Artifacts         types.List   `tfsdk:"artifacts"`
@@ -160,6 +163,29 @@ func (r *jobResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *
 				PlanModifiers:       []planmodifier.List{listplanmodifier.RequiresReplace()},
 				Validators: []validator.List{listvalidator.ValueStringsAre(stringvalidator.RegexMatches(sshKeyPattern,
 					"must be one OpenSSH public key line"))},
+			},
+			"egress": schema.StringAttribute{
+				MarkdownDescription: "What the job's sandbox may reach, enforced by the reaper's egress filter " +
+					"(`egress.enabled` in the reaper's configuration): `\"open\"` (the internet, minus private ranges " +
+					"and the Proxmox VE host), `\"allowlist\"` (only `egress_allow`, and DNS through the configured " +
+					"resolver) or `\"none\"` (only the reaper's guest listener, which the runner needs). The runner " +
+					"clones `repo` from inside the sandbox, so the repository's host must be reachable. Defaults to " +
+					"the profile's `network.egress`, else `\"open\"`.",
+				Optional: true, Computed: true,
+				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace(), stringplanmodifier.UseStateForUnknown()},
+				Validators:    []validator.String{stringvalidator.OneOf("open", "allowlist", "none")},
+			},
+			"egress_allow": schema.ListAttribute{
+				MarkdownDescription: "Destinations the job's sandbox may reach beyond its `egress` policy, in the " +
+					"grammar of `agentlab_sandbox`'s `egress_allow`: CIDRs or addresses, optionally with a port or " +
+					"port range and a protocol, such as `\"192.0.2.0/24\"`, `\"10.20.0.5:5432/tcp\"` or " +
+					"`\"[2001:db8::/32]:443\"`. An entry inside a private range opens that part of it. At most 64 " +
+					"entries. Defaults to none.",
+				ElementType:   types.StringType,
+				Optional:      true,
+				PlanModifiers: []planmodifier.List{listplanmodifier.RequiresReplace()},
+				Validators: []validator.List{listvalidator.SizeAtMost(egressrule.MaxEntries),
+					listvalidator.ValueStringsAre(egressEntryValidator{})},
 			},
 			"workspace_id": func() schema.StringAttribute {
 				a := workspaceIDAttribute()
@@ -317,11 +343,21 @@ func (r *jobResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanReq
 	}
 	if req.State.Raw.IsNull() {
 		r.data.reaperClient(&resp.Diagnostics)
+		// egress is planned from the configuration, else the profile.
+		var cfg jobModel
+		resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
+		if resp.Diagnostics.HasError() {
+			return
+		}
+		plan.Egress = cfg.Egress
 		sb, diags := r.sandboxPlan(plan)
 		resp.Diagnostics.Append(diags...)
-		if !diags.HasError() {
-			resp.Diagnostics.Append(checkSecrets(ctx, req.Config, sb.SecretsRecipient)...)
+		if diags.HasError() {
+			return
 		}
+		resp.Diagnostics.Append(checkSecrets(ctx, req.Config, sb.SecretsRecipient)...)
+		plan.Egress = sb.Egress
+		resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 		return
 	}
 	// wait is the only argument changed in place; the rest replace.

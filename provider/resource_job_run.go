@@ -43,6 +43,7 @@ func (r *jobResource) sandboxPlan(m jobModel) (sandboxModel, diag.Diagnostics) {
 		Name: types.StringNull(), TemplateVMID: m.TemplateVMID, Node: m.Node, Cores: m.Cores, Memory: m.Memory,
 		DiskSize: m.DiskSize, FullClone: types.BoolNull(), Storage: types.StringNull(), Bridge: types.StringNull(),
 		Firewall: types.BoolNull(), SSHAuthorizedKeys: m.SSHAuthorizedKeys,
+		Egress: m.Egress, EgressAllow: m.EgressAllow,
 		TTL: types.StringValue(formatDuration(timeout + jobLeaseMargin)), MaxTTL: types.StringNull(),
 		OnExpiry: types.StringNull(), RenewOnApply: types.BoolValue(false), RebootOnChange: types.BoolNull(),
 		WaitForIP: types.BoolValue(false), Profile: m.Profile, Owner: types.StringNull(),

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"testing"
 
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
@@ -14,6 +15,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
+	"github.com/agentlab/terraform-provider-agentlab/internal/egressrule"
 	"github.com/agentlab/terraform-provider-agentlab/internal/job"
 	"github.com/agentlab/terraform-provider-agentlab/internal/lease"
 )
@@ -277,6 +279,77 @@ resource "agentlab_job" "build" {
 					}
 					return nil
 				},
+			},
+		},
+	})
+}
+
+// TestAccJob_egress: a job's sandbox carries its egress policy (attribute,
+// else the profile's network.egress) and allow list in its metadata, where
+// the reaper's egress filter reads them, exactly as a sandbox's; changing
+// either runs a new job, and a bad entry is a plan-time error.
+func TestAccJob_egress(t *testing.T) {
+	e := newAccEnv(t)
+	f := newFakeReaper(t)
+	e.writeProfile(t, "locked", "template_vmid: 9000\nnetwork:\n  egress: allowlist\n")
+	const repo = "https://git.example/egress.git"
+	f.outcome[repo] = fakeOutcome{status: job.StatusSucceeded}
+	const addr = "agentlab_job.e"
+	jobConfig := func(extra string) string {
+		return e.configReaper(f, `
+resource "agentlab_job" "e" {
+  repo    = "`+repo+`"
+  ref     = "main"
+  task    = "true"
+  profile = "locked"
+`+extra+`
+}
+`)
+	}
+	metadata := func(policy egressrule.Policy, allow ...string) resource.TestCheckFunc {
+		return func(s *terraform.State) error {
+			vmid, err := stateVMID(s, addr)
+			if err != nil {
+				return err
+			}
+			md, err := lease.Decode(e.vmConfig(t, vmid).Description())
+			if err != nil || md.Egress != policy || !slices.Equal(md.EgressAllow, allow) {
+				return fmt.Errorf("metadata egress = %q %q, %v; want %q %q", md.Egress, md.EgressAllow, err, policy, allow)
+			}
+			return nil
+		}
+	}
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: e.factories(),
+		CheckDestroy:             e.checkNothingLeft(t),
+		Steps: []resource.TestStep{
+			{
+				Config:      jobConfig(`  egress_allow = ["10.1.2.3/16"]`),
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`(?s)Invalid egress_allow entry.*write 10\.1\.0\.0/16`),
+			},
+			{
+				Config:      jobConfig(`  egress = "closed"`),
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`(?s)egress.*value must be one of`),
+			},
+			{
+				Config: jobConfig(`  egress_allow = ["192.168.5.0/24:443/tcp", "[2001:db8::/32]:22"]`),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply: []plancheck.PlanCheck{
+						plancheck.ExpectKnownValue(addr, tfjsonpath.New("egress"), knownvalue.StringExact("allowlist")),
+					},
+					PostApplyPostRefresh: emptyPlanAfterApply(),
+				},
+				Check: metadata(egressrule.Allowlist, "192.168.5.0/24:443/tcp", "[2001:db8::/32]:22"),
+			},
+			{
+				Config: jobConfig(`  egress = "none"`),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply:             []plancheck.PlanCheck{plancheck.ExpectResourceAction(addr, plancheck.ResourceActionDestroyBeforeCreate)},
+					PostApplyPostRefresh: emptyPlanAfterApply(),
+				},
+				Check: metadata(egressrule.None),
 			},
 		},
 	})
