@@ -192,3 +192,23 @@ func (f *fakeReaper) finish(repo string, o fakeOutcome) {
 func (f *fakeReaper) providerBlock() string {
 	return fmt.Sprintf("  reaper_url   = %q\n  reaper_token = %q\n", f.srv.URL, f.token)
 }
+
+// addJob registers a job as the provider would and ends it with o, as if a
+// Terraform run elsewhere had made it; it returns the job's ID.
+func (f *fakeReaper) addJob(t *testing.T, req job.RegisterRequest, o fakeOutcome) string {
+	t.Helper()
+	req, _, err := req.Normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.seq++
+	j := &job.Job{ID: fmt.Sprintf("job-%016x", f.seq), Repo: req.Repo, Ref: req.Ref, Task: req.Task,
+		Timeout: req.Timeout, ArtifactsGlobs: req.Artifacts, EnvKeys: job.EnvKeys(req.Env),
+		KeepSandbox: req.KeepSandbox, Owner: req.Owner, Status: job.StatusBooting,
+		CreatedAt: time.Date(2030, 1, 2, 3, 0, 0, 0, time.UTC), Artifacts: []job.Artifact{}}
+	f.jobs[j.ID] = j
+	f.finishLocked(j, o)
+	return j.ID
+}

@@ -17,7 +17,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/boolplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/listplanmodifier"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/mapplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
@@ -98,7 +97,8 @@ func (r *jobResource) Configure(_ context.Context, req resource.ConfigureRequest
 // Schema describes agentlab_job.
 func (r *jobResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	replaceStr := []planmodifier.String{stringplanmodifier.RequiresReplace()}
-	replaceInt := []planmodifier.Int64{int64planmodifier.RequiresReplace()}
+	adoptS := []planmodifier.String{adoptString()}
+	adoptI := []planmodifier.Int64{adoptInt()}
 	keepStr := []planmodifier.String{stringplanmodifier.UseStateForUnknown()}
 	resp.Schema = schema.Schema{
 		MarkdownDescription: "A job: one run of `task` on a checkout of `repo` at `ref`, in a fresh sandbox. " +
@@ -108,7 +108,7 @@ func (r *jobResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *
 			"when a workspace is attached), streams its log, uploads the files matching `artifacts` and reports " +
 			"the exit code. Unless `keep_sandbox` is set, the reaper destroys the sandbox when the job ends, even " +
 			"if Terraform never runs again. A job is a record of one run: changing any argument but `wait` runs " +
-			"a new job. Refreshing reads the job's current status from the reaper.",
+			"a new job. Refreshing reads the job's current status from the reaper. Import a job by its ID.",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{
 				MarkdownDescription: "The job's ID in the reaper, `job-` and 16 hex digits.",
@@ -128,39 +128,39 @@ func (r *jobResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *
 			},
 			"template_vmid": schema.Int64Attribute{
 				MarkdownDescription: "The template to clone the job's sandbox from. Defaults to the profile's `template_vmid`; one of the two is required.",
-				Optional:            true, PlanModifiers: replaceInt,
+				Optional:            true, PlanModifiers: adoptI,
 				Validators: []validator.Int64{int64validator.Between(100, 999999999)},
 			},
 			"profile": schema.StringAttribute{
 				MarkdownDescription: "A sandbox profile (see `agentlab_sandbox`) that supplies the sandbox's values the job does not set.",
-				Optional:            true, PlanModifiers: replaceStr,
+				Optional:            true, PlanModifiers: adoptS,
 				Validators: []validator.String{stringvalidator.RegexMatches(profileNamePattern, "must be a profile name")},
 			},
 			"node": schema.StringAttribute{
 				MarkdownDescription: "The node to run the sandbox on. Defaults to the provider's `node`, else the template's node.",
-				Optional:            true, PlanModifiers: replaceStr,
+				Optional:            true, PlanModifiers: adoptS,
 				Validators: []validator.String{stringvalidator.RegexMatches(dnsNamePattern, "must be a Proxmox VE node name")},
 			},
 			"cores": schema.Int64Attribute{
 				MarkdownDescription: fmt.Sprintf("CPU cores of the sandbox. Defaults to the profile's, else `%d`.", defaultCores),
-				Optional:            true, PlanModifiers: replaceInt,
+				Optional:            true, PlanModifiers: adoptI,
 				Validators: []validator.Int64{int64validator.Between(1, 512)},
 			},
 			"memory": schema.Int64Attribute{
 				MarkdownDescription: fmt.Sprintf("Memory of the sandbox in MiB. Defaults to the profile's, else `%d`.", defaultMemory),
-				Optional:            true, PlanModifiers: replaceInt,
+				Optional:            true, PlanModifiers: adoptI,
 				Validators: []validator.Int64{int64validator.Between(64, 4194304)},
 			},
 			"disk_size": schema.StringAttribute{
 				MarkdownDescription: "The sandbox's boot disk size, e.g. `\"20G\"`. Defaults to the profile's, else the template's.",
-				Optional:            true, PlanModifiers: replaceStr,
+				Optional:            true, PlanModifiers: adoptS,
 				Validators: []validator.String{isSize()},
 			},
 			"ssh_authorized_keys": schema.ListAttribute{
 				MarkdownDescription: "SSH public keys for the sandbox's default user, to look inside while the job runs (or after, with `keep_sandbox`).",
 				ElementType:         types.StringType,
 				Optional:            true,
-				PlanModifiers:       []planmodifier.List{listplanmodifier.RequiresReplace()},
+				PlanModifiers:       []planmodifier.List{adoptList()},
 				Validators: []validator.List{listvalidator.ValueStringsAre(stringvalidator.RegexMatches(sshKeyPattern,
 					"must be one OpenSSH public key line"))},
 			},
@@ -172,7 +172,7 @@ func (r *jobResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *
 					"clones `repo` from inside the sandbox, so the repository's host must be reachable. Defaults to " +
 					"the profile's `network.egress`, else `\"open\"`.",
 				Optional: true, Computed: true,
-				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace(), stringplanmodifier.UseStateForUnknown()},
+				PlanModifiers: []planmodifier.String{adoptString(), stringplanmodifier.UseStateForUnknown()},
 				Validators:    []validator.String{stringvalidator.OneOf("open", "allowlist", "none")},
 			},
 			"egress_allow": schema.ListAttribute{
@@ -183,7 +183,7 @@ func (r *jobResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *
 					"entries. Defaults to none.",
 				ElementType:   types.StringType,
 				Optional:      true,
-				PlanModifiers: []planmodifier.List{listplanmodifier.RequiresReplace()},
+				PlanModifiers: []planmodifier.List{adoptList()},
 				Validators: []validator.List{listvalidator.SizeAtMost(egressrule.MaxEntries),
 					listvalidator.ValueStringsAre(egressEntryValidator{})},
 			},
@@ -192,14 +192,14 @@ func (r *jobResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *
 				a.MarkdownDescription = "The `id` of an `agentlab_workspace` to attach to the job's sandbox; the runner " +
 					"clones and runs the task inside `/workspace`, so its files stay for the next job. The reaper " +
 					"detaches it when it destroys the sandbox. Only one sandbox holds a workspace at a time."
-				a.PlanModifiers = replaceStr
+				a.PlanModifiers = adoptS
 				return a
 			}(),
 			"timeout": schema.StringAttribute{
 				MarkdownDescription: fmt.Sprintf("How long the task may run, a Go duration such as `\"45m\"` (at most %s). "+
 					"A task still running then is stopped and the job ends `timed_out`. Defaults to `%q`.", job.MaxTimeout, defaultJobTimeout),
 				Optional: true, Computed: true, Default: stringdefault.StaticString(defaultJobTimeout),
-				PlanModifiers: replaceStr,
+				PlanModifiers: []planmodifier.String{replaceTimeout()},
 				Validators:    []validator.String{isDuration(time.Second)},
 			},
 			"artifacts": schema.ListAttribute{
@@ -212,7 +212,7 @@ func (r *jobResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *
 				MarkdownDescription: "Environment variables for the task. They are plain settings, not secrets: the reaper stores them and the plan shows them.",
 				ElementType:         types.StringType,
 				Optional:            true,
-				PlanModifiers:       []planmodifier.Map{mapplanmodifier.RequiresReplace()},
+				PlanModifiers:       []planmodifier.Map{adoptMap()},
 			},
 			"wait": schema.BoolAttribute{
 				MarkdownDescription: "Whether `terraform apply` waits until the job ends (at most `timeout` plus the sandbox's boot). " +
@@ -251,11 +251,11 @@ func (r *jobResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *
 			"secrets": secretsAttribute("job's task"),
 			"secrets_recipient": schema.StringAttribute{
 				MarkdownDescription: secretsRecipientDescription + " Changing it runs a new job.",
-				Optional:            true, PlanModifiers: replaceStr,
+				Optional:            true, PlanModifiers: adoptS,
 			},
 			"secrets_version": func() schema.StringAttribute {
 				a := secretsVersionAttribute("for a job means a new run")
-				a.PlanModifiers = replaceStr
+				a.PlanModifiers = adoptS
 				return a
 			}(),
 			"ssh_command": schema.StringAttribute{
@@ -360,14 +360,29 @@ func (r *jobResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanReq
 		resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 		return
 	}
-	// wait is the only argument changed in place; the rest replace.
+	// wait is the only argument changed in place (and, after an import,
+	// those the import could not read); the rest replace.
 	var st jobModel
 	resp.Diagnostics.Append(req.State.Get(ctx, &st)...)
 	plan.SSHCommand = st.SSHCommand
+	rec, diags := jobImport(ctx, req.Private)
+	resp.Diagnostics.Append(diags...)
+	if rec != nil {
+		var cfg jobModel
+		resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
+		if resp.Diagnostics.HasError() {
+			return
+		}
+		replace, diags := r.planImported(ctx, *rec, cfg, &plan, &st)
+		resp.Diagnostics.Append(diags...)
+		resp.RequiresReplace = append(resp.RequiresReplace, replace...)
+	}
 	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 }
 
-// Update changes wait, which only matters while creating.
+// Update records what changes in place: wait, which only matters while
+// creating, a new spelling of timeout, and after an import the arguments
+// the import could not read. The job itself is not touched.
 func (r *jobResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
 	var plan, st jobModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
@@ -375,6 +390,13 @@ func (r *jobResource) Update(ctx context.Context, req resource.UpdateRequest, re
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	st.Wait = plan.Wait
+	st.Wait, st.Timeout = plan.Wait, plan.Timeout
+	// Outside an import these equal the state's: a change replaces the job.
+	st.TemplateVMID, st.Profile, st.Node = plan.TemplateVMID, plan.Profile, plan.Node
+	st.Cores, st.Memory, st.DiskSize = plan.Cores, plan.Memory, plan.DiskSize
+	st.SSHAuthorizedKeys, st.WorkspaceID, st.Env = plan.SSHAuthorizedKeys, plan.WorkspaceID, plan.Env
+	st.Egress, st.EgressAllow = plan.Egress, plan.EgressAllow
+	st.SecretsRecipient, st.SecretsVersion = plan.SecretsRecipient, plan.SecretsVersion
+	resp.Diagnostics.Append(setJobImport(ctx, resp.Private, nil)...)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &st)...)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
@@ -266,7 +267,15 @@ func (r *jobResource) Read(ctx context.Context, req resource.ReadRequest, resp *
 	if resp.Diagnostics.HasError() {
 		return
 	}
+	rec, diags := jobImport(ctx, req.Private)
+	resp.Diagnostics.Append(diags...)
 	j, err := rc.Job(ctx, st.ID.ValueString())
+	if errors.Is(err, job.ErrNotFound) && rec != nil {
+		resp.Diagnostics.AddError("Cannot import: no such job",
+			fmt.Sprintf("The reaper has no job %s: check the ID with agentlab-reaper jobs (jobs past the reaper's "+
+				"jobs.retention are removed).", st.ID.ValueString()))
+		return
+	}
 	if errors.Is(err, job.ErrNotFound) {
 		resp.State.RemoveResource(ctx)
 		return
@@ -274,6 +283,12 @@ func (r *jobResource) Read(ctx context.Context, req resource.ReadRequest, resp *
 	if err != nil {
 		resp.Diagnostics.AddError("Cannot read the job", fmt.Sprintf("Reading job %s from the reaper failed: %s", st.ID.ValueString(), reaperErrorText(err)))
 		return
+	}
+	if rec != nil && st.Repo.IsNull() {
+		applyImported(&st, j)
+		keys := slices.Clone(j.EnvKeys)
+		slices.Sort(keys)
+		resp.Diagnostics.Append(setJobImport(ctx, resp.Private, &importRecord{EnvKeys: keys})...)
 	}
 	applyJob(&st, j)
 	r.setJobSSH(ctx, &st)

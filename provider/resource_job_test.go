@@ -18,18 +18,26 @@ import (
 	"github.com/agentlab/terraform-provider-agentlab/internal/egressrule"
 	"github.com/agentlab/terraform-provider-agentlab/internal/job"
 	"github.com/agentlab/terraform-provider-agentlab/internal/lease"
+	"github.com/agentlab/terraform-provider-agentlab/internal/tfcli"
 )
 
-// configReaper returns the provider block with the fake reaper, then body.
+// configReaper returns the terraform block (import steps need it), the
+// provider block with the fake reaper, then body.
 func (e *accEnv) configReaper(f *fakeReaper, body string) string {
 	return fmt.Sprintf(`
+terraform {
+  required_providers {
+    agentlab = { source = %q }
+  }
+}
+
 provider "agentlab" {
   endpoint     = %q
   api_token    = %q
   insecure     = true
   profiles_dir = %q
 %s}
-`, e.sim.URL, e.sim.Token, e.profiles, f.providerBlock()) + body
+`, tfcli.Source, e.sim.URL, e.sim.Token, e.profiles, f.providerBlock()) + body
 }
 
 func TestAccJob_waitArtifactsReplace(t *testing.T) {
@@ -350,6 +358,145 @@ resource "agentlab_job" "e" {
 					PostApplyPostRefresh: emptyPlanAfterApply(),
 				},
 				Check: metadata(egressrule.None),
+			},
+		},
+	})
+}
+
+// TestAccJob_import: a job imported by its ID reads what the reaper
+// records (status, exit code, artifacts, repo, ref, task, timeout, globs);
+// the first apply with a matching configuration records the rest in place
+// without a new job, and the plan after it is empty.
+func TestAccJob_import(t *testing.T) {
+	e := newAccEnv(t)
+	f := newFakeReaper(t)
+	const repo = "https://git.example/imported.git"
+	id := f.addJob(t, job.RegisterRequest{Repo: repo, Ref: "v2", Task: "make test", Timeout: "45m",
+		Artifacts: []string{"out/**"}, Env: map[string]string{"GREETING": "hello"}},
+		fakeOutcome{status: job.StatusFailed, exit: 2, files: map[string]string{"out/report.txt": "2 failed\n"}})
+	config := e.configReaper(f, `
+resource "agentlab_job" "imp" {
+  repo          = "`+repo+`"
+  ref           = "v2"
+  task          = "make test"
+  template_vmid = 9000
+  cores         = 2
+  timeout       = "45m"
+  artifacts     = ["out/**"]
+  env           = { GREETING = "hello" }
+}
+`)
+	const addr = "agentlab_job.imp"
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: e.factories(),
+		CheckDestroy:             e.checkNothingLeft(t),
+		Steps: []resource.TestStep{
+			{
+				Config:             config,
+				ResourceName:       addr,
+				ImportState:        true,
+				ImportStateId:      id,
+				ImportStatePersist: true,
+				ImportStateCheck: func(is []*terraform.InstanceState) error {
+					if len(is) != 1 {
+						return fmt.Errorf("%d instances imported; want 1", len(is))
+					}
+					a := is[0].Attributes
+					for k, want := range map[string]string{"id": id, "repo": repo, "ref": "v2", "task": "make test",
+						"timeout": "45m", "artifacts.0": "out/**", "status": "failed", "exit_code": "2", "keep_sandbox": "false",
+						"artifact_list.0.name": "out/report.txt", "artifact_list.#": "1"} {
+						if a[k] != want {
+							return fmt.Errorf("imported %s = %q; want %q", k, a[k], want)
+						}
+					}
+					return nil
+				},
+			},
+			{
+				Config: config,
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply:             []plancheck.PlanCheck{plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate)},
+					PostApplyPostRefresh: emptyPlanAfterApply(),
+				},
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("id"), knownvalue.StringExact(id)),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("template_vmid"), knownvalue.Int64Exact(9000)),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("env").AtMapKey("GREETING"), knownvalue.StringExact("hello")),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("egress"), knownvalue.StringExact("open")),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("status"), knownvalue.StringExact("failed")),
+				},
+				Check: func(*terraform.State) error {
+					f.mu.Lock()
+					defer f.mu.Unlock()
+					if len(f.jobs) != 1 {
+						return fmt.Errorf("the reaper holds %d jobs; want the imported one only", len(f.jobs))
+					}
+					return nil
+				},
+			},
+		},
+	})
+}
+
+// TestAccJob_importMismatch: an imported job whose recorded arguments or env
+// names differ from the configuration is replaced by a new job, and a bad
+// or unknown ID is a clear error.
+func TestAccJob_importMismatch(t *testing.T) {
+	e := newAccEnv(t)
+	f := newFakeReaper(t)
+	const repo = "https://git.example/other.git"
+	f.outcome[repo] = fakeOutcome{status: job.StatusSucceeded}
+	id := f.addJob(t, job.RegisterRequest{Repo: repo, Ref: "main", Task: "true", Env: map[string]string{"A": "1"}},
+		fakeOutcome{status: job.StatusSucceeded})
+	jobConfig := func(env string) string {
+		return e.configReaper(f, `
+resource "agentlab_job" "imp" {
+  repo          = "`+repo+`"
+  ref           = "main"
+  task          = "true"
+  template_vmid = 9000
+  env           = `+env+`
+}
+`)
+	}
+	const addr = "agentlab_job.imp"
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: e.factories(),
+		CheckDestroy:             e.checkNothingLeft(t),
+		Steps: []resource.TestStep{
+			{
+				Config:        jobConfig(`{ A = "1" }`),
+				ResourceName:  addr,
+				ImportState:   true,
+				ImportStateId: "job-12",
+				ExpectError:   regexp.MustCompile(`(?s)Invalid import ID.*job-5f0c2a9e41d87b36`),
+			},
+			{
+				Config:        jobConfig(`{ A = "1" }`),
+				ResourceName:  addr,
+				ImportState:   true,
+				ImportStateId: "job-00000000000000ff",
+				ExpectError:   regexp.MustCompile(`(?s)Cannot import: no such job`),
+			},
+			{
+				Config:             jobConfig(`{ B = "1" }`),
+				ResourceName:       addr,
+				ImportState:        true,
+				ImportStateId:      id,
+				ImportStatePersist: true,
+			},
+			{
+				Config: jobConfig(`{ B = "1" }`),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply:             []plancheck.PlanCheck{plancheck.ExpectResourceAction(addr, plancheck.ResourceActionDestroyBeforeCreate)},
+					PostApplyPostRefresh: emptyPlanAfterApply(),
+				},
+				Check: func(s *terraform.State) error {
+					if got := s.RootModule().Resources[addr].Primary.ID; got == id {
+						return fmt.Errorf("job id still %s; want a new job", got)
+					}
+					return nil
+				},
 			},
 		},
 	})
