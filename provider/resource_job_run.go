@@ -217,11 +217,7 @@ func (r *jobResource) waitWorkspaceFree(ctx context.Context, rc *api.Client, id 
 			if !pve.IsDriveKey(a.Key) {
 				continue
 			}
-			cfg, err := c.Config(ctx, a.VM)
-			if err != nil {
-				continue // gone meanwhile
-			}
-			m, err := lease.Decode(cfg.Description())
+			m, err := lease.Decode(a.Config.Description())
 			if err != nil || m.JobID == "" {
 				return
 			}

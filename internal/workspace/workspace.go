@@ -15,6 +15,9 @@
 // attach it as Drive; destroying a sandbox skips it, since the sandbox does
 // not own it (and PVE never registers another VMID's volume as unused).
 // Deleting the workspace frees the volume and then destroys the holder.
+//
+// The holder's description also lists the VMs the workspace was attached
+// to, so finding who holds it reads a few configs, not every VM's.
 package workspace
 
 import (
@@ -25,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -83,6 +87,22 @@ type Workspace struct {
 type holderMeta struct {
 	Name  string `json:"name"`
 	Nonce string `json:"nonce"`
+	// Attached lists the VMIDs the workspace may be attached to: Attach
+	// records a VM here before it attaches the volume, and drops the VMs
+	// that no longer refer to the volume. A VM's own config stays the proof
+	// of an attachment; this list only says which configs to read. Nil on
+	// holders made before the list existed: every VM's config is read.
+	Attached *[]int `json:"attached,omitempty"`
+}
+
+// holderDescription is the holder's description holding m.
+func holderDescription(m holderMeta) (string, error) {
+	line, err := json.Marshal(m)
+	if err != nil {
+		return "", err
+	}
+	return "AgentLab workspace holder: never start, edit or destroy by hand; it owns the workspace volume.\n" +
+		markerPrefix + string(line) + markerSuffix, nil
 }
 
 var reName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?$`)
@@ -113,13 +133,11 @@ func Create(ctx context.Context, c *pve.Client, node, storage, name string, size
 	if _, err := rand.Read(nonce); err != nil {
 		return Workspace{}, fmt.Errorf("reading random bytes: %w", err)
 	}
-	meta := holderMeta{Name: name, Nonce: hex.EncodeToString(nonce)}
-	line, err := json.Marshal(meta)
+	meta := holderMeta{Name: name, Nonce: hex.EncodeToString(nonce), Attached: &[]int{}}
+	desc, err := holderDescription(meta)
 	if err != nil {
 		return Workspace{}, err
 	}
-	desc := "AgentLab workspace holder: never start, edit or destroy by hand; it owns the workspace volume.\n" +
-		markerPrefix + string(line) + markerSuffix
 	ref, err := c.CreateVM(ctx, pve.CreateRequest{
 		Node: node, Name: HolderName(name), Description: desc, Nonce: meta.Nonce, Tags: HolderTag,
 		Set: map[string]string{"onboot": "0", "memory": "64", "cores": "1"},
@@ -224,13 +242,68 @@ type Attachment struct {
 	Name string
 	// Key is the drive key, e.g. "scsi1" (or "unused0").
 	Key string
+	// Config is the VM's config as read.
+	Config pve.VMConfig
 }
 
 // Attachments lists the VMs on the workspace's node, other than its holder,
-// whose config refers to the volume (as a drive or an unused entry). It reads
-// the config of every VM on the node, since the VMs' own configs are the only
-// record of attachments.
+// whose config refers to the volume (as a drive or an unused entry). It
+// reads the holder's config and the configs of the VMs its list names (one
+// or two requests for a workspace in use, however many VMs the node has);
+// for a holder without a list, made by an older AgentLab, it reads every
+// VM's config.
 func Attachments(ctx context.Context, c *pve.Client, ws Workspace) ([]Attachment, error) {
+	v, err := attachments(ctx, c, ws)
+	return v.atts, err
+}
+
+// holderView is what a lookup found: the attachments, the holder's config
+// as read, and the listed VMIDs whose VM still exists.
+type holderView struct {
+	atts    []Attachment
+	holder  pve.VMConfig
+	present []int
+}
+
+// attachments is Attachments, also returning what Attach needs to update
+// the holder's list.
+func attachments(ctx context.Context, c *pve.Client, ws Workspace) (holderView, error) {
+	hcfg, err := c.Config(ctx, pve.VMRef{Node: ws.Node, VMID: ws.Holder})
+	if err != nil {
+		return holderView{}, fmt.Errorf("reading workspace %s's holder: %w", ws.Volume, err)
+	}
+	v := holderView{holder: hcfg}
+	m, ok := decodeMeta(hcfg.Description())
+	if !ok || m.Attached == nil {
+		v.atts, err = scanAttachments(ctx, c, ws)
+		for _, a := range v.atts {
+			v.present = append(v.present, a.VM.VMID)
+		}
+		return v, err
+	}
+	for _, vmid := range *m.Attached {
+		if vmid == ws.Holder {
+			continue
+		}
+		ref := pve.VMRef{Node: ws.Node, VMID: vmid}
+		cfg, err := c.Config(ctx, ref)
+		if pve.IsNotFound(err) {
+			continue // destroyed: dropped from the list at the next attach
+		}
+		if err != nil {
+			return holderView{}, err
+		}
+		v.present = append(v.present, vmid)
+		if key := driveOf(cfg, ws.Volume); key != "" {
+			v.atts = append(v.atts, Attachment{VM: ref, Name: cfg.Name(), Key: key, Config: cfg})
+		}
+	}
+	return v, nil
+}
+
+// scanAttachments finds the attachments of ws by reading the config of
+// every VM on its node.
+func scanAttachments(ctx context.Context, c *pve.Client, ws Workspace) ([]Attachment, error) {
 	vms, err := c.ListVMs(ctx)
 	if err != nil {
 		return nil, err
@@ -248,10 +321,59 @@ func Attachments(ctx context.Context, c *pve.Client, ws Workspace) ([]Attachment
 			return nil, err
 		}
 		if key := driveOf(cfg, ws.Volume); key != "" {
-			out = append(out, Attachment{VM: e.Ref(), Name: cfg.Name(), Key: key})
+			out = append(out, Attachment{VM: e.Ref(), Name: cfg.Name(), Key: key, Config: cfg})
 		}
 	}
 	return out, nil
+}
+
+// writeList sets the holder's list to vmids (sorted, without duplicates)
+// with the digest of hcfg, the holder's config as read; a holder without a
+// list gets one. Nothing is written when the list is already that.
+func writeList(ctx context.Context, c *pve.Client, ws Workspace, hcfg pve.VMConfig, vmids []int) error {
+	m, ok := decodeMeta(hcfg.Description())
+	if !ok {
+		return fmt.Errorf("vm %d is not a workspace holder: %w", ws.Holder, ErrNotWorkspace)
+	}
+	list := slices.Clone(vmids)
+	slices.Sort(list)
+	list = slices.Compact(list)
+	if m.Attached != nil && slices.Equal(*m.Attached, list) {
+		return nil
+	}
+	m.Attached = &list
+	desc, err := holderDescription(m)
+	if err != nil {
+		return err
+	}
+	return c.UpdateConfig(ctx, pve.VMRef{Node: ws.Node, VMID: ws.Holder},
+		pve.ConfigUpdate{Set: map[string]string{"description": desc}, Digest: hcfg.Digest()})
+}
+
+// forget drops vmid from the list of the holder of volid, after vmid let
+// the volume go. It is a tidy-up: a name too many in the list costs one
+// config read per lookup and never hides an attachment, so a failure is
+// not an error, and the next attach drops VMs that no longer exist anyway.
+func forget(ctx context.Context, c *pve.Client, node, volid string, vmid int) {
+	owner, ok := volume.Owner(volid)
+	if !ok {
+		return
+	}
+	ws := Workspace{Node: node, Volume: volid, Holder: owner}
+	for try := 0; try < 3; try++ {
+		hcfg, err := c.Config(ctx, pve.VMRef{Node: node, VMID: owner})
+		if err != nil {
+			return
+		}
+		m, ok := decodeMeta(hcfg.Description())
+		if !ok || m.Attached == nil || !slices.Contains(*m.Attached, vmid) {
+			return
+		}
+		kept := slices.DeleteFunc(slices.Clone(*m.Attached), func(v int) bool { return v == vmid })
+		if err := writeList(ctx, c, ws, hcfg, kept); !pve.IsDigestMismatch(err) {
+			return
+		}
+	}
 }
 
 // driveOf returns the key of cfg's drive or unused entry that refers to
@@ -276,13 +398,28 @@ func Attach(ctx context.Context, c *pve.Client, ref pve.VMRef, ws Workspace) err
 	if ref.Node != ws.Node {
 		return fmt.Errorf("workspace %s is on node %s, the sandbox on %s: create the workspace on the sandbox's node", ws.Volume, ws.Node, ref.Node)
 	}
-	atts, err := Attachments(ctx, c, ws)
-	if err != nil {
-		return fmt.Errorf("finding who holds workspace %s: %w", ws.Volume, err)
-	}
-	for _, a := range atts {
-		if a.VM != ref {
-			return &AttachedError{Volume: ws.Volume, VM: a.VM, Name: a.Name}
+	// The holder's list names ref before the volume is attached: a crash in
+	// between leaves a name too many, never an attachment no one sees. Two
+	// attaches that race rewrite the list with the same digest: one wins,
+	// the other reads the list again and keeps the winner in it.
+	for try := 0; ; try++ {
+		v, err := attachments(ctx, c, ws)
+		if err != nil {
+			return fmt.Errorf("finding who holds workspace %s: %w", ws.Volume, err)
+		}
+		for _, a := range v.atts {
+			if a.VM != ref {
+				return &AttachedError{Volume: ws.Volume, VM: a.VM, Name: a.Name}
+			}
+		}
+		// VMs still listed stay listed, even without the volume: one may be
+		// between its own list update and its attach.
+		err = writeList(ctx, c, ws, v.holder, append(v.present, ref.VMID))
+		if err == nil {
+			break
+		}
+		if !pve.IsDigestMismatch(err) || try == 2 {
+			return fmt.Errorf("recording the attachment of workspace %s on its holder: %w", ws.Volume, err)
 		}
 	}
 	cfg, err := c.Config(ctx, ref)
@@ -329,6 +466,7 @@ func Detach(ctx context.Context, c *pve.Client, ref pve.VMRef, volid string) err
 		}
 		key := driveOf(cfg, volid)
 		if key == "" {
+			forget(ctx, c, ref.Node, volid, ref.VMID)
 			break
 		}
 		if err := c.UpdateConfig(ctx, ref, pve.ConfigUpdate{Delete: []string{key}, Digest: cfg.Digest()}); err != nil {
