@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -36,14 +37,23 @@ func (c *opCommand) jobs(ctx context.Context, args []string) error {
 	})
 }
 
-// job shows one job: its fields, artifacts and the end of its log.
-func (c *opCommand) job(ctx context.Context, args []string) error {
-	fs := c.flags("job", "JOB [--json]")
-	pos, err := parseN(fs, args, 1)
+// jobArgs is the head of the commands about one job: it parses args for
+// n positional arguments (the job first) and opens the control client.
+func (c *opCommand) jobArgs(fs *flag.FlagSet, args []string, n int) ([]string, *api.Client, error) {
+	pos, err := parseN(fs, args, n)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	cl, err := c.client()
+	if err != nil {
+		return nil, nil, err
+	}
+	return pos, cl, nil
+}
+
+// job shows one job: its fields, artifacts and the end of its log.
+func (c *opCommand) job(ctx context.Context, args []string) error {
+	pos, cl, err := c.jobArgs(c.flags("job", "JOB [--json]"), args, 1)
 	if err != nil {
 		return err
 	}
@@ -107,16 +117,11 @@ func (c *opCommand) printArtifacts(as []job.Artifact) {
 }
 
 func (c *opCommand) download(ctx context.Context, args []string) error {
-	fs := c.flags("artifacts download", "JOB DIR")
-	pos, err := parseN(fs, args, 2)
+	pos, cl, err := c.jobArgs(c.flags("artifacts download", "JOB DIR"), args, 2)
 	if err != nil {
 		return err
 	}
 	id, dir := pos[0], pos[1]
-	cl, err := c.client()
-	if err != nil {
-		return err
-	}
 	as, err := cl.JobArtifacts(ctx, id)
 	if err != nil {
 		return c.explain(err)
@@ -160,11 +165,7 @@ func (c *opCommand) logs(ctx context.Context, args []string) error {
 	fs := c.flags("logs", "JOB [--follow]")
 	follow := fs.Bool("follow", false, "keep printing until the job ends")
 	fs.BoolVar(follow, "f", false, "short for --follow")
-	pos, err := parseN(fs, args, 1)
-	if err != nil {
-		return err
-	}
-	cl, err := c.client()
+	pos, cl, err := c.jobArgs(fs, args, 1)
 	if err != nil {
 		return err
 	}
