@@ -89,12 +89,7 @@ func (f *fakeReaper) serve(w http.ResponseWriter, r *http.Request) {
 			f.fail(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		f.seq++
-		j := &job.Job{ID: fmt.Sprintf("job-%016x", f.seq), Repo: req.Repo, Ref: req.Ref, Task: req.Task,
-			Timeout: req.Timeout, ArtifactsGlobs: req.Artifacts, EnvKeys: job.EnvKeys(req.Env),
-			KeepSandbox: req.KeepSandbox, Owner: req.Owner, Status: job.StatusRequested,
-			CreatedAt: time.Date(2030, 1, 2, 3, 0, 0, 0, time.UTC), Artifacts: []job.Artifact{}}
-		f.jobs[j.ID] = j
+		j := f.newJobLocked(req)
 		f.reply(w, http.StatusCreated, job.Registered{Job: *j, BootstrapToken: "bootstrap-" + j.ID})
 		return
 	}
@@ -203,12 +198,19 @@ func (f *fakeReaper) addJob(t *testing.T, req job.RegisterRequest, o fakeOutcome
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	j := f.newJobLocked(req)
+	f.finishLocked(j, o)
+	return j.ID
+}
+
+// newJobLocked records a job registered with req (normalized), status
+// requested.
+func (f *fakeReaper) newJobLocked(req job.RegisterRequest) *job.Job {
 	f.seq++
 	j := &job.Job{ID: fmt.Sprintf("job-%016x", f.seq), Repo: req.Repo, Ref: req.Ref, Task: req.Task,
 		Timeout: req.Timeout, ArtifactsGlobs: req.Artifacts, EnvKeys: job.EnvKeys(req.Env),
-		KeepSandbox: req.KeepSandbox, Owner: req.Owner, Status: job.StatusBooting,
+		KeepSandbox: req.KeepSandbox, Owner: req.Owner, Status: job.StatusRequested,
 		CreatedAt: time.Date(2030, 1, 2, 3, 0, 0, 0, time.UTC), Artifacts: []job.Artifact{}}
 	f.jobs[j.ID] = j
-	f.finishLocked(j, o)
-	return j.ID
+	return j
 }

@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"testing"
 
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
@@ -315,17 +314,7 @@ resource "agentlab_job" "e" {
 `)
 	}
 	metadata := func(policy egressrule.Policy, allow ...string) resource.TestCheckFunc {
-		return func(s *terraform.State) error {
-			vmid, err := stateVMID(s, addr)
-			if err != nil {
-				return err
-			}
-			md, err := lease.Decode(e.vmConfig(t, vmid).Description())
-			if err != nil || md.Egress != policy || !slices.Equal(md.EgressAllow, allow) {
-				return fmt.Errorf("metadata egress = %q %q, %v; want %q %q", md.Egress, md.EgressAllow, err, policy, allow)
-			}
-			return nil
-		}
+		return e.checkEgressMetadata(t, addr, policy, allow...)
 	}
 	resource.ParallelTest(t, resource.TestCase{
 		ProtoV6ProviderFactories: e.factories(),

@@ -25,17 +25,7 @@ func TestAccSandbox_egress(t *testing.T) {
 	e.writeProfile(t, "locked", "template_vmid: 9000\nnetwork:\n  egress: allowlist\n")
 	const addr = "agentlab_sandbox.e"
 	metadata := func(policy egressrule.Policy, allow ...string) resource.TestCheckFunc {
-		return func(s *terraform.State) error {
-			vmid, err := stateVMID(s, addr)
-			if err != nil {
-				return err
-			}
-			md, err := lease.Decode(e.vmConfig(t, vmid).Description())
-			if err != nil || md.Egress != policy || !slices.Equal(md.EgressAllow, allow) {
-				return fmt.Errorf("metadata egress = %q %q, %v; want %q %q", md.Egress, md.EgressAllow, err, policy, allow)
-			}
-			return nil
-		}
+		return e.checkEgressMetadata(t, addr, policy, allow...)
 	}
 	resource.ParallelTest(t, resource.TestCase{
 		ProtoV6ProviderFactories: e.factories(),
@@ -99,4 +89,21 @@ resource "agentlab_sandbox" "e" {
 			},
 		},
 	})
+}
+
+// checkEgressMetadata checks that the VM of the resource at addr carries
+// policy and allow in its metadata block, where the reaper's egress filter
+// reads them.
+func (e *accEnv) checkEgressMetadata(t *testing.T, addr string, policy egressrule.Policy, allow ...string) resource.TestCheckFunc {
+	return func(s *terraform.State) error {
+		vmid, err := stateVMID(s, addr)
+		if err != nil {
+			return err
+		}
+		md, err := lease.Decode(e.vmConfig(t, vmid).Description())
+		if err != nil || md.Egress != policy || !slices.Equal(md.EgressAllow, allow) {
+			return fmt.Errorf("metadata egress = %q %q, %v; want %q %q", md.Egress, md.EgressAllow, err, policy, allow)
+		}
+		return nil
+	}
 }
