@@ -421,6 +421,9 @@ func (m *Main) Close() error {
 		var errs []error
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
+		if m.jobs != nil {
+			m.jobs.StopWatches() // long polls answer now, not after the shutdown's timeout
+		}
 		for _, srv := range m.servers {
 			if err := srv.Shutdown(ctx); err != nil {
 				errs = append(errs, err)

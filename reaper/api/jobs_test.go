@@ -318,3 +318,30 @@ func TestJobLongPoll(t *testing.T) {
 		}
 	}
 }
+
+// TestJobLongPollStops: StopWatches (the daemon shutting down) answers a
+// hold under way at once, and later long polls do not hold.
+func TestJobLongPollStops(t *testing.T) {
+	c, svc, _ := newJobAPI(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	reg, err := c.RegisterJob(ctx, job.RegisterRequest{Repo: "https://x/r.git", Ref: "main", Task: "true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := c.WatchJob(ctx, reg.Job.ID, job.StatusRequested, job.MaxLongPoll)
+		done <- err
+	}()
+	// The hold under way, or one that starts after the stop, ends at once;
+	// the test's deadline (20 s) is well under the hold (1 m).
+	svc.StopWatches()
+	if err := <-done; err != nil {
+		t.Fatalf("watch across StopWatches: %v", err)
+	}
+	j, _, err := c.WatchJob(ctx, reg.Job.ID, job.StatusRequested, job.MaxLongPoll)
+	if err != nil || j.Status != job.StatusRequested {
+		t.Fatalf("watch after StopWatches = %v, %v; want requested at once", j.Status, err)
+	}
+}

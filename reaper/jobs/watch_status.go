@@ -16,15 +16,28 @@ import (
 type changes struct {
 	mu sync.Mutex
 	ch chan struct{}
+	// stop is closed by StopWatches: holds end at once.
+	stop     chan struct{}
+	stopOnce sync.Once
 }
 
-func newChanges() *changes { return &changes{ch: make(chan struct{})} }
+func newChanges() *changes { return &changes{ch: make(chan struct{}), stop: make(chan struct{})} }
 
 // next returns the channel the next change closes.
 func (c *changes) next() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.ch
+}
+
+// stopped reports whether StopWatches was called.
+func (c *changes) stopped() bool {
+	select {
+	case <-c.stop:
+		return true
+	default:
+		return false
+	}
 }
 
 // changed wakes every waiter.
@@ -61,7 +74,7 @@ func (s *Service) Watch(ctx context.Context, id string, since job.Status, hold t
 	for {
 		changed := s.changes.next() // taken before the read, so no change is missed
 		j, err := s.load(ctx, id)
-		if err != nil || since == "" || hold <= 0 || j.Status != since || j.Status.Ended() {
+		if err != nil || since == "" || hold <= 0 || j.Status != since || j.Status.Ended() || s.changes.stopped() {
 			if timer != nil {
 				timer.Stop()
 			}
@@ -78,9 +91,18 @@ func (s *Service) Watch(ctx context.Context, id string, since job.Status, hold t
 		case <-changed:
 		case <-expired:
 			return s.view(ctx, j)
+		case <-s.changes.stop:
+			timer.Stop()
+			return s.view(ctx, j)
 		case <-ctx.Done():
 			timer.Stop()
 			return job.Job{}, ctx.Err()
 		}
 	}
+}
+
+// StopWatches ends every hold under way and makes later Watch calls answer
+// at once, so that a daemon shutting down does not wait for long polls.
+func (s *Service) StopWatches() {
+	s.changes.stopOnce.Do(func() { close(s.changes.stop) })
 }
