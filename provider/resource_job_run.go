@@ -200,8 +200,8 @@ const workspaceFreeWait = 3 * time.Minute
 // that share a workspace can run one after the other. Any other holder is
 // left for the attach to report.
 func (r *jobResource) waitWorkspaceFree(ctx context.Context, rc *api.Client, id string) {
-	ctx, cancel := context.WithTimeout(ctx, workspaceFreeWait)
-	defer cancel()
+	clk := r.data.waitClock()
+	deadline := clk.Now().Add(workspaceFreeWait)
 	c := r.data.client
 	ws, err := sandboxWorkspace(ctx, c, id)
 	if err != nil {
@@ -227,10 +227,11 @@ func (r *jobResource) waitWorkspaceFree(ctx context.Context, rc *api.Client, id 
 			}
 			held = true
 		}
-		if !held {
+		remaining := deadline.Sub(clk.Now())
+		if !held || remaining <= 0 {
 			return
 		}
-		t := r.data.waitClock().NewTimer(time.Second)
+		t := clk.NewTimer(min(time.Second, remaining))
 		select {
 		case <-ctx.Done():
 			t.Stop()
