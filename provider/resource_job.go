@@ -260,7 +260,7 @@ func (r *jobResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *
 			}(),
 			"ssh_command": schema.StringAttribute{
 				MarkdownDescription: "A command that opens a shell in the job's sandbox while it exists: `ssh " + cloudinit.DefaultUser +
-					"@<address>` once the guest agent reports an address, else null. `agentlab-reaper ssh VMID` does the same on the Proxmox VE host.",
+					"@<address>` once the guest agent reports an address, else null (also once the job ended, unless `keep_sandbox`). `agentlab-reaper ssh VMID` does the same on the Proxmox VE host.",
 				Computed: true,
 			},
 		},

@@ -187,7 +187,7 @@ func (r *jobResource) Create(ctx context.Context, req resource.CreateRequest, re
 				fmt.Sprintf("Reading job %s from the reaper failed: %s. A refresh shows its outcome.", id, reaperErrorText(err)))
 		}
 	}
-	r.setJobSSH(ctx, &state)
+	r.setJobSSH(ctx, &state, out.State.Node.ValueString())
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
 }
 
@@ -288,7 +288,7 @@ func (r *jobResource) Read(ctx context.Context, req resource.ReadRequest, resp *
 		resp.Diagnostics.Append(setJobImport(ctx, resp.Private, &importRecord{EnvKeys: keys})...)
 	}
 	applyJob(&st, j)
-	r.setJobSSH(ctx, &st)
+	r.setJobSSH(ctx, &st, j.Node)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &st)...)
 }
 
@@ -396,12 +396,20 @@ func timeValue(t time.Time) types.String {
 }
 
 // setJobSSH fills ssh_command from one look at the job sandbox's guest
-// agent, when the sandbox exists and runs; null otherwise.
-func (r *jobResource) setJobSSH(ctx context.Context, m *jobModel) {
+// agent, when the sandbox exists and runs; null otherwise. node is the
+// sandbox's node as the reaper or the create knows it ("" when unknown).
+// A job that ended without keep_sandbox has no sandbox to look at: the
+// reaper destroys it at once.
+func (r *jobResource) setJobSSH(ctx context.Context, m *jobModel, node string) {
 	m.SSHUser = types.StringValue(cloudinit.DefaultUser)
 	m.SSHCommand = types.StringNull()
-	node := m.nodeOf()
+	if node == "" {
+		node = m.nodeOf()
+	}
 	if m.VMID.IsNull() || m.VMID.IsUnknown() {
+		return
+	}
+	if job.Status(m.Status.ValueString()).Ended() && !m.KeepSandbox.ValueBool() {
 		return
 	}
 	ref := pve.VMRef{Node: node, VMID: int(m.VMID.ValueInt64())}

@@ -154,6 +154,8 @@ resource "agentlab_job" "slow" {
 				ConfigStateChecks: []statecheck.StateCheck{
 					statecheck.ExpectKnownValue(addr, tfjsonpath.New("status"), knownvalue.StringExact("booting")),
 					statecheck.ExpectKnownValue(addr, tfjsonpath.New("exit_code"), knownvalue.Null()),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("ssh_command"),
+						knownvalue.StringRegexp(regexp.MustCompile(`^ssh agent@\d+\.\d+\.\d+\.\d+$`))),
 				},
 				Check: func(*terraform.State) error {
 					f.finish(repo, fakeOutcome{status: job.StatusFailed, exit: 3})
@@ -167,6 +169,9 @@ resource "agentlab_job" "slow" {
 				ConfigStateChecks: []statecheck.StateCheck{
 					statecheck.ExpectKnownValue(addr, tfjsonpath.New("status"), knownvalue.StringExact("failed")),
 					statecheck.ExpectKnownValue(addr, tfjsonpath.New("exit_code"), knownvalue.Int64Exact(3)),
+					// An ended job's sandbox is the reaper's to destroy: no
+					// command to reach it.
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("ssh_command"), knownvalue.Null()),
 				},
 			},
 		},
