@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
@@ -426,6 +427,18 @@ resource "agentlab_job" "imp" {
 						return fmt.Errorf("the reaper holds %d jobs; want the imported one only", len(f.jobs))
 					}
 					return nil
+				},
+			},
+			{
+				// The same timeout spelled otherwise is recorded in place.
+				Config: strings.Replace(config, `"45m"`, `"2700s"`, 1),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply:             []plancheck.PlanCheck{plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate)},
+					PostApplyPostRefresh: emptyPlanAfterApply(),
+				},
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("id"), knownvalue.StringExact(id)),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("timeout"), knownvalue.StringExact("2700s")),
 				},
 			},
 		},
