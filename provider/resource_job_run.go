@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"time"
 
@@ -244,9 +245,17 @@ func (r *jobResource) waitWorkspaceFree(ctx context.Context, rc *api.Client, id 
 // waitJob follows job id on the reaper (long polls) until it ends or limit
 // has passed on the provider's clock, logging each status change.
 func (r *jobResource) waitJob(ctx context.Context, rc *api.Client, id string, limit time.Duration) (job.Job, error) {
-	return job.Wait(ctx, rc, id, job.WaitOptions{Limit: limit, Clock: r.data.waitClock(), OnChange: func(j job.Job) {
-		tflog.Info(ctx, "job status", map[string]any{"job": id, "status": string(j.Status), "reason": j.Reason})
-	}})
+	return job.Wait(ctx, rc, id, job.WaitOptions{Limit: limit, Clock: r.data.waitClock(),
+		OnChange: func(j job.Job) {
+			tflog.Info(ctx, "job status", map[string]any{"job": id, "status": string(j.Status), "reason": j.Reason})
+		},
+		// An unreachable reaper or a 5xx may pass; a refused token or a bad
+		// request will not.
+		Retry: func(err error) bool {
+			var ae *api.Error
+			return !errors.As(err, &ae) || ae.Status >= 500 || ae.Status == http.StatusTooManyRequests
+		},
+	})
 }
 
 // Read refreshes the job from the reaper. A job the reaper no longer knows

@@ -53,6 +53,10 @@ type WaitOptions struct {
 	// OnChange, when set, is called with the job each time its status
 	// changes (the first answer included).
 	OnChange func(Job)
+	// Retry, when set, tells the errors worth retrying (an unreachable
+	// reaper, a 5xx) from those that end the wait (a refused token). By
+	// default every error but ErrNotFound is retried.
+	Retry func(error) bool
 }
 
 // ErrWaitExpired is a job that did not end within the wait's limit.
@@ -63,8 +67,8 @@ var ErrWaitExpired = errors.New("the job did not end in time")
 // one request per LongPoll; without long polls (or after an error) it pauses
 // Poll, doubling to MaxPoll, between requests. After Limit it returns the
 // last job it read with an error wrapping ErrWaitExpired; an unknown job
-// (ErrNotFound) or a done ctx ends it at once. Other errors are retried
-// until the limit.
+// (ErrNotFound), an error Retry refuses or a done ctx ends it at once.
+// Other errors are retried until the limit.
 func Wait(ctx context.Context, w Watcher, id string, o WaitOptions) (Job, error) {
 	if o.Clock == nil {
 		o.Clock = clock.Real{}
@@ -110,7 +114,7 @@ func Wait(ctx context.Context, w Watcher, id string, o WaitOptions) (Job, error)
 			}
 		case ctx.Err() != nil:
 			return last, fmt.Errorf("waiting for job %s: %w", id, ctx.Err())
-		case errors.Is(err, ErrNotFound):
+		case errors.Is(err, ErrNotFound), o.Retry != nil && !o.Retry(err):
 			return last, err
 		default:
 			lastErr = err // a hiccup: retried until the limit

@@ -11,6 +11,9 @@ import (
 	"github.com/agentlab/terraform-provider-agentlab/internal/clock"
 )
 
+// errRefused stands for an error Retry refuses, such as a rejected token.
+var errRefused = errors.New("401 token refused")
+
 // answer is one scripted reply of fakeWatcher.
 type answer struct {
 	status Status
@@ -150,6 +153,13 @@ func TestWait(t *testing.T) {
 			wantGaps: []time.Duration{time.Second, 2 * time.Second},
 		},
 		{
+			name:   "an error not worth retrying ends the wait at once",
+			script: []answer{{err: hiccup}, {status: StatusRunning}, {err: errRefused}},
+			limit:  time.Hour, wantStatus: StatusRunning, wantErr: errRefused,
+			wantGaps:    []time.Duration{time.Second, 0},
+			wantChanges: []Status{StatusRunning},
+		},
+		{
 			name:   "an unknown job ends the wait at once",
 			script: []answer{{status: StatusRunning}, {err: ErrNotFound}},
 			limit:  time.Hour, wantStatus: StatusRunning, wantErr: ErrNotFound,
@@ -161,7 +171,8 @@ func TestWait(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			w := &fakeWatcher{clk: clock.NewFake(time.Date(2030, 1, 2, 3, 0, 0, 0, time.UTC)), script: tt.script}
 			var changes []Status
-			j, err := runWait(t, w, WaitOptions{Limit: tt.limit, OnChange: func(j Job) { changes = append(changes, j.Status) }})
+			j, err := runWait(t, w, WaitOptions{Limit: tt.limit, OnChange: func(j Job) { changes = append(changes, j.Status) },
+				Retry: func(err error) bool { return !errors.Is(err, errRefused) }})
 			if tt.wantErr == nil && err != nil || tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
 				t.Fatalf("Wait error = %v; want %v", err, tt.wantErr)
 			}
