@@ -345,8 +345,8 @@ func (r *jobResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanReq
 		r.data.reaperClient(&resp.Diagnostics)
 		// egress is planned from the configuration, else the profile.
 		var cfg jobModel
-		resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
-		if resp.Diagnostics.HasError() {
+		if d := req.Config.Get(ctx, &cfg); d.HasError() {
+			resp.Diagnostics.Append(d...)
 			return
 		}
 		plan.Egress = cfg.Egress
