@@ -105,8 +105,12 @@ func attachWorkspace(ctx context.Context, c *pve.Client, ref pve.VMRef, id strin
 		err := workspace.Attach(ctx, c, ref, ws)
 		var ae *workspace.AttachedError
 		if errors.As(err, &ae) {
-			return fmt.Errorf("workspace %s is attached to sandbox %s (%q); two sandboxes never hold a workspace at "+
-				"once: remove workspace_id from that sandbox (or destroy it) first, then apply again: %w", id, ae.VM, ae.Name, err)
+			held := "is attached to"
+			if ae.Pending {
+				held = "is being attached to"
+			}
+			return fmt.Errorf("workspace %s %s sandbox %s (%q); two sandboxes never hold a workspace at "+
+				"once: remove workspace_id from that sandbox (or destroy it) first, then apply again: %w", id, held, ae.VM, ae.Name, err)
 		}
 		return err
 	})

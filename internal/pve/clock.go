@@ -31,3 +31,6 @@ func (c *Client) sleep(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 }
+
+// Now is the time on the client's clock.
+func (c *Client) Now() time.Time { return c.clock.Now() }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,8 +94,8 @@ func TestAttachmentsCost(t *testing.T) {
 	if after != 2 {
 		t.Errorf("lookup of an attached workspace took %d requests; want 2 (holder, holding VM)", after)
 	}
-	if attach > 5 {
-		t.Errorf("Attach took %d requests; want at most 5 (holder, list write, VM config, VM update)", attach)
+	if attach > 6 {
+		t.Errorf("Attach took %d requests; want at most 6 (holder, claim, VM config, VM update, holder, claim settled)", attach)
 	}
 
 	// The same lookups as AgentLab made them before holders listed VMs.
@@ -180,5 +181,128 @@ func TestHolderList(t *testing.T) {
 	}
 	if got := listOf(ctx, t, c, ws); !slices.Equal(got, []int{d.VMID}) {
 		t.Fatalf("list after %s was destroyed and %s attached = %v; want [%d]", b, d, got, d.VMID)
+	}
+}
+
+// TestAttachClaim: a VM named on the holder's list holds the workspace even
+// before its config shows the volume (its attach is under way), so a second
+// sandbox is refused, naming it; the claim's own VM takes it up, and its
+// detach releases it.
+func TestAttachClaim(t *testing.T) {
+	ctx, c, _ := setupSim(t)
+	ws, err := workspace.Create(ctx, c, "pve", "local-lvm", "data", gib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := sandbox(ctx, t, c, "claim-a"), sandbox(ctx, t, c, "claim-b")
+	// a has claimed the workspace and crashed before attaching it.
+	setList(ctx, t, c, ws, time.Now(), a.VMID)
+
+	var ae *workspace.AttachedError
+	err = workspace.Attach(ctx, c, b, ws)
+	if !errors.As(err, &ae) || ae.VM != a || !ae.Pending {
+		t.Fatalf("Attach b while a's claim stands: %v; want a pending AttachedError naming %s", err, a)
+	}
+	if err := workspace.Attach(ctx, c, a, ws); err != nil {
+		t.Fatalf("Attach a, taking up its own claim: %v", err)
+	}
+	if err := workspace.Detach(ctx, c, a, ws.Volume); err != nil {
+		t.Fatal(err)
+	}
+	if err := workspace.Attach(ctx, c, b, ws); err != nil {
+		t.Fatalf("Attach b after a detached: %v", err)
+	}
+
+	// A claim without an attachment is released by its VM's detach too.
+	ws2, err := workspace.Create(ctx, c, "pve", "local-lvm", "data2", gib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setList(ctx, t, c, ws2, time.Now(), a.VMID)
+	if err := workspace.Detach(ctx, c, a, ws2.Volume); err != nil {
+		t.Fatal(err)
+	}
+	d := sandbox(ctx, t, c, "claim-d")
+	if err := workspace.Attach(ctx, c, d, ws2); err != nil {
+		t.Fatalf("Attach after the claiming VM detached: %v", err)
+	}
+
+	// A claim older than ClaimTTL lapses: its attach was cut short, or its
+	// VMID went to a new VM.
+	ws3, err := workspace.Create(ctx, c, "pve", "local-lvm", "data3", gib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setList(ctx, t, c, ws3, time.Now().Add(-workspace.ClaimTTL-time.Minute), a.VMID)
+	if err := workspace.Attach(ctx, c, sandbox(ctx, t, c, "claim-e"), ws3); err != nil {
+		t.Fatalf("Attach past a lapsed claim: %v", err)
+	}
+}
+
+// TestAttachRace: of several sandboxes attaching one workspace at once,
+// exactly one gets it and every other is refused naming a sandbox.
+func TestAttachRace(t *testing.T) {
+	ctx, c, _ := setupSim(t)
+	ws, err := workspace.Create(ctx, c, "pve", "local-lvm", "data", gib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 6
+	var vms []pve.VMRef
+	for i := range n {
+		vms = append(vms, sandbox(ctx, t, c, fmt.Sprintf("race%d", i)))
+	}
+	errs := make([]error, n)
+	done := make(chan int)
+	for i, vm := range vms {
+		go func() { errs[i] = workspace.Attach(ctx, c, vm, ws); done <- i }()
+	}
+	for range n {
+		<-done
+	}
+	won := 0
+	for i, err := range errs {
+		var ae *workspace.AttachedError
+		switch {
+		case err == nil:
+			won++
+		case errors.As(err, &ae):
+			if !slices.Contains(vms, ae.VM) || ae.VM == vms[i] {
+				t.Errorf("sandbox %s refused naming %s", vms[i], ae.VM)
+			}
+		default:
+			t.Errorf("sandbox %s: %v", vms[i], err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d sandboxes attached the workspace; want exactly 1 (errors: %v)", won, errs)
+	}
+	atts, err := workspace.Attachments(ctx, c, ws)
+	if err != nil || len(atts) != 1 {
+		t.Fatalf("Attachments = %v, %v; want the one winner", atts, err)
+	}
+}
+
+// setList writes the holder's list as vmids, each claimed at time at, as an
+// attach does before it attaches the volume.
+func setList(ctx context.Context, t *testing.T, c *pve.Client, ws workspace.Workspace, at time.Time, vmids ...int) {
+	t.Helper()
+	ref := pve.VMRef{Node: ws.Node, VMID: ws.Holder}
+	cfg, err := c.Config(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids, claims []string
+	for _, v := range vmids {
+		ids = append(ids, fmt.Sprint(v))
+		claims = append(claims, fmt.Sprintf("%q:%d", fmt.Sprint(v), at.Unix()))
+	}
+	list := `,"attached":[` + strings.Join(ids, ",") + `],"claims":{` + strings.Join(claims, ",") + `}`
+	desc := attachedList.ReplaceAllString(cfg.Description(), list)
+	if desc == cfg.Description() {
+		t.Fatalf("holder description %q: no list to replace", desc)
+	}
+	if err := c.UpdateConfig(ctx, ref, pve.ConfigUpdate{Set: map[string]string{"description": desc}}); err != nil {
+		t.Fatal(err)
 	}
 }

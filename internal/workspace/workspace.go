@@ -27,10 +27,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/lease"
 	"github.com/agentlab/terraform-provider-agentlab/internal/pve"
@@ -64,9 +66,16 @@ type AttachedError struct {
 	VM     pve.VMRef
 	// Name is the VM's name, for messages.
 	Name string
+	// Pending: the VM has claimed the workspace on its holder's list but
+	// its config does not show the volume yet: its attach is under way, or
+	// was cut short (then detaching or destroying that VM releases it).
+	Pending bool
 }
 
 func (e *AttachedError) Error() string {
+	if e.Pending {
+		return fmt.Sprintf("workspace %s is being attached to VM %s (%q)", e.Volume, e.VM, e.Name)
+	}
 	return fmt.Sprintf("workspace %s is attached to VM %s (%q)", e.Volume, e.VM, e.Name)
 }
 
@@ -93,7 +102,20 @@ type holderMeta struct {
 	// of an attachment; this list only says which configs to read. Nil on
 	// holders made before the list existed: every VM's config is read.
 	Attached *[]int `json:"attached,omitempty"`
+	// Claims holds, by VMID, the Unix time at which an attach listed that
+	// VM and had not yet attached the volume: while a claim is younger than
+	// ClaimTTL, the VM holds the workspace even though its config does not
+	// show the volume yet. Attach removes its claim once the volume is
+	// attached, so a claim outlives its attach only when that attach was cut
+	// short.
+	Claims map[string]int64 `json:"claims,omitempty"`
 }
+
+// ClaimTTL bounds how long a claim whose attach never finished holds the
+// workspace: after it, the claiming VM counts again only once its config
+// shows the volume. It covers an attach cut short by a crash, and a VMID
+// that PVE gave to a new VM after the claiming one was destroyed.
+const ClaimTTL = 10 * time.Minute
 
 // holderDescription is the holder's description holding m.
 func holderDescription(m holderMeta) (string, error) {
@@ -263,6 +285,10 @@ type holderView struct {
 	atts    []Attachment
 	holder  pve.VMConfig
 	present []int
+	// names holds the names of the present VMs, for messages.
+	names map[int]string
+	// claims is the holder's claims as read.
+	claims map[string]int64
 }
 
 // attachments is Attachments, also returning what Attach needs to update
@@ -272,12 +298,14 @@ func attachments(ctx context.Context, c *pve.Client, ws Workspace) (holderView, 
 	if err != nil {
 		return holderView{}, fmt.Errorf("reading workspace %s's holder: %w", ws.Volume, err)
 	}
-	v := holderView{holder: hcfg}
+	v := holderView{holder: hcfg, names: map[int]string{}}
 	m, ok := decodeMeta(hcfg.Description())
+	v.claims = m.Claims
 	if !ok || m.Attached == nil {
 		v.atts, err = scanAttachments(ctx, c, ws)
 		for _, a := range v.atts {
 			v.present = append(v.present, a.VM.VMID)
+			v.names[a.VM.VMID] = a.Name
 		}
 		return v, err
 	}
@@ -294,6 +322,7 @@ func attachments(ctx context.Context, c *pve.Client, ws Workspace) (holderView, 
 			return holderView{}, err
 		}
 		v.present = append(v.present, vmid)
+		v.names[vmid] = cfg.Name()
 		if key := driveOf(cfg, ws.Volume); key != "" {
 			v.atts = append(v.atts, Attachment{VM: ref, Name: cfg.Name(), Key: key, Config: cfg})
 		}
@@ -328,9 +357,10 @@ func scanAttachments(ctx context.Context, c *pve.Client, ws Workspace) ([]Attach
 }
 
 // writeList sets the holder's list to vmids (sorted, without duplicates)
-// with the digest of hcfg, the holder's config as read; a holder without a
-// list gets one. Nothing is written when the list is already that.
-func writeList(ctx context.Context, c *pve.Client, ws Workspace, hcfg pve.VMConfig, vmids []int) error {
+// and its claims to those of claims whose VM is in the list, with the
+// digest of hcfg, the holder's config as read; a holder without a list gets
+// one. Nothing is written when both are already that.
+func writeList(ctx context.Context, c *pve.Client, ws Workspace, hcfg pve.VMConfig, vmids []int, claims map[string]int64) error {
 	m, ok := decodeMeta(hcfg.Description())
 	if !ok {
 		return fmt.Errorf("vm %d is not a workspace holder: %w", ws.Holder, ErrNotWorkspace)
@@ -338,10 +368,19 @@ func writeList(ctx context.Context, c *pve.Client, ws Workspace, hcfg pve.VMConf
 	list := slices.Clone(vmids)
 	slices.Sort(list)
 	list = slices.Compact(list)
-	if m.Attached != nil && slices.Equal(*m.Attached, list) {
+	kept := map[string]int64{}
+	for _, vmid := range list {
+		if t, ok := claims[strconv.Itoa(vmid)]; ok {
+			kept[strconv.Itoa(vmid)] = t
+		}
+	}
+	if len(kept) == 0 {
+		kept = nil
+	}
+	if m.Attached != nil && slices.Equal(*m.Attached, list) && maps.Equal(m.Claims, kept) {
 		return nil
 	}
-	m.Attached = &list
+	m.Attached, m.Claims = &list, kept
 	desc, err := holderDescription(m)
 	if err != nil {
 		return err
@@ -355,6 +394,25 @@ func writeList(ctx context.Context, c *pve.Client, ws Workspace, hcfg pve.VMConf
 // config read per lookup and never hides an attachment, so a failure is
 // not an error, and the next attach drops VMs that no longer exist anyway.
 func forget(ctx context.Context, c *pve.Client, node, volid string, vmid int) {
+	updateHolder(ctx, c, node, volid, func(list []int, claims map[string]int64) ([]int, map[string]int64) {
+		return slices.DeleteFunc(list, func(v int) bool { return v == vmid }), claims
+	})
+}
+
+// settle removes vmid's claim from the holder of volid once vmid's config
+// shows the volume: from then on the config is the proof. A failure leaves
+// the claim to lapse after ClaimTTL.
+func settle(ctx context.Context, c *pve.Client, node, volid string, vmid int) {
+	updateHolder(ctx, c, node, volid, func(list []int, claims map[string]int64) ([]int, map[string]int64) {
+		delete(claims, strconv.Itoa(vmid))
+		return list, claims
+	})
+}
+
+// updateHolder rewrites the list and claims of the holder of volid with
+// edit, retrying a few times when another writer got in first; it gives up
+// silently (see forget and settle).
+func updateHolder(ctx context.Context, c *pve.Client, node, volid string, edit func([]int, map[string]int64) ([]int, map[string]int64)) {
 	owner, ok := volume.Owner(volid)
 	if !ok {
 		return
@@ -366,11 +424,11 @@ func forget(ctx context.Context, c *pve.Client, node, volid string, vmid int) {
 			return
 		}
 		m, ok := decodeMeta(hcfg.Description())
-		if !ok || m.Attached == nil || !slices.Contains(*m.Attached, vmid) {
+		if !ok || m.Attached == nil {
 			return
 		}
-		kept := slices.DeleteFunc(slices.Clone(*m.Attached), func(v int) bool { return v == vmid })
-		if err := writeList(ctx, c, ws, hcfg, kept); !pve.IsDigestMismatch(err) {
+		list, claims := edit(slices.Clone(*m.Attached), maps.Clone(m.Claims))
+		if err := writeList(ctx, c, ws, hcfg, list, claims); !pve.IsDigestMismatch(err) {
 			return
 		}
 	}
@@ -398,10 +456,13 @@ func Attach(ctx context.Context, c *pve.Client, ref pve.VMRef, ws Workspace) err
 	if ref.Node != ws.Node {
 		return fmt.Errorf("workspace %s is on node %s, the sandbox on %s: create the workspace on the sandbox's node", ws.Volume, ws.Node, ref.Node)
 	}
-	// The holder's list names ref before the volume is attached: a crash in
-	// between leaves a name too many, never an attachment no one sees. Two
-	// attaches that race rewrite the list with the same digest: one wins,
-	// the other reads the list again and keeps the winner in it.
+	// The holder's list is the claim: Attach lists ref there with the time
+	// (a digest-checked write, so of two racing attaches exactly one gets in
+	// first) before it attaches the volume, and removes the claim after, so
+	// a VM holds the workspace from its claim on, even before its config
+	// shows the volume. A crash in between leaves ref's claim, which its
+	// next attach takes up, its detach releases, and which lapses after
+	// ClaimTTL; never an attachment no one sees.
 	for try := 0; ; try++ {
 		v, err := attachments(ctx, c, ws)
 		if err != nil {
@@ -412,9 +473,25 @@ func Attach(ctx context.Context, c *pve.Client, ref pve.VMRef, ws Workspace) err
 				return &AttachedError{Volume: ws.Volume, VM: a.VM, Name: a.Name}
 			}
 		}
-		// VMs still listed stay listed, even without the volume: one may be
-		// between its own list update and its attach.
-		err = writeList(ctx, c, ws, v.holder, append(v.present, ref.VMID))
+		now := c.Now()
+		list := []int{ref.VMID}
+		for _, vmid := range v.present {
+			if vmid == ref.VMID {
+				continue
+			}
+			t, ok := v.claims[strconv.Itoa(vmid)]
+			if ok && now.Sub(time.Unix(t, 0)) < ClaimTTL {
+				return &AttachedError{Volume: ws.Volume, VM: pve.VMRef{Node: ws.Node, VMID: vmid}, Name: v.names[vmid], Pending: true}
+			}
+			// Listed, existing, without the volume and without a live claim:
+			// it let the volume go, or its VMID went to a new VM. Dropped.
+		}
+		claims := maps.Clone(v.claims)
+		if claims == nil {
+			claims = map[string]int64{}
+		}
+		claims[strconv.Itoa(ref.VMID)] = now.Unix()
+		err = writeList(ctx, c, ws, v.holder, list, claims)
 		if err == nil {
 			break
 		}
@@ -422,6 +499,18 @@ func Attach(ctx context.Context, c *pve.Client, ref pve.VMRef, ws Workspace) err
 			return fmt.Errorf("recording the attachment of workspace %s on its holder: %w", ws.Volume, err)
 		}
 	}
+	if err := attachDrive(ctx, c, ref, ws); err != nil {
+		// Release the claim, so that the workspace is not held by a VM
+		// that does not have it.
+		forget(ctx, c, ref.Node, ws.Volume, ref.VMID)
+		return err
+	}
+	settle(ctx, c, ref.Node, ws.Volume, ref.VMID)
+	return nil
+}
+
+// attachDrive sets ref's workspace drive to ws's volume.
+func attachDrive(ctx context.Context, c *pve.Client, ref pve.VMRef, ws Workspace) error {
 	cfg, err := c.Config(ctx, ref)
 	if err != nil {
 		return err
@@ -446,6 +535,8 @@ func Detach(ctx context.Context, c *pve.Client, ref pve.VMRef, volid string) err
 		return err
 	}
 	if driveOf(cfg, volid) == "" {
+		// A claim whose attach never finished is released too.
+		forget(ctx, c, ref.Node, volid, ref.VMID)
 		return nil
 	}
 	st, err := c.Status(ctx, ref)
