@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/job"
+	"github.com/agentlab/terraform-provider-agentlab/internal/writeback"
 	"github.com/agentlab/terraform-provider-agentlab/reaper"
 )
 
@@ -61,8 +62,11 @@ func (s *Service) Upload(ctx context.Context, id, name string, body io.Reader, s
 			os.Remove(tmp)
 		}
 	}()
+	// The file is written back while the upload arrives, so the fsync
+	// below has little left to write (see writeback.File).
+	wb := writeback.New(f)
 	h := sha256.New()
-	n, err := stream(f, h, io.LimitReader(body, s.opts.MaxBytes+1))
+	n, err := stream(wb, h, io.LimitReader(body, s.opts.MaxBytes+1))
 	switch {
 	case n > s.opts.MaxBytes:
 		return job.Artifact{}, fmt.Errorf("%w: the limit is %d bytes", ErrTooLarge, s.opts.MaxBytes)
@@ -71,7 +75,7 @@ func (s *Service) Upload(ctx context.Context, id, name string, body io.Reader, s
 	case size >= 0 && n != size:
 		return job.Artifact{}, fmt.Errorf("%w: got %d of %d bytes", ErrTruncated, n, size)
 	}
-	if err := f.Sync(); err != nil {
+	if err := wb.Sync(); err != nil {
 		return job.Artifact{}, fmt.Errorf("artifact file: %w", err)
 	}
 	if err := f.Close(); err != nil {
