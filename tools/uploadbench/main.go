@@ -5,7 +5,14 @@
 // reaper's peak resident memory during uploads of growing size (it should
 // stay flat: uploads are streamed, never buffered).
 //
-//	go run ./tools/uploadbench -reaper bin/agentlab-reaper [-sizes 64MiB,256MiB,1GiB] [-rounds 3]
+// The client is curl with the options the job runner uses (curl -T FILE),
+// as in a sandbox; -client go uses Go's HTTP client instead, which times
+// the end of the body, so the time from
+// the last byte sent to the reaper's answer (fsync, rename, the store) is
+// seen on its own. Every round reports the CPU time the reaper and the
+// client spent, so a CPU-bound upload shows as such.
+//
+//	go run ./tools/uploadbench -reaper bin/agentlab-reaper [-sizes 64MiB,256MiB,1GiB] [-rounds 3] [-client curl|go] [-v]
 package main
 
 import (
@@ -29,6 +36,8 @@ import (
 	"time"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/job"
+	"github.com/agentlab/terraform-provider-agentlab/internal/size"
+	"github.com/agentlab/terraform-provider-agentlab/internal/writeback"
 	"github.com/agentlab/terraform-provider-agentlab/reaper/api"
 )
 
@@ -43,11 +52,29 @@ func run() error {
 	reaperBin := flag.String("reaper", "bin/agentlab-reaper", "the agentlab-reaper `binary`")
 	sizesFlag := flag.String("sizes", "64MiB,256MiB,1GiB", "upload `sizes`, comma-separated (MiB, GiB)")
 	rounds := flag.Int("rounds", 3, "rounds per size; the median is reported")
+	client := flag.String("client", "curl", "the uploading `client`: curl (as the job runner) or go")
+	verbose := flag.Bool("v", false, "print every round")
 	dirFlag := flag.String("dir", "", "working `directory` (default: a temporary one under .bench)")
 	flag.Parse()
 	sizes, err := parseSizes(*sizesFlag)
 	if err != nil {
 		return err
+	}
+	if *rounds < 1 {
+		return fmt.Errorf("-rounds must be 1 or more")
+	}
+	var up uploader
+	switch *client {
+	case "curl":
+		curl, err := exec.LookPath("curl")
+		if err != nil {
+			return fmt.Errorf("-client curl: %w (install curl, or use -client go)", err)
+		}
+		up = curlUpload(curl)
+	case "go":
+		up = goUpload
+	default:
+		return fmt.Errorf("-client must be curl or go, not %q", *client)
 	}
 	dir := *dirFlag
 	if dir == "" {
@@ -69,31 +96,78 @@ func run() error {
 
 	buf := make([]byte, 1<<20)
 	rand.Read(buf)
-	fmt.Printf("%-8s  %12s  %12s  %6s  %14s\n", "size", "disk MB/s", "upload MB/s", "ratio", "reaper peak RSS")
-	for _, size := range sizes {
-		var disk, up []float64
+	fmt.Printf("client: %s; load average at start: %s\n", *client, loadAverage())
+	fmt.Printf("%-8s  %10s  %12s  %11s  %6s  %14s  %14s  %15s\n", "size", "disk MB/s", "write-behind", "upload MB/s", "ratio",
+		"reaper CPU/GiB", "client CPU/GiB", "reaper peak RSS")
+	for _, sz := range sizes {
+		var plain, behind, upl, rcpu, ccpu []float64
 		var peak int64
 		// The runner uploads a file (curl -T): so does the bench, from a
 		// file written once (and cached) before the rounds.
 		src := filepath.Join(dir, "source")
-		if _, err := writeDisk(src, size, buf, true); err != nil {
+		if _, err := writeDisk(src, sz, buf, true, false); err != nil {
 			return err
 		}
-		for range *rounds {
-			d, err := writeDisk(filepath.Join(dir, "baseline"), size, buf, false)
-			if err != nil {
-				return err
+		for i := range *rounds {
+			var dPlain, dBehind time.Duration
+			var u upload
+			steps := []func() error{
+				func() (err error) {
+					dPlain, err = writeDisk(filepath.Join(dir, "baseline"), sz, buf, false, false)
+					return err
+				},
+				func() (err error) {
+					dBehind, err = writeDisk(filepath.Join(dir, "baseline"), sz, buf, false, true)
+					return err
+				},
+				func() (err error) {
+					u, err = r.upload(up, src, sz)
+					return err
+				},
 			}
-			u, p, err := r.upload(src, size)
-			if err != nil {
-				return err
+			// Rotate which goes first, so none always finds the page cache
+			// and the disk in the state another left them.
+			for k := range steps {
+				if err := steps[(i+k)%len(steps)](); err != nil {
+					return err
+				}
 			}
-			disk, up, peak = append(disk, mbps(size, d)), append(up, mbps(size, u)), max(peak, p)
+			gib := float64(sz) / (1 << 30)
+			plain, behind, upl = append(plain, mbps(sz, dPlain)), append(behind, mbps(sz, dBehind)), append(upl, mbps(sz, u.elapsed))
+			rcpu, ccpu = append(rcpu, u.reaperCPU.Seconds()/gib), append(ccpu, u.clientCPU.Seconds()/gib)
+			peak = max(peak, u.peakRSS)
+			if *verbose {
+				tail := ""
+				if u.tail > 0 {
+					tail = fmt.Sprintf(", last byte sent to 201: %v", u.tail.Round(time.Millisecond))
+				}
+				fmt.Printf("  round %d: disk %v, write-behind %v, upload %v (ratio %.2f), reaper CPU %v, client CPU %v%s\n", i+1,
+					dPlain.Round(time.Millisecond), dBehind.Round(time.Millisecond), u.elapsed.Round(time.Millisecond),
+					min(dPlain, dBehind).Seconds()/u.elapsed.Seconds(),
+					u.reaperCPU.Round(time.Millisecond), u.clientCPU.Round(time.Millisecond), tail)
+			}
 		}
-		dm, um := median(disk), median(up)
-		fmt.Printf("%-8s  %12.0f  %12.0f  %6.2f  %11.1f MiB\n", sizeText(size), dm, um, um/dm, float64(peak)/(1<<20))
+		// The baseline is the faster way to write the disk, so neither
+		// can flatter the ratio.
+		pm, bm, um := median(plain), median(behind), median(upl)
+		fmt.Printf("%-8s  %10.0f  %12.0f  %11.0f  %6.2f  %13.2fs  %13.2fs  %11.1f MiB\n", size.FormatIEC(sz), pm, bm, um, um/max(pm, bm),
+			median(rcpu), median(ccpu), float64(peak)/(1<<20))
 	}
+	fmt.Printf("load average at end: %s\n", loadAverage())
 	return nil
+}
+
+// loadAverage is the first three fields of /proc/loadavg.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 // reaperProc is a running agentlab-reaper with a job to upload to.
@@ -157,28 +231,106 @@ func (r *reaperProc) stop() {
 	r.cmd.Wait()
 }
 
-// upload registers a job, fetches its token and uploads size bytes; it
-// returns the time from the first byte sent to the reaper's 201, and the
-// reaper's peak RSS sampled meanwhile.
-func (r *reaperProc) upload(src string, size int64) (time.Duration, int64, error) {
+// upload is what one upload cost.
+type upload struct {
+	elapsed   time.Duration // from the client's start to the reaper's 201
+	tail      time.Duration // from the last byte sent to the 201 (-client go only)
+	reaperCPU time.Duration // user and system CPU time of the reaper meanwhile
+	clientCPU time.Duration // user and system CPU time of the client
+	peakRSS   int64         // the reaper's, sampled every 5 ms
+}
+
+// uploader sends the file src (size bytes) to url with the job token.
+type uploader func(url, token, src string, size int64) (upload, error)
+
+// curlUpload uploads with curl as the job runner does (its call function,
+// internal/jobrunner).
+func curlUpload(curl string) uploader {
+	return func(url, token, src string, size int64) (upload, error) {
+		cmd := exec.Command(curl, "-fsS", "--retry", "5", "--retry-delay", "1", "--retry-connrefused",
+			"--connect-timeout", "30", "--speed-limit", "1024", "--speed-time", "120",
+			"-X", "PUT", "-H", "Authorization: Bearer "+token, "-T", src, "-o", os.DevNull, url)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		start := time.Now()
+		err := cmd.Run()
+		u := upload{elapsed: time.Since(start)}
+		if err != nil {
+			return u, fmt.Errorf("curl: %w: %s", err, strings.TrimSpace(stderr.String()))
+		}
+		u.clientCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+		return u, nil
+	}
+}
+
+// goUpload uploads with Go's HTTP client and notes when the body's last
+// byte went out.
+func goUpload(url, token, src string, size int64) (upload, error) {
+	f, err := os.Open(src)
+	if err != nil {
+		return upload{}, err
+	}
+	defer f.Close()
+	body := &eofTimer{f: f}
+	req, _ := http.NewRequest(http.MethodPut, url, body)
+	req.ContentLength = size
+	req.Header.Set("Authorization", "Bearer "+token)
+	cpu0 := processCPU(os.Getpid())
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	end := time.Now()
+	u := upload{elapsed: end.Sub(start), clientCPU: processCPU(os.Getpid()) - cpu0}
+	if !body.eof.IsZero() {
+		u.tail = end.Sub(body.eof)
+	}
+	if err != nil {
+		return u, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		return u, fmt.Errorf("upload answered %s", resp.Status)
+	}
+	return u, nil
+}
+
+// eofTimer is a file read to its end, noting when. It hides the file, so
+// the transport copies it through a buffer instead of with sendfile.
+type eofTimer struct {
+	f   *os.File
+	eof time.Time
+}
+
+func (e *eofTimer) Read(p []byte) (int, error) {
+	n, err := e.f.Read(p)
+	if err == io.EOF {
+		e.eof = time.Now()
+	}
+	return n, err
+}
+
+// upload registers a job, fetches its token and uploads the file src of
+// size bytes with up, sampling the reaper's CPU time and peak RSS.
+func (r *reaperProc) upload(up uploader, src string, size int64) (upload, error) {
 	ctx := context.Background()
 	reg, err := r.ctl.RegisterJob(ctx, job.RegisterRequest{Repo: "file:///bench", Ref: "main", Task: "true"})
 	if err != nil {
-		return 0, 0, err
+		return upload{}, err
 	}
 	req, _ := http.NewRequest(http.MethodGet, r.guestURL+"/v1/job/spec", nil)
 	req.Header.Set("Authorization", "Bearer "+reg.BootstrapToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, 0, err
+		return upload{}, err
 	}
 	var spec job.Spec
 	err = json.NewDecoder(resp.Body).Decode(&spec)
 	resp.Body.Close()
 	if err != nil {
-		return 0, 0, err
+		return upload{}, err
 	}
 
+	pid := r.cmd.Process.Pid
 	var peak atomic.Int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -188,7 +340,7 @@ func (r *reaperProc) upload(src string, size int64) (time.Duration, int64, error
 		t := time.NewTicker(5 * time.Millisecond)
 		defer t.Stop()
 		for {
-			if rss := rssBytes(r.cmd.Process.Pid); rss > peak.Load() {
+			if rss := rssBytes(pid); rss > peak.Load() {
 				peak.Store(rss)
 			}
 			select {
@@ -198,45 +350,60 @@ func (r *reaperProc) upload(src string, size int64) (time.Duration, int64, error
 			}
 		}
 	}()
-	f, err := os.Open(src)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer f.Close()
-	req, _ = http.NewRequest(http.MethodPut, r.guestURL+"/v1/job/artifacts/out/big.bin", f)
-	req.ContentLength = size
-	req.Header.Set("Authorization", "Bearer "+spec.Token)
-	start := time.Now()
-	resp, err = http.DefaultClient.Do(req)
-	elapsed := time.Since(start)
+	cpu0 := processCPU(pid)
+	u, err := up(r.guestURL+"/v1/job/artifacts/out/big.bin", spec.Token, src, size)
+	u.reaperCPU = processCPU(pid) - cpu0
 	close(stop)
 	wg.Wait()
-	if err != nil {
-		return 0, 0, err
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		return 0, 0, fmt.Errorf("upload answered %s", resp.Status)
-	}
+	u.peakRSS = peak.Load()
 	// Free the disk for the next round.
 	os.RemoveAll(filepath.Join(r.dir, "artifacts", reg.Job.ID))
-	return elapsed, peak.Load(), nil
+	return u, err
 }
 
-// writeDisk writes size bytes to path and fsyncs, as the reaper does; the
-// file is removed unless keep.
-func writeDisk(path string, size int64, buf []byte, keep bool) (time.Duration, error) {
+// processCPU is the user and system CPU time pid has used, from
+// /proc/PID/stat (clock ticks of 10 ms), or 0 when it cannot be read.
+func processCPU(pid int) time.Duration {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The command name, in parentheses, may hold spaces: count the fields
+	// after its closing one (utime and stime are fields 14 and 15).
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// writeDisk writes size bytes to path and fsyncs, as the reaper does; with
+// behind, through writeback.File as the reaper does (plain write and fsync
+// otherwise). The file is removed unless keep.
+func writeDisk(path string, size int64, buf []byte, keep, behind bool) (time.Duration, error) {
 	start := time.Now()
 	f, err := os.Create(path)
 	if err != nil {
 		return 0, err
 	}
-	if _, err := io.CopyBuffer(f, &repeatReader{buf: buf, left: size}, make([]byte, 1<<20)); err != nil {
+	var w interface {
+		io.Writer
+		Sync() error
+	} = f
+	if behind {
+		w = writeback.New(f)
+	}
+	if _, err := io.CopyBuffer(w, &repeatReader{buf: buf, left: size}, make([]byte, 1<<20)); err != nil {
 		f.Close()
 		return 0, err
 	}
-	if err := f.Sync(); err != nil {
+	if err := w.Sync(); err != nil {
 		f.Close()
 		return 0, err
 	}
@@ -294,22 +461,18 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-func parseSizes(s string) ([]int64, error) {
+// parseSizes parses a comma-separated list of sizes (internal/size).
+func parseSizes(list string) ([]int64, error) {
 	var out []int64
-	for _, f := range strings.Split(s, ",") {
-		f = strings.TrimSpace(f)
-		mult := int64(1)
-		switch {
-		case strings.HasSuffix(f, "GiB"):
-			mult, f = 1<<30, strings.TrimSuffix(f, "GiB")
-		case strings.HasSuffix(f, "MiB"):
-			mult, f = 1<<20, strings.TrimSuffix(f, "MiB")
+	for _, f := range strings.Split(list, ",") {
+		n, err := size.Parse(strings.TrimSpace(f))
+		if err != nil {
+			return nil, fmt.Errorf("-sizes: %w", err)
 		}
-		n, err := strconv.ParseInt(f, 10, 64)
-		if err != nil || n <= 0 {
-			return nil, fmt.Errorf("-sizes: %q is not a size such as 256MiB or 1GiB", f)
+		if n <= 0 {
+			return nil, fmt.Errorf("-sizes: %q: a size must be more than 0 bytes", f)
 		}
-		out = append(out, n*mult)
+		out = append(out, n)
 	}
 	return out, nil
 }
@@ -320,11 +483,4 @@ func median(v []float64) float64 {
 	s := slices.Clone(v)
 	slices.Sort(s)
 	return s[len(s)/2]
-}
-
-func sizeText(n int64) string {
-	if n >= 1<<30 && n%(1<<30) == 0 {
-		return strconv.FormatInt(n>>30, 10) + "GiB"
-	}
-	return strconv.FormatInt(n>>20, 10) + "MiB"
 }
