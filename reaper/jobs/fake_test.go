@@ -21,6 +21,9 @@ type fakePVE struct {
 	destroyed []int
 	stopped   []int
 	deleted   map[int][]string
+	// destroying, when set, is called at the start of every Destroy,
+	// outside the lock.
+	destroying func(vmid int)
 }
 
 func newFakePVE() *fakePVE {
@@ -89,6 +92,9 @@ func (f *fakePVE) Stop(ctx context.Context, ref pve.VMRef) error {
 }
 
 func (f *fakePVE) Destroy(ctx context.Context, ref pve.VMRef) error {
+	if f.destroying != nil {
+		f.destroying(ref.VMID)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.vms, ref.VMID)

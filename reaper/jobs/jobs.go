@@ -76,6 +76,9 @@ type Options struct {
 	Retention time.Duration
 	// Interval is the watchdog's period in Run. Default 10 s.
 	Interval time.Duration
+	// DestroyConcurrency bounds how many ended jobs' sandboxes are
+	// destroyed at once. Default 4, as the reconcile loop's destroys.
+	DestroyConcurrency int
 	// DryRun keeps the registry from destroying sandboxes.
 	DryRun bool
 	// Clock tells the time. Default the wall clock. When it also makes
@@ -125,6 +128,9 @@ func New(store Store, pve Proxmox, opts Options) (*Service, error) {
 	}
 	if opts.Interval <= 0 {
 		opts.Interval = 10 * time.Second
+	}
+	if opts.DestroyConcurrency <= 0 {
+		opts.DestroyConcurrency = 4
 	}
 	if opts.Clock == nil {
 		opts.Clock = clock.Real{}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -242,6 +243,60 @@ func TestBootTimeout(t *testing.T) {
 	e.svc.Check(ctx)
 	if !e.pve.wasDestroyed(301) {
 		t.Error("the late sandbox of a lost job was not destroyed")
+	}
+}
+
+// TestSandboxesEndTogether ends jobs together and checks their sandboxes
+// are destroyed at once, DestroyConcurrency at a time: each Destroy waits
+// until that many are under way (a serial Check would never get there).
+func TestSandboxesEndTogether(t *testing.T) {
+	tests := []struct {
+		jobs, concurrency int
+	}{
+		{jobs: 6, concurrency: 3},
+		{jobs: 2, concurrency: 4},
+	}
+	for _, tt := range tests {
+		e := newEnv(t, Options{DestroyConcurrency: tt.concurrency})
+		want := min(tt.jobs, tt.concurrency)
+		var mu sync.Mutex
+		inFlight, peak := 0, 0
+		all := make(chan struct{})
+		var allOnce sync.Once
+		e.pve.destroying = func(int) {
+			mu.Lock()
+			inFlight++
+			peak = max(peak, inFlight)
+			if inFlight == want {
+				allOnce.Do(func() { close(all) })
+			}
+			mu.Unlock()
+			select {
+			case <-all:
+			case <-time.After(10 * time.Second):
+				t.Errorf("%d jobs, concurrency %d: a destroy waited 10 s for %d under way at once", tt.jobs, tt.concurrency, want)
+			}
+			mu.Lock()
+			inFlight--
+			mu.Unlock()
+		}
+		for i := range tt.jobs {
+			id, _ := start(t, e, 400+i, nil)
+			if _, err := e.svc.Finished(ctx, id, job.Finished{ExitCode: 0}); err != nil {
+				t.Fatalf("Finished(%s) = %v", id, err)
+			}
+		}
+		if err := e.svc.Check(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for i := range tt.jobs {
+			if !e.pve.wasDestroyed(400 + i) {
+				t.Errorf("%d jobs, concurrency %d: VM %d was not destroyed", tt.jobs, tt.concurrency, 400+i)
+			}
+		}
+		if peak != want {
+			t.Errorf("%d jobs, concurrency %d: %d destroys at once; want %d", tt.jobs, tt.concurrency, peak, want)
+		}
 	}
 }
 

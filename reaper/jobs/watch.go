@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/job"
@@ -46,6 +47,7 @@ func (s *Service) Check(ctx context.Context) error {
 	now := s.clock.Now().UTC()
 	present, listed := s.presentVMs(ctx, js)
 	var errs []error
+	var sandboxes []reaper.Job
 	for _, j := range js {
 		if ctx.Err() != nil {
 			break
@@ -61,15 +63,14 @@ func (s *Service) Check(ctx context.Context) error {
 				errs = append(errs, err)
 			}
 		case j.VMID != 0 && j.SandboxFate == reaper.FatePending:
-			if err := s.endSandbox(ctx, j); err != nil {
-				errs = append(errs, err)
-			}
+			sandboxes = append(sandboxes, j)
 		case s.opts.Retention >= 0 && now.Sub(j.FinishedAt) > s.opts.Retention:
 			if err := s.remove(ctx, j); err != nil {
 				errs = append(errs, err)
 			}
 		}
 	}
+	errs = append(errs, s.endSandboxes(ctx, sandboxes)...)
 	js, err = s.store.Jobs(ctx)
 	if err == nil {
 		counts := map[job.Status]int{}
@@ -156,6 +157,35 @@ func (s *Service) watch(ctx context.Context, j reaper.Job, now time.Time, vm *bo
 		s.ended(ctx, j)
 	}
 	return nil
+}
+
+// endSandboxes ends the sandboxes of jobs that ended, DestroyConcurrency at
+// a time: each is a stop and a destroy task of a few seconds, so jobs that
+// end together (a pool's jobs often do) would otherwise have their VMs, and
+// the host's memory and CPU, kept one destroy after the other.
+func (s *Service) endSandboxes(ctx context.Context, js []reaper.Job) []error {
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	sem := make(chan struct{}, s.opts.DestroyConcurrency)
+	for _, j := range js {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := s.endSandbox(ctx, j); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return errs
 }
 
 // endSandbox destroys the sandbox of an ended job, unless keep_sandbox. The
