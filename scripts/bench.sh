@@ -21,6 +21,9 @@ go run ./tools/applybench -provider-dir bin -n 50 -parallelism 10
 step "client path: 50 sandboxes through the Telmate library as-is vs internal/pve, same model (about 10 minutes)"
 go run ./tools/libbench -n 50 -workers 10
 
-step "reaper: artifact upload through the guest listener vs writing the same bytes to disk; peak RSS"
+step "reaper: artifact upload with curl through the guest listener vs writing the same bytes to disk; CPU; peak RSS"
 make --no-print-directory build
-go run ./tools/uploadbench -reaper bin/agentlab-reaper -sizes 64MiB,256MiB,1GiB
+go run ./tools/uploadbench -reaper bin/agentlab-reaper -sizes 64MiB,256MiB,1GiB -rounds 5
+
+step "jobs: 20 concurrent jobs end to end, terraform -parallelism=20, realistic model (about 2 minutes; needs root)"
+go run ./tools/jobbench -bin bin -n 20 -parallelism 20

@@ -1,0 +1,390 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/agentlab/terraform-provider-agentlab/internal/pvesim"
+	"github.com/agentlab/terraform-provider-agentlab/internal/size"
+	"github.com/agentlab/terraform-provider-agentlab/internal/tfcli"
+	"github.com/agentlab/terraform-provider-agentlab/tools/internal/critical"
+)
+
+// options are the bench's flags.
+type options struct {
+	bin         string // holds terraform-provider-agentlab and agentlab-reaper
+	terraform   string
+	n           int
+	parallelism int
+	task        time.Duration // how long each job's task runs
+	artifact    int64         // bytes of each job's artifact
+	latency     string        // realistic or zero
+	boot        string        // pvesim.WithBoot's value; "" keeps the model's
+	keep        bool          // keep the working directory
+}
+
+func parseOptions(args []string) (options, error) {
+	fs := flag.NewFlagSet("jobbench", flag.ContinueOnError)
+	var o options
+	var artifact string
+	fs.StringVar(&o.bin, "bin", "bin", "`directory` holding the built terraform-provider-agentlab and agentlab-reaper (make build)")
+	fs.StringVar(&o.terraform, "terraform", "", "terraform or tofu `binary` (default: the one on PATH)")
+	fs.IntVar(&o.n, "n", 20, "jobs to apply")
+	fs.IntVar(&o.parallelism, "parallelism", 20, "terraform -parallelism")
+	fs.DurationVar(&o.task, "task", 60*time.Second, "how long each job's task runs (a sleep), before it writes its artifact; the default outlasts the realistic model's longest boot")
+	fs.StringVar(&artifact, "artifact-size", "1MiB", "`size` of each job's artifact")
+	fs.StringVar(&o.latency, "latency", "realistic", "the simulator's latency model: realistic or zero")
+	fs.StringVar(&o.boot, "boot", "", "guest boot time: realistic, zero or a duration (default: the latency model's)")
+	fs.BoolVar(&o.keep, "keep", false, "keep the working directory (logs, state) and print its path")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if o.n < 1 || o.parallelism < 1 {
+		return o, errors.New("-n and -parallelism must be 1 or more")
+	}
+	if o.task < time.Second || o.task%time.Second != 0 {
+		return o, fmt.Errorf("-task %v: give whole seconds, 1s or more (the task is sh's sleep)", o.task)
+	}
+	var err error
+	if o.artifact, err = size.Parse(artifact); err != nil {
+		return o, fmt.Errorf("-artifact-size: %w", err)
+	}
+	if o.latency != "realistic" && o.latency != "zero" {
+		return o, fmt.Errorf("-latency must be realistic or zero, not %q", o.latency)
+	}
+	return o, nil
+}
+
+// model is the latency model the options name.
+func (o options) model() (pvesim.Latency, error) {
+	m := pvesim.RealisticLatency()
+	if o.latency == "zero" {
+		m = pvesim.ZeroLatency()
+	}
+	if o.boot == "" {
+		return m, nil
+	}
+	m, err := pvesim.WithBoot(m, o.boot)
+	if err != nil {
+		return m, fmt.Errorf("-boot: %w", err)
+	}
+	return m, nil
+}
+
+// checkMachine returns a skipError when the bench cannot run here.
+func checkMachine() error {
+	if os.Geteuid() != 0 {
+		return &skipError{"the simulator's guest execution needs root (mount and PID namespaces); run it as root"}
+	}
+	for _, tool := range []string{"git", "curl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return &skipError{fmt.Sprintf("the guests run the job runner with the host's programs and need %s on PATH", tool)}
+		}
+	}
+	return nil
+}
+
+func run(args []string, out io.Writer) error {
+	o, err := parseOptions(args)
+	if err != nil {
+		return err
+	}
+	if err := checkMachine(); err != nil {
+		return err
+	}
+	if o.terraform == "" {
+		for _, name := range []string{"terraform", "tofu"} {
+			if p, err := exec.LookPath(name); err == nil {
+				o.terraform = p
+				break
+			}
+		}
+		if o.terraform == "" {
+			return &skipError{"neither terraform nor tofu is on PATH (or pass -terraform)"}
+		}
+	}
+	cli, err := tfcli.Detect(context.Background(), o.terraform)
+	if err != nil {
+		return fmt.Errorf("-terraform: %w", err)
+	}
+	if o.bin, err = filepath.Abs(o.bin); err != nil {
+		return err
+	}
+	for _, b := range []string{"terraform-provider-agentlab", "agentlab-reaper"} {
+		if _, err := os.Stat(filepath.Join(o.bin, b)); err != nil {
+			return fmt.Errorf("no %s in %s: run make build first (or pass -bin)", b, o.bin)
+		}
+	}
+	model, err := o.model()
+	if err != nil {
+		return err
+	}
+
+	work, err := os.MkdirTemp("", "jobbench-")
+	if err != nil {
+		return err
+	}
+	if o.keep {
+		fmt.Fprintln(out, "working directory:", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+	w, err := start(o, model, cli, work)
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	res, err := w.measure()
+	if err != nil {
+		return err
+	}
+	res.report(out, o, model, cli)
+	return nil
+}
+
+// result is what one run measured.
+type result struct {
+	apply   time.Duration // terraform apply, every job waited for
+	cleanup time.Duration // from the apply's start until the reaper destroyed the last job VM
+	// boots are the job VMs' boot times, as the simulator drew them.
+	boots     []time.Duration
+	stats     pvesim.Stats // apply and the reaper's cleanup, not the destroy
+	succeeded int
+}
+
+// measure applies the jobs, waits for the reaper to destroy their VMs,
+// checks every job's outcome and artifact, and destroys the resources.
+func (w *world) measure() (result, error) {
+	var res result
+	sampler := w.sampleBoots()
+	start := time.Now()
+	if err := w.terraform("apply", "-auto-approve", "-input=false", "-no-color", fmt.Sprintf("-parallelism=%d", w.o.parallelism)); err != nil {
+		sampler.stop()
+		return res, err
+	}
+	res.apply = time.Since(start)
+	// The reaper destroys each job's VM once the job ended: wait for the
+	// last, watching the simulator's state (another component acts).
+	deadline := time.Now().Add(5 * time.Minute)
+	for len(w.jobVMs()) > 0 {
+		if time.Now().After(deadline) {
+			sampler.stop()
+			return res, fmt.Errorf("the reaper had not destroyed VMs %v 5 minutes after the apply", w.jobVMs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	res.cleanup = time.Since(start)
+	res.stats = w.sim.Stats()
+	res.boots = sampler.stop()
+
+	out, err := w.terraformOutput("jobs")
+	if err != nil {
+		return res, err
+	}
+	var jobs []struct {
+		ID        string `json:"id"`
+		Status    string `json:"status"`
+		Artifacts []struct {
+			Name   string `json:"name"`
+			Size   int64  `json:"size"`
+			SHA256 string `json:"sha256"`
+		} `json:"artifacts"`
+	}
+	if err := json.Unmarshal(out, &jobs); err != nil {
+		return res, fmt.Errorf("terraform output jobs: %w", err)
+	}
+	var problems []string
+	for _, j := range jobs {
+		ok := j.Status == "succeeded" && len(j.Artifacts) == 1 && j.Artifacts[0].Name == "out/result.bin" &&
+			j.Artifacts[0].SHA256 == w.artifactSHA && j.Artifacts[0].Size == w.o.artifact
+		if ok {
+			res.succeeded++
+		} else {
+			problems = append(problems, fmt.Sprintf("job %s: status %s, artifacts %+v", j.ID, j.Status, j.Artifacts))
+		}
+	}
+	if len(jobs) != w.o.n || len(problems) > 0 {
+		return res, fmt.Errorf("%d of %d jobs succeeded with the artifact expected (sha256 %s):\n  %s\nthe reaper's log: %s",
+			res.succeeded, w.o.n, w.artifactSHA, strings.Join(problems, "\n  "), w.reaperLog)
+	}
+	if len(res.boots) != w.o.n {
+		return res, fmt.Errorf("saw %d job VMs boot; want %d", len(res.boots), w.o.n)
+	}
+	if err := w.terraform("destroy", "-auto-approve", "-input=false", "-no-color", fmt.Sprintf("-parallelism=%d", w.o.parallelism)); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// jobVMs lists the VMs other than the template.
+func (w *world) jobVMs() []int {
+	var ids []int
+	for _, id := range w.sim.VMIDs() {
+		if id != pvesim.DefaultTemplate().VMID {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// bootSampler records the boot time the simulator drew for each job VM
+// while it runs (a stopped VM has none, and the reaper destroys them).
+type bootSampler struct {
+	done  chan struct{}
+	wg    sync.WaitGroup
+	boots map[int]time.Duration
+}
+
+func (w *world) sampleBoots() *bootSampler {
+	s := &bootSampler{done: make(chan struct{}), boots: map[int]time.Duration{}}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			for _, id := range w.jobVMs() {
+				if _, seen := s.boots[id]; seen {
+					continue
+				}
+				if vm, ok := w.sim.VM(id); ok && vm.Running {
+					s.boots[id] = vm.BootTime
+				}
+			}
+			select {
+			case <-s.done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return s
+}
+
+// stop ends the sampling and returns the boot times in VMID order.
+func (s *bootSampler) stop() []time.Duration {
+	close(s.done)
+	s.wg.Wait()
+	ids := slices.Sorted(func(yield func(int) bool) {
+		for id := range s.boots {
+			if !yield(id) {
+				return
+			}
+		}
+	})
+	boots := make([]time.Duration, 0, len(ids))
+	for _, id := range ids {
+		boots = append(boots, s.boots[id])
+	}
+	return boots
+}
+
+// jobPath is how long one job cannot be faster than, in this model: the
+// Proxmox tasks the provider waits for in order (linked clone, seed upload,
+// start), then the longer of the guest's boot followed by the seed's
+// deletion (the provider waits for the boot to retire the seed) and the
+// task, which the simulator's guest execution starts with the VM. API
+// service and queueing time, the runner's clone and upload and the
+// provider's polling are not in it: they count against the system.
+func jobPath(m pvesim.Latency, boot, task time.Duration) time.Duration {
+	return m.LinkedClone + m.Upload + m.Start + max(boot+m.VolumeDelete, task)
+}
+
+func (r result) report(out io.Writer, o options, m pvesim.Latency, cli tfcli.Info) {
+	jobs := make([]time.Duration, len(r.boots))
+	for i, b := range r.boots {
+		jobs[i] = jobPath(m, b, o.task)
+	}
+	path := critical.Path(jobs, o.parallelism)
+	// The reaper stops and destroys a VM once its job ended.
+	cleanupPath := critical.Path(addEach(jobs, m.Stop+m.Destroy), o.parallelism)
+	fmt.Fprintf(out, "cli: %s %s (%s)\n", cli.Kind, cli.Version, o.terraform)
+	fmt.Fprintf(out, "latency model: %s (linked clone %v, upload %v, start %v, volume delete %v, stop %v, destroy %v, guest boot %v)\n",
+		o.latency, m.LinkedClone, m.Upload, m.Start, m.VolumeDelete, m.Stop, m.Destroy, describe(r.boots))
+	fmt.Fprintf(out, "jobs: %d, terraform -parallelism=%d, task %v, artifact %s each; %d succeeded, every artifact's sha256 checked\n",
+		o.n, o.parallelism, o.task, size.FormatIEC(o.artifact), r.succeeded)
+	fmt.Fprintf(out, "critical path: %v (each job: tasks %v, then the longer of boot+seed delete and the task; in order on %d slots)\n",
+		path.Round(time.Millisecond), m.LinkedClone+m.Upload+m.Start, o.parallelism)
+	fmt.Fprintf(out, "apply (every job ended): %v\n", r.apply.Round(time.Millisecond))
+	fmt.Fprintf(out, "ratio to critical path: %.3f\n", r.apply.Seconds()/path.Seconds())
+	fmt.Fprintf(out, "every job VM destroyed by the reaper: %v after the apply started (critical path with stop and destroy: %v, ratio %.3f)\n",
+		r.cleanup.Round(time.Millisecond), cleanupPath.Round(time.Millisecond), r.cleanup.Seconds()/cleanupPath.Seconds())
+	fmt.Fprintf(out, "simulator: %d API requests, %d tasks (apply and the reaper's cleanup): %.1f requests per job\n",
+		r.stats.Total, r.stats.TasksStarted, float64(r.stats.Total)/float64(o.n))
+	fmt.Fprintf(out, "simulator's peak queue depth (calls waiting for an API worker): %d\n", r.stats.PeakQueueDepth)
+	writeRoutes(out, r.stats, o.n)
+}
+
+func addEach(ds []time.Duration, d time.Duration) []time.Duration {
+	out := make([]time.Duration, len(ds))
+	for i, x := range ds {
+		out[i] = x + d
+	}
+	return out
+}
+
+// describe summarises durations: one value, or the range and median.
+func describe(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "none"
+	}
+	s := slices.Sorted(slices.Values(ds))
+	if s[0] == s[len(s)-1] {
+		return s[0].String()
+	}
+	return fmt.Sprintf("%v to %v, median %v", s[0].Round(time.Millisecond), s[len(s)-1].Round(time.Millisecond), s[len(s)/2].Round(time.Millisecond))
+}
+
+// writeRoutes lists the requests per job by route, most first.
+func writeRoutes(out io.Writer, st pvesim.Stats, n int) {
+	type row struct {
+		route string
+		count int
+	}
+	var rows []row
+	for r, byStatus := range st.Requests {
+		c := 0
+		for _, k := range byStatus {
+			c += k
+		}
+		rows = append(rows, row{r, c})
+	}
+	sort.Slice(rows, func(i, j int) bool {
+		if rows[i].count != rows[j].count {
+			return rows[i].count > rows[j].count
+		}
+		return rows[i].route < rows[j].route
+	})
+	for _, r := range rows {
+		fmt.Fprintf(out, "  %6.2f  %s\n", float64(r.count)/float64(n), r.route)
+	}
+}
+
+// randomFile writes n random bytes to path and returns their sha256.
+func randomFile(path string, n int64) (string, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.CopyN(io.MultiWriter(f, h), rand.Reader, n); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), f.Close()
+}
