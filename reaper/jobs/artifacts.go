@@ -22,6 +22,9 @@ var (
 	// ErrTruncated is an upload whose body ended before its announced
 	// length, or broke off.
 	ErrTruncated = errors.New("artifact upload truncated")
+	// ErrStorage is an upload the reaper could not write to its disk (full,
+	// failing): the reaper's fault, not the client's.
+	ErrStorage = errors.New("artifact storage failed")
 )
 
 // tempPrefix starts the name of a file being uploaded; such files left by a
@@ -70,6 +73,8 @@ func (s *Service) Upload(ctx context.Context, id, name string, body io.Reader, s
 	switch {
 	case n > s.opts.MaxBytes:
 		return job.Artifact{}, fmt.Errorf("%w: the limit is %d bytes", ErrTooLarge, s.opts.MaxBytes)
+	case errors.Is(err, ErrStorage):
+		return job.Artifact{}, fmt.Errorf("after %d bytes: %w", n, err)
 	case err != nil:
 		return job.Artifact{}, fmt.Errorf("%w after %d bytes: %w", ErrTruncated, n, err)
 	case size >= 0 && n != size:

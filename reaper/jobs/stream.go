@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"fmt"
 	"hash"
 	"io"
 	"sync/atomic"
@@ -12,7 +13,8 @@ const streamBuffers = 4
 // stream copies src to dst and into h in a three-stage pipeline (read,
 // write, hash), so the network, the disk and the hash work at once; memory
 // stays at streamBuffers buffers whatever the size. It returns the bytes
-// read, and the first read or write error.
+// read, and the first read error or the first write error (wrapping
+// ErrStorage).
 func stream(dst io.Writer, h hash.Hash, src io.Reader) (int64, error) {
 	free := make(chan []byte, streamBuffers)
 	for range streamBuffers {
@@ -63,7 +65,10 @@ func stream(dst io.Writer, h hash.Hash, src io.Reader) (int64, error) {
 	if readErr != nil {
 		return n, readErr
 	}
-	return n, writeErr
+	if writeErr != nil {
+		return n, fmt.Errorf("%w: %w", ErrStorage, writeErr)
+	}
+	return n, nil
 }
 
 // fill reads into b until it is full or src ends: io.EOF when src ended,

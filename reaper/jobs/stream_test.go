@@ -24,6 +24,7 @@ func TestStream(t *testing.T) {
 		{"empty", strings.NewReader(""), &bytes.Buffer{}, 0, nil},
 		{"truncated", io.MultiReader(bytes.NewReader(data[:100]), iotest.ErrReader(io.ErrUnexpectedEOF)), &bytes.Buffer{}, 100, io.ErrUnexpectedEOF},
 		{"disk full", bytes.NewReader(data), failWriter{}, -1, errDiskFull},
+		{"disk full is the reaper's", bytes.NewReader(data), failWriter{}, -1, ErrStorage},
 	}
 	for _, tt := range tests {
 		h := sha256.New()
