@@ -42,20 +42,23 @@ import (
 )
 
 func main() {
-	if err := run(); err != nil {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "uploadbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
-	reaperBin := flag.String("reaper", "bin/agentlab-reaper", "the agentlab-reaper `binary`")
-	sizesFlag := flag.String("sizes", "64MiB,256MiB,1GiB", "upload `sizes`, comma-separated (MiB, GiB)")
-	rounds := flag.Int("rounds", 3, "rounds per size; the median is reported")
-	client := flag.String("client", "curl", "the uploading `client`: curl (as the job runner) or go")
-	verbose := flag.Bool("v", false, "print every round")
-	dirFlag := flag.String("dir", "", "working `directory` (default: a temporary one under .bench)")
-	flag.Parse()
+func run(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("uploadbench", flag.ContinueOnError)
+	reaperBin := fs.String("reaper", "bin/agentlab-reaper", "the agentlab-reaper `binary`")
+	sizesFlag := fs.String("sizes", "64MiB,256MiB,1GiB", "upload `sizes`, comma-separated, such as 64MiB or 1G")
+	rounds := fs.Int("rounds", 3, "rounds per size; the median is reported")
+	client := fs.String("client", "curl", "the uploading `client`: curl (as the job runner) or go")
+	verbose := fs.Bool("v", false, "print every round")
+	dirFlag := fs.String("dir", "", "working `directory` (default: a temporary one under .bench)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
 	sizes, err := parseSizes(*sizesFlag)
 	if err != nil {
 		return err
@@ -96,8 +99,8 @@ func run() error {
 
 	buf := make([]byte, 1<<20)
 	rand.Read(buf)
-	fmt.Printf("client: %s; load average at start: %s\n", *client, loadAverage())
-	fmt.Printf("%-8s  %10s  %12s  %11s  %6s  %14s  %14s  %15s\n", "size", "disk MB/s", "write-behind", "upload MB/s", "ratio",
+	fmt.Fprintf(out, "client: %s; load average at start: %s\n", *client, loadAverage())
+	fmt.Fprintf(out, "%-8s  %10s  %12s  %11s  %6s  %14s  %14s  %15s\n", "size", "disk MB/s", "write-behind", "upload MB/s", "ratio",
 		"reaper CPU/GiB", "client CPU/GiB", "reaper peak RSS")
 	for _, sz := range sizes {
 		var plain, behind, upl, rcpu, ccpu []float64
@@ -141,7 +144,7 @@ func run() error {
 				if u.tail > 0 {
 					tail = fmt.Sprintf(", last byte sent to 201: %v", u.tail.Round(time.Millisecond))
 				}
-				fmt.Printf("  round %d: disk %v, write-behind %v, upload %v (ratio %.2f), reaper CPU %v, client CPU %v%s\n", i+1,
+				fmt.Fprintf(out, "  round %d: disk %v, write-behind %v, upload %v (ratio %.2f), reaper CPU %v, client CPU %v%s\n", i+1,
 					dPlain.Round(time.Millisecond), dBehind.Round(time.Millisecond), u.elapsed.Round(time.Millisecond),
 					min(dPlain, dBehind).Seconds()/u.elapsed.Seconds(),
 					u.reaperCPU.Round(time.Millisecond), u.clientCPU.Round(time.Millisecond), tail)
@@ -150,10 +153,10 @@ func run() error {
 		// The baseline is the faster way to write the disk, so neither
 		// can flatter the ratio.
 		pm, bm, um := median(plain), median(behind), median(upl)
-		fmt.Printf("%-8s  %10.0f  %12.0f  %11.0f  %6.2f  %13.2fs  %13.2fs  %11.1f MiB\n", size.FormatIEC(sz), pm, bm, um, um/max(pm, bm),
+		fmt.Fprintf(out, "%-8s  %10.0f  %12.0f  %11.0f  %6.2f  %13.2fs  %13.2fs  %11.1f MiB\n", size.FormatIEC(sz), pm, bm, um, um/max(pm, bm),
 			median(rcpu), median(ccpu), float64(peak)/(1<<20))
 	}
-	fmt.Printf("load average at end: %s\n", loadAverage())
+	fmt.Fprintf(out, "load average at end: %s\n", loadAverage())
 	return nil
 }
 
