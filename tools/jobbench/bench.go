@@ -165,6 +165,14 @@ type result struct {
 	boots     []time.Duration
 	stats     pvesim.Stats // apply and the reaper's cleanup, not the destroy
 	succeeded int
+	// phases are each job's times as the reaper recorded them.
+	phases []phases
+}
+
+// phases are one job's times, from the apply's start: registered with the
+// reaper, started (the runner's report, after its checkout) and ended.
+type phases struct {
+	registered, started, ended time.Duration
 }
 
 // measure applies the jobs, waits for the reaper to destroy their VMs,
@@ -217,6 +225,14 @@ func (w *world) measure() (result, error) {
 		} else {
 			problems = append(problems, fmt.Sprintf("job %s: status %s, artifacts %+v", j.ID, j.Status, j.Artifacts))
 		}
+	}
+	for _, j := range jobs {
+		got, err := w.ctl.Job(context.Background(), j.ID)
+		if err != nil {
+			return res, fmt.Errorf("read job %s from the reaper: %w", j.ID, err)
+		}
+		res.phases = append(res.phases, phases{registered: got.CreatedAt.Sub(start), started: got.StartedAt.Sub(start),
+			ended: got.FinishedAt.Sub(start)})
 	}
 	if len(jobs) != w.o.n || len(problems) > 0 {
 		return res, fmt.Errorf("%d of %d jobs succeeded with the artifact expected (sha256 %s):\n  %s\nthe reaper's log: %s",
@@ -324,10 +340,39 @@ func (r result) report(out io.Writer, o options, m pvesim.Latency, cli tfcli.Inf
 	fmt.Fprintf(out, "ratio to critical path: %.3f\n", r.apply.Seconds()/path.Seconds())
 	fmt.Fprintf(out, "every job VM destroyed by the reaper: %v after the apply started (critical path with stop and destroy: %v, ratio %.3f)\n",
 		r.cleanup.Round(time.Millisecond), cleanupPath.Round(time.Millisecond), r.cleanup.Seconds()/cleanupPath.Seconds())
+	r.writePhases(out, o, m)
 	fmt.Fprintf(out, "simulator: %d API requests, %d tasks (apply and the reaper's cleanup): %.1f requests per job\n",
 		r.stats.Total, r.stats.TasksStarted, float64(r.stats.Total)/float64(o.n))
 	fmt.Fprintf(out, "simulator's peak queue depth (calls waiting for an API worker): %d\n", r.stats.PeakQueueDepth)
 	writeRoutes(out, r.stats, o.n)
+}
+
+// writePhases says where each job's time went, as the reaper saw it.
+func (r result) writePhases(out io.Writer, o options, m pvesim.Latency) {
+	if len(r.phases) == 0 {
+		return
+	}
+	var reg, toStart, afterTask []time.Duration
+	var lastEnd time.Duration
+	for _, p := range r.phases {
+		reg = append(reg, p.registered)
+		toStart = append(toStart, p.started-p.registered)
+		afterTask = append(afterTask, p.ended-p.started-o.task)
+		lastEnd = max(lastEnd, p.ended)
+	}
+	fmt.Fprintf(out, "where the time went (min, median, max over the jobs):\n")
+	fmt.Fprintf(out, "  apply start to the job registered with the reaper:  %s\n", spread(reg))
+	fmt.Fprintf(out, "  registered to the runner's start (clone, seed upload and start %v, then the checkout):  %s\n",
+		m.LinkedClone+m.Upload+m.Start, spread(toStart))
+	fmt.Fprintf(out, "  the runner's start to the job's end, beyond the %v task (artifact upload, end report):  %s\n", o.task, spread(afterTask))
+	fmt.Fprintf(out, "  the last job's end to the apply's end (the provider's poll, terraform):  %v\n", (r.apply - lastEnd).Round(time.Millisecond))
+}
+
+// spread is the min, median and max of ds.
+func spread(ds []time.Duration) string {
+	s := slices.Sorted(slices.Values(ds))
+	r := func(d time.Duration) time.Duration { return d.Round(10 * time.Millisecond) }
+	return fmt.Sprintf("%v, %v, %v", r(s[0]), r(s[len(s)/2]), r(s[len(s)-1]))
 }
 
 func addEach(ds []time.Duration, d time.Duration) []time.Duration {

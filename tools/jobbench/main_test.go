@@ -57,7 +57,7 @@ func TestSmoke(t *testing.T) {
 		t.Fatalf("run: %v\noutput:\n%s", err, out.String())
 	}
 	t.Log(out.String())
-	for _, want := range []string{"2 succeeded", "critical path: 1s", "ratio to critical path:", "requests per job", "peak queue depth"} {
+	for _, want := range []string{"2 succeeded", "critical path: 1s", "ratio to critical path:", "requests per job", "peak queue depth", "where the time went"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the report lacks %q", want)
 		}

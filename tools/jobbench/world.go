@@ -28,6 +28,7 @@ type world struct {
 	git         *http.Server
 	reaper      *exec.Cmd
 	reaperLog   string
+	ctl         *api.Client // the reaper's control socket
 	env         []string
 	tfDir       string
 	artifactSHA string
@@ -229,6 +230,7 @@ artifacts:
 		return "", "", err
 	}
 	ctl := api.NewUnixClient(socket)
+	w.ctl = ctl
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, err := ctl.Status(context.Background()); err == nil {
