@@ -373,6 +373,43 @@ func (s *Server) checkGuestLocked(v *vmState) error {
 	return nil
 }
 
+// scheduleGuestBootLocked starts v's guest once v has booted (s.mu held):
+// at StartedAt plus its boot time, when its guest agent starts answering
+// too. A real guest runs its cloud-init user-data (the job runner, the
+// heartbeat) only at the end of its boot, so a guest started at once would
+// make every job look a boot shorter than on PVE. A VM stopped or restarted
+// in the meantime does not get this boot's guest.
+func (s *Server) scheduleGuestBootLocked(v *vmState) {
+	if s.guests == nil || s.closed {
+		return
+	}
+	wait := v.StartedAt.Add(s.bootTime(v.VMID, v.PID)).Sub(s.clock.Now())
+	if wait <= 0 {
+		s.bootGuestLocked(v)
+		return
+	}
+	vmid, pid := v.VMID, v.PID
+	t := s.timers.NewTimer(wait)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		select {
+		case <-s.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if v, ok := s.st.VMs[vmid]; ok && !s.closed && v.Running && v.PID == pid {
+			s.bootGuestLocked(v)
+		}
+		if s.guestBootDue != nil {
+			s.guestBootDue(vmid)
+		}
+	}()
+}
+
 // bootGuestLocked starts v's guest after v started (s.mu held). A failure
 // leaves the VM running without a guest, as a VM whose boot failed, and is
 // logged on the simulator's log and the guest's console.

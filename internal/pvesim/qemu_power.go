@@ -49,7 +49,7 @@ func (s *Server) startVMLocked(v *vmState) {
 	v.StartedAt = s.clock.Now()
 	v.PID = s.st.NextPID
 	s.st.NextPID++
-	s.bootGuestLocked(v)
+	s.scheduleGuestBootLocked(v)
 }
 
 func stopVM(v *vmState) {

@@ -32,9 +32,12 @@ type Server struct {
 	configRoute *Route
 	authKey     []byte // signs tickets and CSRF tokens
 
-	ctx    context.Context // cancelled by Close; task goroutines watch it
-	cancel context.CancelFunc
-	wg     sync.WaitGroup // task and persistence goroutines
+	// guestBootDue, when set (by tests), is called with s.mu held once a
+	// delayed guest boot's time has come, whether it booted or not.
+	guestBootDue func(vmid int)
+	ctx          context.Context // cancelled by Close; task goroutines watch it
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup // task and persistence goroutines
 
 	mu          sync.Mutex // guards the fields below; never held while waiting
 	closed      bool

@@ -46,7 +46,7 @@ func parseOptions(args []string) (options, error) {
 	fs.StringVar(&o.terraform, "terraform", "", "terraform or tofu `binary` (default: the one on PATH)")
 	fs.IntVar(&o.n, "n", 20, "jobs to apply")
 	fs.IntVar(&o.parallelism, "parallelism", 20, "terraform -parallelism")
-	fs.DurationVar(&o.task, "task", 60*time.Second, "how long each job's task runs (a sleep), before it writes its artifact; the default outlasts the realistic model's longest boot")
+	fs.DurationVar(&o.task, "task", 30*time.Second, "how long each job's task runs (a sleep) after its guest booted, before it writes its artifact")
 	fs.StringVar(&artifact, "artifact-size", "1MiB", "`size` of each job's artifact")
 	fs.StringVar(&o.latency, "latency", "realistic", "the simulator's latency model: realistic or zero")
 	fs.StringVar(&o.boot, "boot", "", "guest boot time: realistic, zero or a duration (default: the latency model's)")
@@ -312,13 +312,14 @@ func (s *bootSampler) stop() []time.Duration {
 
 // jobPath is how long one job cannot be faster than, in this model: the
 // Proxmox tasks the provider waits for in order (linked clone, seed upload,
-// start), then the longer of the guest's boot followed by the seed's
-// deletion (the provider waits for the boot to retire the seed) and the
-// task, which the simulator's guest execution starts with the VM. API
-// service and queueing time, the runner's clone and upload and the
-// provider's polling are not in it: they count against the system.
+// start), the guest's boot (its cloud-init starts the runner at the end of
+// it, as the simulator's guest execution does), then the longer of the
+// seed's deletion (the provider retires the seed once the guest booted)
+// and the task. API service and queueing time, the runner's clone and
+// upload and the provider's polling are not in it: they count against the
+// system.
 func jobPath(m pvesim.Latency, boot, task time.Duration) time.Duration {
-	return m.LinkedClone + m.Upload + m.Start + max(boot+m.VolumeDelete, task)
+	return m.LinkedClone + m.Upload + m.Start + boot + max(m.VolumeDelete, task)
 }
 
 func (r result) report(out io.Writer, o options, m pvesim.Latency, cli tfcli.Info) {
@@ -334,7 +335,7 @@ func (r result) report(out io.Writer, o options, m pvesim.Latency, cli tfcli.Inf
 		o.latency, m.LinkedClone, m.Upload, m.Start, m.VolumeDelete, m.Stop, m.Destroy, describe(r.boots))
 	fmt.Fprintf(out, "jobs: %d, terraform -parallelism=%d, task %v, artifact %s each; %d succeeded, every artifact's sha256 checked\n",
 		o.n, o.parallelism, o.task, size.FormatIEC(o.artifact), r.succeeded)
-	fmt.Fprintf(out, "critical path: %v (each job: tasks %v, then the longer of boot+seed delete and the task; in order on %d slots)\n",
+	fmt.Fprintf(out, "critical path: %v (each job: tasks %v, its boot, then the longer of the seed's delete and the task; in order on %d slots)\n",
 		path.Round(time.Millisecond), m.LinkedClone+m.Upload+m.Start, o.parallelism)
 	fmt.Fprintf(out, "apply (every job ended): %v\n", r.apply.Round(time.Millisecond))
 	fmt.Fprintf(out, "ratio to critical path: %.3f\n", r.apply.Seconds()/path.Seconds())

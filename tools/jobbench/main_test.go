@@ -105,8 +105,10 @@ func TestJobPath(t *testing.T) {
 		boot, task time.Duration
 		want       time.Duration
 	}{
-		{"boot longer", 25 * s, 10 * s, 2700*time.Millisecond + 25*s + 200*time.Millisecond},
-		{"task longer", 25 * s, 30 * s, 2700*time.Millisecond + 30*s},
+		// The runner starts once the guest booted: boot, then the task
+		// (the seed's deletion runs alongside it).
+		{"boot then task", 25 * s, 10 * s, 2700*time.Millisecond + 25*s + 10*s},
+		{"task shorter than the seed's deletion", 25 * s, 100 * time.Millisecond, 2700*time.Millisecond + 25*s + 200*time.Millisecond},
 		{"zero model", 0, 3 * s, 3 * s},
 	}
 	for _, tt := range tests {
