@@ -152,7 +152,8 @@ const (
 	KindKeep EventKind = "keep"
 	// KindOrphan records an orphan found, pruned or left to the operator.
 	KindOrphan EventKind = "orphan"
-	// KindVolume records the deletion of a reaped sandbox's seed ISO.
+	// KindVolume records the deletion of a sandbox's seed ISO: with a reaped
+	// sandbox, or at its guest's first contact (intent, then outcome).
 	KindVolume EventKind = "volume"
 	// KindEgress records a change of a sandbox's egress rules in the
 	// nftables filter (added, changed, removed).
@@ -284,8 +285,10 @@ var (
 	ErrProtected = errors.New("sandbox is not managed by the reaper")
 )
 
-// VolumeDeletion is a volume to delete once its VM is gone: a reaped
-// sandbox's seed ISO, recorded before the VM's destroy starts.
+// VolumeDeletion is a sandbox's seed ISO to delete, recorded before the
+// action that makes it garbage: before a reaped sandbox's destroy (deleted
+// once the VM is gone) or, with Retire, at its guest's first contact
+// (ejected from the living VM and deleted at once).
 type VolumeDeletion struct {
 	// Volid is the volume, e.g. "local:iso/agentlab-101-cidata.iso".
 	Volid string
@@ -295,6 +298,9 @@ type VolumeDeletion struct {
 	VMID int
 	// Since is when the deletion was decided.
 	Since time.Time
+	// Retire is set when the guest has booted: the ISO is ejected from the
+	// VM's CD-ROM and deleted while the VM lives on, not when it is gone.
+	Retire bool
 }
 
 // PolicyCapError is a renewal or heartbeat that policy.max_lease cut short:

@@ -282,6 +282,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if cfg.Guest.Listen != "" {
 		g := guest.New(m.loop, guest.Limits{}, m.Clock, log.With("component", "guest"))
 		g.SetJobs(m.jobs)
+		g.SetSeeds(m.loop)
 		if err := m.listen("guest", cfg.Guest.Listen, g); err != nil {
 			return err
 		}

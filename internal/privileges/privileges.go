@@ -48,10 +48,11 @@ func Reaper() []Privilege {
 		{"VM.Audit", "/vms", "listing VMs, reading their config"},
 		{"VM.Config.Options", "/vms", "writing the metadata block and the expiry tag (renewals, heartbeats)"},
 		{"VM.Config.Disk", "/vms", "detaching a workspace before a destroy"},
+		{"VM.Config.CDROM", "/vms", "ejecting a sandbox's seed ISO once its guest has booted"},
 		{"VM.PowerMgmt", "/vms", "stopping"},
 		{"VM.Allocate", "/vms", "destroying, pruning untagged orphans"},
 		{"Datastore.Audit", "/storage", "listing the ISO storages for seed ISOs"},
-		{"Datastore.Allocate", "/storage", "deleting seed ISOs"},
+		{"Datastore.Allocate", "/storage", "deleting seed ISOs (after first boot, and with their sandbox)"},
 		{"Sys.Audit", "/nodes", "seeing other users' clone tasks, so that a clone under way is not taken for an interrupted one"},
 	}
 }

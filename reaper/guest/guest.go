@@ -41,6 +41,18 @@ type Heartbeater interface {
 	Heartbeat(ctx context.Context, token string) (reaper.Renewal, error)
 }
 
+// Seeds retires a sandbox's cloud-init seed ISO once its guest has made
+// contact; *reconcile.Loop is one. The listener calls it after it has
+// answered, so the guest never waits for Proxmox.
+type Seeds interface {
+	// FinishSeeds retires the seed ISO of vmid that a heartbeat found still
+	// attached, and does nothing when there is none.
+	FinishSeeds(ctx context.Context, vmid int)
+	// JobContact retires the seed ISO of a job's sandbox once its runner
+	// has fetched the spec.
+	JobContact(ctx context.Context, node string, vmid int, jobID string) error
+}
+
 // Limits are the rate limits of the listener.
 type Limits struct {
 	// PerToken is the sustained heartbeats per second one token may send,
@@ -76,6 +88,7 @@ type Server struct {
 	tokens  *limiter
 	address *limiter
 	jobs    Jobs
+	seeds   Seeds
 }
 
 // New returns a guest listener handler over hb. clk drives the rate limits
@@ -94,6 +107,28 @@ func New(hb Heartbeater, limits Limits, clk clock.Clock, logger *slog.Logger) *S
 		address: newLimiter(clk, limits.PerAddress, limits.AddressBurst),
 	}
 }
+
+// SetSeeds makes the listener retire a sandbox's seed ISO at its guest's
+// first contact (an accepted heartbeat, a job runner's spec fetch), through
+// seeds. Call it before serving.
+func (s *Server) SetSeeds(seeds Seeds) { s.seeds = seeds }
+
+// afterContact runs retire once the answer has reached the guest: the
+// answer carries its length and is flushed, so the guest's client is done
+// while the listener goes on talking to Proxmox. The work outlives the
+// request's context (the guest may hang up), bounded by contactTimeout.
+func (s *Server) afterContact(w http.ResponseWriter, r *http.Request, retire func(ctx context.Context)) {
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), contactTimeout)
+	defer cancel()
+	retire(ctx)
+}
+
+// contactTimeout bounds the seed ISO retirement after a contact; the
+// reaper's loop finishes what it leaves undone.
+const contactTimeout = 2 * time.Minute
 
 // MaxBodyBytes bounds a heartbeat's body (which is ignored).
 const MaxBodyBytes = 4 << 10
@@ -161,6 +196,9 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
 		s.log.Error("heartbeat failed", "remote", r.RemoteAddr, "err", err)
 		writeError(w, http.StatusServiceUnavailable, "the reaper cannot renew the lease now; try again later")
 	}
+	if s.seeds != nil && ren.Lease.VMID != 0 && (err == nil || errors.Is(err, lease.ErrPastMaxTTL)) {
+		s.afterContact(w, r, func(ctx context.Context) { s.seeds.FinishSeeds(ctx, ren.Lease.VMID) })
+	}
 }
 
 func tooFast(w http.ResponseWriter, wait time.Duration, msg string) {
@@ -195,9 +233,17 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	}{msg})
 }
 
+// writeJSON writes v with its length, so that a client has the whole
+// answer once it is flushed (see afterContact).
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":"cannot encode the answer"}`)
+	}
+	b = append(b, '\n')
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	_, _ = w.Write(b)
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/job"
@@ -119,13 +120,32 @@ func (s *Server) jobSpec(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if format == "sh" {
+		script := spec.ShellScript()
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Content-Length", strconv.Itoa(len(script)))
 		w.WriteHeader(http.StatusOK)
-		_, _ = io.WriteString(w, spec.ShellScript())
+		_, _ = io.WriteString(w, script)
+	} else {
+		writeJSON(w, http.StatusOK, spec)
+	}
+	if s.seeds != nil {
+		// The runner's first call: its guest has booted.
+		s.afterContact(w, r, func(ctx context.Context) { s.jobContact(ctx, spec) })
+	}
+}
+
+// jobContact retires the seed ISO of the sandbox of the job spec belongs
+// to. A job whose sandbox is not known yet is left to the provider, which
+// retires the seed once the guest agent reports an address.
+func (s *Server) jobContact(ctx context.Context, spec job.Spec) {
+	j, err := s.jobs.Authenticate(ctx, spec.Token)
+	if err != nil || j.VMID == 0 {
 		return
 	}
-	writeJSON(w, http.StatusOK, spec)
+	if err := s.seeds.JobContact(ctx, j.Node, j.VMID, j.ID); err != nil {
+		s.log.Warn("not retiring the seed ISO of a job's sandbox", "job", j.ID, "vmid", j.VMID, "err", err)
+	}
 }
 
 // withJob authenticates the job token and calls fn with its job.

@@ -35,6 +35,7 @@ type Metrics struct {
 	orphans         *prometheus.GaugeVec
 	orphansPruned   *prometheus.CounterVec
 	volumesDeleted  prometheus.Counter
+	seedsRetired    prometheus.Counter
 	databaseBytes   prometheus.Gauge
 	egressApplies   *prometheus.CounterVec
 	egressDropped   *egressDropped
@@ -102,6 +103,10 @@ func New(version string) *Metrics {
 			Name: "agentlab_seed_isos_deleted_total",
 			Help: "Seed ISOs of destroyed sandboxes deleted by the reaper.",
 		}),
+		seedsRetired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "agentlab_seed_isos_retired_total",
+			Help: "Seed ISOs the reaper ejected and deleted once their guest had booted (first heartbeat or job runner call).",
+		}),
 		databaseBytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "agentlab_database_bytes",
 			Help: "Size of the reaper's SQLite database on disk (file and write-ahead log), measured hourly.",
@@ -128,7 +133,7 @@ func New(version string) *Metrics {
 	m.registry.MustRegister(
 		m.sandboxes, m.expired, m.destroyed, m.stopped, m.destroyFailures, m.tickDuration,
 		m.tickFailures, m.lastTick, m.proxmoxRequests, m.heartbeats, m.renewals, buildInfo,
-		m.orphans, m.orphansPruned, m.volumesDeleted, m.databaseBytes, m.egressApplies, m.egressDropped,
+		m.orphans, m.orphansPruned, m.volumesDeleted, m.seedsRetired, m.databaseBytes, m.egressApplies, m.egressDropped,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -256,6 +261,13 @@ func (m *Metrics) OrphanPruned(kind reaper.OrphanKind) {
 func (m *Metrics) VolumeDeleted() {
 	if m != nil {
 		m.volumesDeleted.Inc()
+	}
+}
+
+// SeedRetired counts a seed ISO ejected and deleted after its guest booted.
+func (m *Metrics) SeedRetired() {
+	if m != nil {
+		m.seedsRetired.Inc()
 	}
 }
 

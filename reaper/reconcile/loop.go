@@ -71,6 +71,7 @@ type Metrics interface {
 	SetOrphans(counts map[reaper.OrphanKind]int)
 	OrphanPruned(kind reaper.OrphanKind)
 	VolumeDeleted()
+	SeedRetired()
 	DatabaseSize(bytes int64)
 }
 
@@ -192,6 +193,8 @@ type Loop struct {
 	// volRetry when a failed deletion may be tried again.
 	pendingVols []reaper.VolumeDeletion
 	volRetry    map[string]time.Time
+	// volBusy holds the seed ISOs being retired (see seed.go).
+	volBusy map[string]bool
 	// orphans tracks what the orphan search found (see orphans.go).
 	orphans orphanState
 }
@@ -201,7 +204,7 @@ func New(p Proxmox, s Store, opts Options) *Loop {
 	opts = opts.withDefaults()
 	return &Loop{
 		pve: p, store: s, opts: opts, clock: opts.Clock, log: opts.Logger, m: opts.Metrics,
-		vms: map[int]*entry{}, kept: map[int]bool{}, volRetry: map[string]time.Time{},
+		vms: map[int]*entry{}, kept: map[int]bool{}, volRetry: map[string]time.Time{}, volBusy: map[string]bool{},
 	}
 }
 
@@ -379,4 +382,5 @@ func (noMetrics) Renewal(string)                       {}
 func (noMetrics) SetOrphans(map[reaper.OrphanKind]int) {}
 func (noMetrics) OrphanPruned(reaper.OrphanKind)       {}
 func (noMetrics) VolumeDeleted()                       {}
+func (noMetrics) SeedRetired()                         {}
 func (noMetrics) DatabaseSize(int64)                   {}

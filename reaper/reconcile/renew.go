@@ -64,6 +64,10 @@ func (l *Loop) catchUp(ctx context.Context) bool {
 // token's sha256, from the VM's metadata; the comparison is constant-time.
 // A lease already expired is not extended (reaper.ErrConflict): grace is the
 // last chance. Errors as for Renew, plus reaper.ErrUnauthorized.
+//
+// A heartbeat whose token matches proves the guest has booted: when the VM
+// still holds its seed ISO, its retirement is recorded, for FinishSeeds or
+// the next tick to carry out (see seed.go).
 func (l *Loop) Heartbeat(ctx context.Context, token string) (reaper.Renewal, error) {
 	sum := sha256.Sum256([]byte(token))
 	known, err := l.store.LeaseByToken(ctx, hex.EncodeToString(sum[:]))
@@ -85,9 +89,12 @@ func (l *Loop) Heartbeat(ctx context.Context, token string) (reaper.Renewal, err
 		node = e.lease.Node
 	}
 	l.mu.Unlock()
-	r, err := l.extend(ctx, pve.VMRef{Node: node, VMID: known.VMID}, extension{
+	ref := pve.VMRef{Node: node, VMID: known.VMID}
+	var booted *pve.VMConfig // the config, once the token proved the guest is up
+	r, err := l.extend(ctx, ref, extension{
 		kind: reaper.KindHeartbeat, actor: reaper.ActorGuest, heartbeat: true,
-		ttl: func(m lease.Metadata) time.Duration { return m.TTL },
+		contact: func(cfg pve.VMConfig) { booted = &cfg },
+		ttl:     func(m lease.Metadata) time.Duration { return m.TTL },
 		authorize: func(m lease.Metadata) error {
 			want, err := hex.DecodeString(m.HeartbeatTokenSHA256)
 			if err != nil || len(want) != sha256.Size || subtle.ConstantTimeCompare(want, sum[:]) != 1 {
@@ -96,6 +103,9 @@ func (l *Loop) Heartbeat(ctx context.Context, token string) (reaper.Renewal, err
 			return nil
 		},
 	})
+	if booted != nil {
+		l.noteSeed(ctx, ref, *booted, contactHeartbeat)
+	}
 	switch {
 	case errors.Is(err, reaper.ErrUnauthorized):
 		l.m.Heartbeat("unauthorized")
@@ -142,6 +152,7 @@ type extension struct {
 	heartbeat bool
 	ttl       func(lease.Metadata) time.Duration
 	authorize func(lease.Metadata) error // nil: no token to check
+	contact   func(pve.VMConfig)         // nil, or told the config once authorize accepted the token
 }
 
 // extend is the read-modify-write of a renewal: read the config, check it,
@@ -187,6 +198,9 @@ func (l *Loop) extendOnce(ctx context.Context, ref pve.VMRef, x extension) (reap
 	if x.authorize != nil {
 		if err := x.authorize(meta); err != nil {
 			return reaper.Renewal{}, cfg, err
+		}
+		if x.contact != nil {
+			x.contact(cfg)
 		}
 	}
 	if tagExp, err := lease.ExpiryFromTags(tags); err != nil || !tagExp.Equal(meta.ExpiresAt) {

@@ -59,17 +59,26 @@ func (l *Loop) recordVolumes(ctx context.Context, node string, vmid int, volids 
 }
 
 // deleteVolumes deletes the pending volumes whose VM is gone (gone(vmid)),
-// recording each outcome. A failed deletion is retried after a backoff.
+// and retires the seed ISOs a guest's first contact asked for that are not
+// done yet (see seed.go), recording each outcome. A failed deletion is
+// retried after a backoff.
 func (l *Loop) deleteVolumes(ctx context.Context, gone func(vmid int) bool) {
 	now := l.clock.Now()
 	l.mu.Lock()
-	var due []reaper.VolumeDeletion
+	var due, retire []reaper.VolumeDeletion
 	for _, v := range l.pendingVols {
-		if gone(v.VMID) && !now.Before(l.volRetry[v.Volid]) {
+		switch {
+		case now.Before(l.volRetry[v.Volid]):
+		case v.Retire:
+			retire = append(retire, v)
+		case gone(v.VMID):
 			due = append(due, v)
 		}
 	}
 	l.mu.Unlock()
+	for _, v := range retire {
+		l.finishRetire(ctx, v, gone(v.VMID))
+	}
 	for _, v := range due {
 		err := l.pve.DeleteVolume(ctx, v.Node, v.Volid)
 		ev := reaper.Event{Time: l.clock.Now(), VMID: v.VMID, Node: v.Node, Kind: reaper.KindVolume, Actor: reaper.ActorReaper}

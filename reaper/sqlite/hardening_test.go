@@ -100,6 +100,31 @@ func TestKeepsVolumesOrphansAndSize(t *testing.T) {
 	if got, _ := db.VolumeDeletions(ctx); len(got) != 0 {
 		t.Errorf("VolumeDeletions after VolumeDeleted = %+v; want none", got)
 	}
+	// A seed ISO to retire keeps Retire; recorded again without it (the
+	// destroy of a sandbox whose guest made contact), it still has it.
+	retire := reaper.VolumeDeletion{Volid: "local:iso/agentlab-102-cidata.iso", Node: "pve", VMID: 102, Since: t0, Retire: true}
+	again := retire
+	again.Retire, again.Since = false, t0.Add(time.Minute)
+	for _, add := range [][]reaper.VolumeDeletion{{retire}, {again}} {
+		if err := db.AddVolumeDeletions(ctx, add); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := db.VolumeDeletions(ctx); err != nil || len(got) != 1 || got[0] != retire {
+			t.Errorf("VolumeDeletions after adding %+v = %+v, %v; want [%+v]", add, got, err, retire)
+		}
+	}
+	plain := reaper.VolumeDeletion{Volid: "local:iso/agentlab-103-cidata.iso", Node: "pve", VMID: 103, Since: t0}
+	upgraded := plain
+	upgraded.Retire = true
+	if err := db.AddVolumeDeletions(ctx, []reaper.VolumeDeletion{plain}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AddVolumeDeletions(ctx, []reaper.VolumeDeletion{upgraded}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := db.VolumeDeletions(ctx); err != nil || len(got) != 2 || got[1] != upgraded {
+		t.Errorf("VolumeDeletions = %+v, %v; want %+v second, now to retire", got, err, upgraded)
+	}
 
 	vmOrphan := reaper.Orphan{ID: "vm/120", Kind: reaper.OrphanUntagged, VMID: 120, Node: "pve", Reason: "r", FirstSeen: t0, LastSeen: t0}
 	isoOrphan := reaper.Orphan{ID: "iso/local:iso/agentlab-130-cidata.iso", Kind: reaper.OrphanISO, VMID: 130, Volid: "local:iso/agentlab-130-cidata.iso", FirstSeen: t0, LastSeen: t0}

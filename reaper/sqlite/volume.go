@@ -9,7 +9,8 @@ import (
 )
 
 // AddVolumeDeletions records volumes to delete, before the action that
-// makes them garbage starts, so that a restart finishes the job.
+// makes them garbage starts, so that a restart finishes the job. A volume
+// already recorded keeps its row; Retire, once set, stays set.
 func (db *DB) AddVolumeDeletions(ctx context.Context, vols []reaper.VolumeDeletion) error {
 	if len(vols) == 0 {
 		return nil
@@ -20,8 +21,9 @@ func (db *DB) AddVolumeDeletions(ctx context.Context, vols []reaper.VolumeDeleti
 	}
 	defer tx.Rollback()
 	for _, v := range vols {
-		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO volume_deletions (volid, node, vmid, since) VALUES (?, ?, ?, ?)`,
-			v.Volid, v.Node, v.VMID, v.Since.UnixMilli()); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO volume_deletions (volid, node, vmid, since, retire) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (volid) DO UPDATE SET retire = MAX(retire, excluded.retire)`,
+			v.Volid, v.Node, v.VMID, v.Since.UnixMilli(), v.Retire); err != nil {
 			return fmt.Errorf("record deletion of %s: %w", v.Volid, err)
 		}
 	}
@@ -33,7 +35,7 @@ func (db *DB) AddVolumeDeletions(ctx context.Context, vols []reaper.VolumeDeleti
 
 // VolumeDeletions returns the pending volume deletions, oldest first.
 func (db *DB) VolumeDeletions(ctx context.Context) ([]reaper.VolumeDeletion, error) {
-	rows, err := db.db.QueryContext(ctx, `SELECT volid, node, vmid, since FROM volume_deletions ORDER BY since, volid`)
+	rows, err := db.db.QueryContext(ctx, `SELECT volid, node, vmid, since, retire FROM volume_deletions ORDER BY since, volid`)
 	if err != nil {
 		return nil, fmt.Errorf("list volume deletions: %w", err)
 	}
@@ -42,7 +44,7 @@ func (db *DB) VolumeDeletions(ctx context.Context) ([]reaper.VolumeDeletion, err
 	for rows.Next() {
 		var v reaper.VolumeDeletion
 		var since int64
-		if err := rows.Scan(&v.Volid, &v.Node, &v.VMID, &since); err != nil {
+		if err := rows.Scan(&v.Volid, &v.Node, &v.VMID, &since, &v.Retire); err != nil {
 			return nil, fmt.Errorf("list volume deletions: %w", err)
 		}
 		v.Since = time.UnixMilli(since).UTC()

@@ -1,0 +1,138 @@
+package guest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/agentlab/terraform-provider-agentlab/internal/job"
+	"github.com/agentlab/terraform-provider-agentlab/reaper/jobs"
+	"github.com/agentlab/terraform-provider-agentlab/reaper/sqlite"
+)
+
+// blockingSeeds records the contacts it is told of and holds each call
+// until release is closed, like a slow Proxmox.
+type blockingSeeds struct {
+	release chan struct{}
+	called  chan string
+	mu      sync.Mutex
+	calls   []string
+}
+
+func newBlockingSeeds() *blockingSeeds {
+	return &blockingSeeds{release: make(chan struct{}), called: make(chan string, 10)}
+}
+
+func (b *blockingSeeds) record(c string) {
+	b.mu.Lock()
+	b.calls = append(b.calls, c)
+	b.mu.Unlock()
+	b.called <- c
+	<-b.release
+}
+
+func (b *blockingSeeds) FinishSeeds(ctx context.Context, vmid int) {
+	b.record(fmt.Sprintf("heartbeat %d", vmid))
+}
+
+func (b *blockingSeeds) JobContact(ctx context.Context, node string, vmid int, jobID string) error {
+	b.record(fmt.Sprintf("job %s %s/%d", jobID, node, vmid))
+	return nil
+}
+
+func (b *blockingSeeds) all() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.calls)
+}
+
+// call sends a request and reads the whole answer, which must arrive while
+// the seed retirement it starts is still blocked.
+func call(t *testing.T, method, url, token string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, method, url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	// One connection per call, as curl in the guest makes: a kept-alive
+	// connection would carry the next request only once the handler ends.
+	req.Close = true
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading the answer: %v (did the listener wait for the seed retirement?)", method, url, err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+// TestContactRetiresSeedAfterAnswering: an accepted heartbeat (also one
+// capped by max_ttl) and a job runner's spec fetch tell Seeds of the
+// guest's contact once the guest has its whole answer; refused heartbeats
+// do not.
+func TestContactRetiresSeedAfterAnswering(t *testing.T) {
+	db := sqlite.New(filepath.Join(t.TempDir(), "reaper.db"))
+	if err := db.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	svc, err := jobs.New(db, nil, jobs.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seeds := newBlockingSeeds()
+	g := New(&fakeHB{}, Limits{PerToken: 100, TokenBurst: 100, PerAddress: 100, AddressBurst: 100}, nil, nil)
+	g.SetJobs(svc)
+	g.SetSeeds(seeds)
+	srv := httptest.NewServer(g)
+
+	for _, tc := range []struct {
+		token  string
+		status int
+	}{{"good", 200}, {"capped", 409}} {
+		if code, body := call(t, http.MethodPost, srv.URL+"/v1/heartbeat", tc.token); code != tc.status || !strings.Contains(body, `"vmid":101`) {
+			t.Errorf("heartbeat %s = %d %s; want %d with the lease", tc.token, code, body, tc.status)
+		}
+		if got := <-seeds.called; got != "heartbeat 101" {
+			t.Errorf("after heartbeat %s, Seeds was told %q; want heartbeat 101", tc.token, got)
+		}
+	}
+	for _, token := range []string{"expired", "gone", "broken", "nobody"} {
+		call(t, http.MethodPost, srv.URL+"/v1/heartbeat", token)
+	}
+
+	reg, err := svc.Register(context.Background(), job.RegisterRequest{Repo: "file:///r", Ref: "main", Task: "true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.SetSandbox(context.Background(), reg.Job.ID, job.SandboxRequest{Node: "pve", VMID: 120}); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := call(t, http.MethodGet, srv.URL+"/v1/job/spec?format=sh", reg.BootstrapToken); code != 200 || !strings.Contains(body, reg.Job.ID) {
+		t.Errorf("spec = %d %s; want the job's script", code, body)
+	}
+	if got, want := <-seeds.called, "job "+reg.Job.ID+" pve/120"; got != want {
+		t.Errorf("after the spec, Seeds was told %q; want %q", got, want)
+	}
+	// A replayed bootstrap token is no contact.
+	if code, _ := call(t, http.MethodGet, srv.URL+"/v1/job/spec", reg.BootstrapToken); code != http.StatusUnauthorized {
+		t.Errorf("replayed spec = %d; want 401", code)
+	}
+	close(seeds.release)
+	srv.Close() // waits for every handler
+	want := []string{"heartbeat 101", "heartbeat 101", "job " + reg.Job.ID + " pve/120"}
+	if got := seeds.all(); !slices.Equal(got, want) {
+		t.Errorf("contacts = %q; want %q", got, want)
+	}
+}

@@ -1,0 +1,380 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentlab/terraform-provider-agentlab/internal/clock"
+	"github.com/agentlab/terraform-provider-agentlab/internal/pve"
+	"github.com/agentlab/terraform-provider-agentlab/internal/pvesim"
+	"github.com/agentlab/terraform-provider-agentlab/internal/pvesim/pvesimtest"
+	"github.com/agentlab/terraform-provider-agentlab/internal/volume"
+	"github.com/agentlab/terraform-provider-agentlab/reaper"
+	"github.com/agentlab/terraform-provider-agentlab/reaper/reapertest"
+	"github.com/agentlab/terraform-provider-agentlab/reaper/sqlite"
+)
+
+// seedWorld is the in-process simulator with sandboxes that carry seed
+// ISOs, the real Proxmox client and a store, for the seed retirement tests.
+type seedWorld struct {
+	t      *testing.T
+	sim    *pvesimtest.Sim
+	client *pve.Client
+	api    *reapertest.PVE
+	clock  *clock.Fake
+	db     *sqlite.DB
+	now    time.Time
+}
+
+func newSeedWorld(t *testing.T) *seedWorld {
+	t.Helper()
+	ctx := context.Background()
+	sim := pvesimtest.Start(t)
+	client, err := pve.New(ctx, pve.Config{Endpoint: sim.URL, APIToken: sim.Token, HTTPClient: sim.Client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	w := &seedWorld{t: t, sim: sim, client: client, clock: clock.NewFake(now), now: now,
+		api: &reapertest.PVE{Endpoint: sim.URL, Token: sim.Token, HTTP: sim.Client}}
+	w.db = sqlite.New(filepath.Join(t.TempDir(), "reaper.db"))
+	w.db.Now = w.clock.Now
+	if err := w.db.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.db.Close() })
+	return w
+}
+
+// upload puts an ISO named name on storage "local" and returns its volid.
+func (w *seedWorld) upload(name string) string {
+	w.t.Helper()
+	volid, err := w.client.UploadISO(context.Background(), "pve", "local", name, strings.NewReader("cidata"), 6)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return volid
+}
+
+// sandbox creates a running sandbox with heartbeat token token (and job
+// jobID) whose ide2 holds its seed ISO, as the provider leaves it, and
+// returns the seed's volid.
+func (w *seedWorld) sandbox(vmid int, token, jobID string) string {
+	w.t.Helper()
+	ctx := context.Background()
+	if _, err := w.api.Create(ctx, reapertest.Sandbox{VMID: vmid, Created: w.now, TTL: time.Hour, Token: token, JobID: jobID, Start: true}); err != nil {
+		w.t.Fatalf("create %d: %v", vmid, err)
+	}
+	seed := w.upload(volume.SeedISOName(vmid))
+	if err := w.api.SetConfig(ctx, vmid, map[string]string{"ide2": seed + ",media=cdrom"}); err != nil {
+		w.t.Fatal(err)
+	}
+	return seed
+}
+
+func (w *seedWorld) isos() []string {
+	var out []string
+	for _, v := range w.sim.Server.Volumes("pve") {
+		if strings.Contains(v.Volid, ":iso/") {
+			out = append(out, v.Volid)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (w *seedWorld) drive(vmid int, key string) string {
+	w.t.Helper()
+	cfg, ok, err := w.api.Config(context.Background(), vmid)
+	if err != nil || !ok {
+		w.t.Fatalf("config of %d: %v, %v", vmid, ok, err)
+	}
+	s, _ := cfg[key].(string)
+	return s
+}
+
+// volumeEvents returns vmid's volume events as "decision: reason".
+func (w *seedWorld) volumeEvents(vmid int) []string {
+	w.t.Helper()
+	evs, err := w.db.Events(context.Background(), reaper.EventFilter{VMID: vmid})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	var out []string
+	for _, e := range evs {
+		if e.Kind == reaper.KindVolume {
+			out = append(out, string(e.Decision)+": "+e.Reason)
+		}
+	}
+	return out
+}
+
+// countingMetrics counts retired seed ISOs.
+type countingMetrics struct {
+	noMetrics
+	retired int
+}
+
+func (m *countingMetrics) SeedRetired() { m.retired++ }
+
+// mutations counts the requests that change the VM config or storage.
+func mutations(s pvesim.Stats) (updates, deletes int) {
+	return s.RequestCount("PUT /nodes/{node}/qemu/{vmid}/config") + s.RequestCount("POST /nodes/{node}/qemu/{vmid}/config"),
+		s.RequestCount("DELETE /nodes/{node}/storage/{storage}/content/{volume}")
+}
+
+// TestSeedRetiredOnFirstHeartbeat: a sandbox's first heartbeat ejects its
+// seed ISO (empty CD-ROM) and deletes it from storage, leaving every other
+// ISO alone (another sandbox's seed in a second drive of the same VM, an
+// installer ISO); the retirement is in the audit log and counted. The
+// second heartbeat makes no eject and no delete.
+func TestSeedRetiredOnFirstHeartbeat(t *testing.T) {
+	ctx := context.Background()
+	w := newSeedWorld(t)
+	seed := w.sandbox(102, "tok-102-abcdefghijklmnop", "")
+	other := w.sandbox(103, "tok-103-abcdefghijklmnop", "")
+	installer := w.upload("debian-13.iso")
+	// Not 102's: the seed of 103 and an installer, in 102's other drives.
+	if err := w.api.SetConfig(ctx, 102, map[string]string{"ide0": installer + ",media=cdrom", "ide3": other + ",media=cdrom"}); err != nil {
+		t.Fatal(err)
+	}
+	m := &countingMetrics{}
+	loop := New(w.client, w.db, Options{Clock: w.clock, Metrics: m})
+	if err := loop.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.drive(102, "ide2"); !strings.HasPrefix(got, seed) {
+		t.Fatalf("a tick without contact touched the seed: ide2 = %q", got)
+	}
+
+	start := w.sim.Server.Stats()
+	w.clock.Advance(time.Minute)
+	if _, err := loop.Heartbeat(ctx, "tok-102-abcdefghijklmnop"); err != nil {
+		t.Fatalf("Heartbeat = %v", err)
+	}
+	loop.FinishSeeds(ctx, 102)
+	u0, d0 := mutations(start)
+	u1, d1 := mutations(w.sim.Server.Stats())
+	if u1-u0 != 2 || d1-d0 != 1 {
+		t.Errorf("first heartbeat: %d config updates, %d deletions; want 2 (the lease, the eject) and 1", u1-u0, d1-d0)
+	}
+	if got := w.drive(102, "ide2"); got != "none,media=cdrom" {
+		t.Errorf("ide2 after the first heartbeat = %q; want none,media=cdrom", got)
+	}
+	if got, want := w.isos(), []string{other, installer}; !slices.Equal(got, want) {
+		t.Errorf("ISOs after the first heartbeat = %v; want %v (102's seed gone, the rest kept)", got, want)
+	}
+	for key, want := range map[string]string{"ide0": installer, "ide3": other} {
+		if got := w.drive(102, key); !strings.HasPrefix(got, want) {
+			t.Errorf("%s = %q; want %s kept", key, got, want)
+		}
+	}
+	if got := w.drive(103, "ide2"); !strings.HasPrefix(got, other) {
+		t.Errorf("VM 103's ide2 = %q; want its seed, untouched", got)
+	}
+	evs := w.volumeEvents(102)
+	if len(evs) != 2 || !strings.HasPrefix(evs[0], "intent: ") || !strings.Contains(evs[0], "first heartbeat") ||
+		!strings.HasPrefix(evs[1], "done: ") || !strings.Contains(evs[1], seed) {
+		t.Errorf("volume events of 102 = %q; want the intent (first heartbeat), then done naming %s", evs, seed)
+	}
+	if m.retired != 1 {
+		t.Errorf("seed ISOs retired = %d; want 1", m.retired)
+	}
+	if pending, _ := w.db.VolumeDeletions(ctx); len(pending) != 0 {
+		t.Errorf("pending deletions = %+v; want none", pending)
+	}
+
+	// The second heartbeat renews the lease and does nothing else.
+	before := w.sim.Server.Stats()
+	w.clock.Advance(time.Minute)
+	if _, err := loop.Heartbeat(ctx, "tok-102-abcdefghijklmnop"); err != nil {
+		t.Fatalf("second Heartbeat = %v", err)
+	}
+	loop.FinishSeeds(ctx, 102)
+	u0, d0 = mutations(before)
+	u1, d1 = mutations(w.sim.Server.Stats())
+	if u1-u0 != 1 || d1-d0 != 0 {
+		t.Errorf("second heartbeat: %d config updates, %d deletions; want 1 (the lease) and 0", u1-u0, d1-d0)
+	}
+	if got := len(w.volumeEvents(102)); got != 2 {
+		t.Errorf("volume events of 102 after the second heartbeat = %d; want still 2", got)
+	}
+	// Nor does the next tick.
+	before = w.sim.Server.Stats()
+	if err := loop.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	u0, d0 = mutations(before)
+	u1, d1 = mutations(w.sim.Server.Stats())
+	if u1 != u0 || d1 != d0 {
+		t.Errorf("tick after the retirement: %d config updates, %d deletions; want none", u1-u0, d1-d0)
+	}
+	if m.retired != 1 {
+		t.Errorf("seed ISOs retired = %d; want still 1", m.retired)
+	}
+}
+
+// faultyPVE is the real client with a fault injected into the eject or the
+// deletion, standing in for a reaper killed at that point.
+type faultyPVE struct {
+	*pve.Client
+	failEject, failDelete bool
+}
+
+var errKilled = errors.New("the reaper was killed here")
+
+func (f *faultyPVE) UpdateConfig(ctx context.Context, ref pve.VMRef, upd pve.ConfigUpdate) error {
+	if _, eject := upd.Set["ide2"]; eject && f.failEject {
+		return errKilled
+	}
+	return f.Client.UpdateConfig(ctx, ref, upd)
+}
+
+func (f *faultyPVE) DeleteVolume(ctx context.Context, node, volid string) error {
+	if f.failDelete {
+		return errKilled
+	}
+	return f.Client.DeleteVolume(ctx, node, volid)
+}
+
+// TestSeedRetirementResumes: a reaper stopped anywhere between the first
+// contact and the deletion (before the eject, between the eject and the
+// deletion, or with the provider retiring the seed meanwhile) leaves the
+// intent in its store; the next process finishes at its first tick, once,
+// and the second guest contact makes no further call.
+func TestSeedRetirementResumes(t *testing.T) {
+	for _, tc := range []struct {
+		name                  string
+		failEject, failDelete bool
+		providerFirst         bool // the provider ejects and deletes before the restart
+		wantEjected           bool // ide2 empty before the restart
+	}{
+		{name: "killed before the eject", failEject: true},
+		{name: "killed between eject and delete", failDelete: true, wantEjected: true},
+		{name: "provider retired it meanwhile", failEject: true, providerFirst: true, wantEjected: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			w := newSeedWorld(t)
+			seed := w.sandbox(104, "tok-104-abcdefghijklmnop", "")
+			first := New(&faultyPVE{Client: w.client, failEject: tc.failEject, failDelete: tc.failDelete}, w.db, Options{Clock: w.clock})
+			if err := first.Tick(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := first.Heartbeat(ctx, "tok-104-abcdefghijklmnop"); err != nil {
+				t.Fatalf("Heartbeat = %v", err)
+			}
+			first.FinishSeeds(ctx, 104)
+			if tc.providerFirst {
+				if err := w.api.SetConfig(ctx, 104, map[string]string{"ide2": "none,media=cdrom"}); err != nil {
+					t.Fatal(err)
+				}
+				if err := w.client.DeleteVolume(ctx, "pve", seed); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := w.drive(104, "ide2") == "none,media=cdrom"; got != tc.wantEjected {
+				t.Fatalf("ejected before the restart = %v; want %v", got, tc.wantEjected)
+			}
+			if pending, _ := w.db.VolumeDeletions(ctx); len(pending) != 1 || pending[0].Volid != seed || !pending[0].Retire {
+				t.Fatalf("pending deletions after the failure = %+v; want %s to retire", pending, seed)
+			}
+
+			m := &countingMetrics{}
+			second := New(w.client, w.db, Options{Clock: w.clock, Metrics: m})
+			if err := second.Tick(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got := w.drive(104, "ide2"); got != "none,media=cdrom" {
+				t.Errorf("ide2 after the restart = %q; want none,media=cdrom", got)
+			}
+			if got := w.isos(); slices.Contains(got, seed) {
+				t.Errorf("ISOs after the restart = %v; want %s gone", got, seed)
+			}
+			if pending, _ := w.db.VolumeDeletions(ctx); len(pending) != 0 {
+				t.Errorf("pending deletions after the restart = %+v; want none", pending)
+			}
+			evs := w.volumeEvents(104)
+			if len(evs) == 0 || !strings.HasPrefix(evs[len(evs)-1], "done: ") {
+				t.Errorf("volume events = %q; want the retirement done last", evs)
+			}
+			if m.retired != 1 {
+				t.Errorf("seed ISOs retired = %d; want 1", m.retired)
+			}
+			before := w.sim.Server.Stats()
+			w.clock.Advance(time.Minute)
+			if _, err := second.Heartbeat(ctx, "tok-104-abcdefghijklmnop"); err != nil {
+				t.Fatalf("Heartbeat after the restart = %v", err)
+			}
+			second.FinishSeeds(ctx, 104)
+			if err := second.Tick(ctx); err != nil {
+				t.Fatal(err)
+			}
+			u0, d0 := mutations(before)
+			u1, d1 := mutations(w.sim.Server.Stats())
+			if u1-u0 != 1 || d1 != d0 {
+				t.Errorf("heartbeat and tick after the restart: %d config updates, %d deletions; want 1 (the lease) and 0", u1-u0, d1-d0)
+			}
+		})
+	}
+}
+
+// TestSeedRetiredOnJobContact: a job runner's spec fetch retires the seed of
+// the job's sandbox, and only when the VM's metadata names that job.
+func TestSeedRetiredOnJobContact(t *testing.T) {
+	ctx := context.Background()
+	w := newSeedWorld(t)
+	seed := w.sandbox(105, "tok-105-abcdefghijklmnop", "job-a")
+	loop := New(w.client, w.db, Options{Clock: w.clock})
+	if err := loop.JobContact(ctx, "pve", 105, "job-b"); !errors.Is(err, reaper.ErrConflict) {
+		t.Errorf("JobContact with another job's ID = %v; want ErrConflict", err)
+	}
+	if got := w.drive(105, "ide2"); !strings.HasPrefix(got, seed) {
+		t.Fatalf("another job's contact touched the seed: ide2 = %q", got)
+	}
+	if err := loop.JobContact(ctx, "pve", 106, "job-a"); !errors.Is(err, reaper.ErrNotFound) {
+		t.Errorf("JobContact for a missing VM = %v; want ErrNotFound", err)
+	}
+	if err := loop.JobContact(ctx, "pve", 105, "job-a"); err != nil {
+		t.Fatalf("JobContact = %v", err)
+	}
+	if got := w.drive(105, "ide2"); got != "none,media=cdrom" {
+		t.Errorf("ide2 after the job's contact = %q; want none,media=cdrom", got)
+	}
+	if slices.Contains(w.isos(), seed) {
+		t.Errorf("%s still on storage after the job's contact", seed)
+	}
+	if evs := w.volumeEvents(105); len(evs) != 2 || !strings.Contains(evs[0], "first job spec") {
+		t.Errorf("volume events = %q; want intent (first job spec) and done", evs)
+	}
+}
+
+// TestSeedLeftAloneInDryRun: with dry_run the first contact is recorded and
+// nothing is ejected or deleted.
+func TestSeedLeftAloneInDryRun(t *testing.T) {
+	ctx := context.Background()
+	w := newSeedWorld(t)
+	seed := w.sandbox(107, "tok-107-abcdefghijklmnop", "")
+	loop := New(w.client, w.db, Options{Clock: w.clock, DryRun: true})
+	if err := loop.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loop.Heartbeat(ctx, "tok-107-abcdefghijklmnop"); err != nil {
+		t.Fatalf("Heartbeat = %v", err)
+	}
+	loop.FinishSeeds(ctx, 107)
+	if err := loop.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.drive(107, "ide2"); !strings.HasPrefix(got, seed) || !slices.Contains(w.isos(), seed) {
+		t.Errorf("dry run: ide2 = %q, ISOs %v; want the seed attached and kept", got, w.isos())
+	}
+	if evs := w.volumeEvents(107); len(evs) != 1 || !strings.HasPrefix(evs[0], "dry-run: ") {
+		t.Errorf("volume events = %q; want one dry-run", evs)
+	}
+}
