@@ -62,7 +62,14 @@ func TestE2EOwnSecrets(t *testing.T) {
 			t.Errorf("control request with the %s token: %d", map[bool]string{true: "right", false: "wrong"}[want], resp.StatusCode)
 		}
 	}
-	time.Sleep(3 * cfg.Interval) // let a few reconcile passes log at debug level
+	// Let a few reconcile passes log at debug level, after the control
+	// requests: wait for three more ticks in the log.
+	next := len(p.Lines())
+	for range 3 {
+		next = 1 + p.WaitFor(t, next, 30*time.Second, "a reconcile tick", func(l string) bool {
+			return strings.Contains(l, `"msg":"tick"`)
+		})
+	}
 	resp, err := http.Get("http://" + metrics + "/metrics")
 	if err != nil {
 		t.Fatal(err)
