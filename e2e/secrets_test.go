@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"filippo.io/age"
 
@@ -155,7 +156,15 @@ resource "agentlab_job" "job" {
   EOT
 }
 
+# No secrets and no wait for an address: the provider never sees the guest
+# boot, and the reaper deletes the seed on the guest's boot report.
+resource "agentlab_sandbox" "quiet" {
+  template_vmid = 9000
+  wait_for_ip   = false
+}
+
 output "box_vmid"   { value = agentlab_sandbox.box.vmid }
+output "quiet_vmid" { value = agentlab_sandbox.quiet.vmid }
 output "job_status" { value = agentlab_job.job.status }
 output "job_log"    { value = agentlab_job.job.log_tail }
 output "job_sha"    { value = [for a in agentlab_job.job.artifact_list : a.sha256 if a.name == "out/token.sha"] }
@@ -208,6 +217,7 @@ output "job_sha"    { value = [for a in agentlab_job.job.artifact_list : a.sha25
 	vmid := int(out["box_vmid"].(float64))
 	w.checkGuestSecrets(t, vmid, values)
 	w.checkSeedGone(t, vmid)
+	w.checkSeedRetiredByReaper(t, int(out["quiet_vmid"].(float64)))
 	w.emptyPlan(dir)
 
 	// A new secrets_version delivers them again, to a new sandbox.
@@ -292,6 +302,26 @@ func (w *world) checkSeedGone(t *testing.T, vmid int) {
 		if v.VolID == volume.SeedISOVolid("local", vmid) {
 			t.Errorf("the seed ISO %s outlived VM %d's first boot", v.VolID, vmid)
 		}
+	}
+}
+
+// checkSeedRetiredByReaper waits until the reaper has retired the seed of
+// VM vmid, a sandbox whose apply did not wait for its guest, on the guest's
+// first contact (the boot report its cloud-init sends), and checks that it
+// is gone from the VM and the storage.
+func (w *world) checkSeedRetiredByReaper(t *testing.T, vmid int) {
+	t.Helper()
+	id := strconv.Itoa(vmid)
+	w.reaper.WaitFor(t, 0, 2*time.Minute, "the reaper retiring the seed ISO of VM "+id, func(l string) bool {
+		return strings.Contains(l, "seed ISO retired") && strings.Contains(l, "vmid="+id+" ")
+	})
+	w.checkSeedGone(t, vmid)
+	events, err := exec.Command(w.reaperBin, "events", "--socket", w.socket, "--vmid", id, "--json").CombinedOutput()
+	if err != nil {
+		t.Fatalf("agentlab-reaper events: %v\n%s", err, events)
+	}
+	if !strings.Contains(string(events), "first boot report") {
+		t.Errorf("the reaper's events of VM %d do not show the retirement on its boot report:\n%s", vmid, events)
 	}
 }
 

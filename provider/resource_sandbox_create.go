@@ -275,7 +275,7 @@ func (r *sandboxResource) provision(ctx context.Context, ref pve.VMRef, plan san
 		Hostname:   name,
 		User:       cloudinit.User{SSHAuthorizedKeys: keys, Sudo: true},
 		NIC:        cloudinit.NIC{MAC: nic.MAC},
-		Heartbeat:  &cloudinit.Heartbeat{URL: r.data.settings.ReaperGuestURL, Token: heartbeatToken},
+		Heartbeat:  &cloudinit.Heartbeat{URL: r.data.settings.ReaperGuestURL, Token: heartbeatToken, ReportBoot: true},
 		Workspace:  cloudinitWorkspace(plan.WorkspaceID),
 	}
 	if seedExtra != nil {

@@ -25,6 +25,11 @@ type Heartbeat struct {
 	URL string
 	// Token is the sandbox's heartbeat token (random, URL-safe).
 	Token string
+	// ReportBoot makes cloud-init run "agentlab-heartbeat --booted" once,
+	// last in runcmd at the first boot: the guest's report that it no longer
+	// needs its seed ISO, which the reaper then ejects and deletes (the
+	// lease is left as it is). The provider always sets it.
+	ReportBoot bool
 }
 
 // heartbeatToken keeps the token to characters that need no quoting in a
@@ -47,15 +52,42 @@ func (h *Heartbeat) validate() error {
 
 // heartbeatScript POSTs one heartbeat and prints the reaper's answer (the
 // lease). It exits non-zero when the lease was not extended, so an agent
-// can tell; a lease capped by max_ttl answers 409 and says so.
+// can tell; a lease capped by max_ttl answers 409 and says so. With
+// --booted it reports the first boot instead (POST /v1/booted, retried
+// while the reaper cannot be reached), which leaves the lease alone.
 const heartbeatScript = `#!/bin/sh
 # agentlab-heartbeat: extend this sandbox's lease (written by AgentLab).
+# agentlab-heartbeat --booted: report the first boot instead, after which the
+# reaper deletes the sandbox's seed ISO; the lease is left as it is.
 set -eu
 . ` + HeartbeatEnvFile + `
+endpoint=/v1/heartbeat
+retries=0
+case "${1:-}" in
+"") ;;
+--booted) endpoint=/v1/booted retries=5 ;;
+*)
+	echo "usage: agentlab-heartbeat [--booted]" >&2
+	exit 2
+	;;
+esac
 exec curl --silent --show-error --fail-with-body --max-time 10 \
+  --retry "$retries" --retry-connrefused --retry-delay 2 \
   --request POST --header "Authorization: Bearer ${AGENTLAB_HEARTBEAT_TOKEN}" \
-  "${AGENTLAB_HEARTBEAT_URL%/}/v1/heartbeat"
+  "${AGENTLAB_HEARTBEAT_URL%/}${endpoint}"
 `
+
+// heartbeatCommands is the runcmd entry of the boot report, when asked
+// for. It runs last, so nothing waits for it; a report that cannot reach
+// the reaper says so on the console, and the first heartbeat or the
+// provider deletes the seed instead.
+func (c Config) heartbeatCommands() [][]string {
+	if c.Heartbeat == nil || !c.Heartbeat.ReportBoot {
+		return nil
+	}
+	return [][]string{{"sh", "-c", HeartbeatCommand + " --booted >/dev/null || " +
+		"echo 'agentlab: the boot report did not reach the reaper; the seed ISO is deleted at the first heartbeat instead' >&2"}}
+}
 
 // heartbeatFiles are the write_files entries that deliver h; deferred, so the
 // sandbox's user exists when its files are chowned.

@@ -1,6 +1,9 @@
 package cloudinit
 
 import (
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -65,5 +68,82 @@ func TestHeartbeatValidate(t *testing.T) {
 				t.Errorf("Validate() = %v; want an error about %s", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestRenderBootReport: with ReportBoot, the boot report is the last runcmd
+// entry (after the secrets and the job runner) and cannot fail the boot;
+// without it there is none.
+func TestRenderBootReport(t *testing.T) {
+	runcmd := func(c Config) [][]string {
+		t.Helper()
+		seed, err := c.Render()
+		if err != nil {
+			t.Fatalf("Render: %v", err)
+		}
+		var doc struct {
+			Runcmd [][]string `yaml:"runcmd"`
+		}
+		if err := yaml.Unmarshal(seed.UserData, &doc); err != nil {
+			t.Fatalf("user-data is not YAML: %v", err)
+		}
+		return doc.Runcmd
+	}
+	c := testConfig()
+	c.Heartbeat = &Heartbeat{URL: "http://10.77.0.1:8846", Token: "tok_0123456789abcdef"}
+	if got := runcmd(c); len(got) != 0 {
+		t.Errorf("runcmd without ReportBoot = %q; want none", got)
+	}
+	c.Heartbeat.ReportBoot = true
+	c.Job = &Job{URL: "http://10.77.0.1:8846", BootstrapToken: "boot_0123456789abcdef"}
+	got := runcmd(c)
+	if len(got) != 2 {
+		t.Fatalf("runcmd = %q; want the job runner, then the boot report", got)
+	}
+	last := strings.Join(got[1], " ")
+	if !strings.HasPrefix(last, "sh -c "+HeartbeatCommand+" --booted >/dev/null || echo ") {
+		t.Errorf("last runcmd = %q; want %s --booted, its failure only reported", last, HeartbeatCommand)
+	}
+}
+
+// TestHeartbeatScript runs the heartbeat script with a curl that prints its
+// arguments: a heartbeat POSTs to /v1/heartbeat once, --booted to
+// /v1/booted with retries, anything else is a usage error.
+func TestHeartbeatScript(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	dir := t.TempDir()
+	env := filepath.Join(dir, "heartbeat.env")
+	if err := os.WriteFile(env, []byte("AGENTLAB_HEARTBEAT_URL=http://10.77.0.1:8846/\nAGENTLAB_HEARTBEAT_TOKEN=tok_0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "curl"), []byte("#!/bin/sh\necho \"$*\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join(dir, "agentlab-heartbeat")
+	if err := os.WriteFile(script, []byte(strings.Replace(heartbeatScript, HeartbeatEnvFile, env, 1)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string // a substring of curl's arguments; "" for a usage error
+	}{
+		{nil, "--retry 0 --retry-connrefused --retry-delay 2 --request POST --header Authorization: Bearer tok_0123456789abcdef http://10.77.0.1:8846/v1/heartbeat"},
+		{[]string{"--booted"}, "--retry 5 --retry-connrefused --retry-delay 2 --request POST --header Authorization: Bearer tok_0123456789abcdef http://10.77.0.1:8846/v1/booted"},
+		{[]string{"--bogus"}, ""},
+	} {
+		cmd := exec.Command(sh, append([]string{script}, tc.args...)...)
+		cmd.Env = []string{"PATH=" + dir + ":/usr/bin:/bin"}
+		out, err := cmd.CombinedOutput()
+		switch {
+		case tc.want == "":
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "usage") {
+				t.Errorf("agentlab-heartbeat %q = %v, %q; want exit 2 with the usage", tc.args, err, out)
+			}
+		case err != nil || !strings.Contains(string(out), tc.want):
+			t.Errorf("agentlab-heartbeat %q ran curl %q (%v); want %q", tc.args, out, err, tc.want)
+		}
 	}
 }

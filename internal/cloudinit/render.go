@@ -81,7 +81,7 @@ func (c Config) userData() ([]byte, error) {
 		WriteFiles:     append(append(c.secretsFiles(), c.heartbeatFiles()...), c.jobFiles()...),
 		FSSetup:        c.workspaceFS(),
 		Mounts:         c.workspaceMounts(),
-		Runcmd:         append(c.secretsCommands(), c.jobCommands()...),
+		Runcmd:         append(append(c.secretsCommands(), c.jobCommands()...), c.heartbeatCommands()...),
 	}
 	return marshal("#cloud-config\n", doc)
 }

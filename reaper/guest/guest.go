@@ -11,6 +11,15 @@
 // 409 when max_ttl capped it (the lease then ends at the cap; the body says
 // so) or when the lease already expired, 401 for an unknown token, 429 when a
 // token or an address sends too fast (Retry-After says when to come back).
+//
+//	POST /v1/booted
+//	Authorization: Bearer TOKEN
+//
+// is the guest's report at first boot (agentlab-heartbeat --booted): 200
+// {"vmid"}, and the lease is left as it is. This, an accepted heartbeat
+// and a job runner's spec fetch are the guest's contacts: after the first,
+// once the guest has its answer, the reaper ejects and deletes the
+// sandbox's seed ISO (see SetSeeds).
 // The job endpoints (spec, log, heartbeat, artifacts, the end) are listed
 // at SetJobs.
 package guest
@@ -51,6 +60,10 @@ type Seeds interface {
 	// JobContact retires the seed ISO of a job's sandbox once its runner
 	// has fetched the spec.
 	JobContact(ctx context.Context, node string, vmid int, jobID string) error
+	// Booted takes the boot report of the sandbox whose heartbeat token is
+	// token and returns its VMID (errors wrap reaper.ErrUnauthorized,
+	// ErrNotFound or ErrProtected).
+	Booted(ctx context.Context, token string) (int, error)
 }
 
 // Limits are the rate limits of the listener.
@@ -138,7 +151,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.URL.Path == "/v1/heartbeat" && r.Method == http.MethodPost:
 		s.heartbeat(w, r)
-	case r.URL.Path == "/v1/heartbeat":
+	case r.URL.Path == "/v1/booted" && r.Method == http.MethodPost:
+		s.booted(w, r)
+	case r.URL.Path == "/v1/heartbeat" || r.URL.Path == "/v1/booted":
 		w.Header().Set("Allow", http.MethodPost)
 		writeError(w, http.StatusMethodNotAllowed, "use POST")
 	case strings.HasPrefix(r.URL.EscapedPath(), jobPrefix):
@@ -159,21 +174,71 @@ type HeartbeatResponse struct {
 	Error        string    `json:"error,omitempty"`
 }
 
-func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
+// heartbeatToken reads the heartbeat token of a request to /v1/heartbeat
+// or /v1/booted, within the rate limits; when it answers itself (too fast,
+// no token), ok is false.
+func (s *Server) heartbeatToken(w http.ResponseWriter, r *http.Request) (token string, ok bool) {
 	if wait, ok := s.address.allow(remoteIP(r)); !ok {
 		tooFast(w, wait, "too many requests from this address")
-		return
+		return "", false
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, MaxBodyBytes)) // the body carries nothing
-	token, ok := bearer(r)
+	token, ok = bearer(r)
 	if !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="agentlab-reaper"`)
 		writeError(w, http.StatusUnauthorized, "send the sandbox's heartbeat token: Authorization: Bearer <token>")
-		return
+		return "", false
 	}
 	sum := sha256.Sum256([]byte(token))
 	if wait, ok := s.tokens.allow(hex.EncodeToString(sum[:])); !ok {
 		tooFast(w, wait, "heartbeats too frequent for this token")
+		return "", false
+	}
+	return token, true
+}
+
+// BootedResponse is the answer to a boot report.
+type BootedResponse struct {
+	VMID int `json:"vmid"`
+}
+
+// booted is the guest's report, once at first boot, that it no longer
+// needs its seed ISO; the lease is left as it is.
+func (s *Server) booted(w http.ResponseWriter, r *http.Request) {
+	if s.seeds == nil {
+		drain(r)
+		writeError(w, http.StatusNotImplemented, "boot reports are not enabled on this agentlab-reaper")
+		return
+	}
+	token, ok := s.heartbeatToken(w, r)
+	if !ok {
+		return
+	}
+	vmid, err := s.seeds.Booted(r.Context(), token)
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, BootedResponse{VMID: vmid})
+	case errors.Is(err, reaper.ErrUnauthorized):
+		w.Header().Set("WWW-Authenticate", `Bearer realm="agentlab-reaper", error="invalid_token"`)
+		writeError(w, http.StatusUnauthorized, "unknown heartbeat token")
+		return
+	case errors.Is(err, reaper.ErrProtected):
+		writeError(w, http.StatusConflict, err.Error())
+		return
+	case errors.Is(err, reaper.ErrNotFound):
+		writeError(w, http.StatusNotFound, "this sandbox no longer exists")
+		return
+	default:
+		s.log.Error("boot report failed", "remote", r.RemoteAddr, "err", err)
+		writeError(w, http.StatusServiceUnavailable, "the reaper cannot take the boot report now; try again later")
+		return
+	}
+	s.afterContact(w, r, func(ctx context.Context) { s.seeds.FinishSeeds(ctx, vmid) })
+}
+
+func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
+	token, ok := s.heartbeatToken(w, r)
+	if !ok {
 		return
 	}
 	ren, err := s.hb.Heartbeat(r.Context(), token)

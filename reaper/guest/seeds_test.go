@@ -2,6 +2,7 @@ package guest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/job"
+	"github.com/agentlab/terraform-provider-agentlab/reaper"
 	"github.com/agentlab/terraform-provider-agentlab/reaper/jobs"
 	"github.com/agentlab/terraform-provider-agentlab/reaper/sqlite"
 )
@@ -40,7 +42,19 @@ func (b *blockingSeeds) record(c string) {
 }
 
 func (b *blockingSeeds) FinishSeeds(ctx context.Context, vmid int) {
-	b.record(fmt.Sprintf("heartbeat %d", vmid))
+	b.record(fmt.Sprintf("finish %d", vmid))
+}
+
+func (b *blockingSeeds) Booted(ctx context.Context, token string) (int, error) {
+	switch token {
+	case "good":
+		return 101, nil
+	case "gone":
+		return 0, fmt.Errorf("vm 101: %w", reaper.ErrNotFound)
+	case "broken":
+		return 0, errors.New("pve: 596 Broken pipe")
+	}
+	return 0, reaper.ErrUnauthorized
 }
 
 func (b *blockingSeeds) JobContact(ctx context.Context, node string, vmid int, jobID string) error {
@@ -78,9 +92,9 @@ func call(t *testing.T, method, url, token string) (int, string) {
 }
 
 // TestContactRetiresSeedAfterAnswering: an accepted heartbeat (also one
-// capped by max_ttl) and a job runner's spec fetch tell Seeds of the
-// guest's contact once the guest has its whole answer; refused heartbeats
-// do not.
+// capped by max_ttl), a boot report and a job runner's spec fetch tell
+// Seeds of the guest's contact once the guest has its whole answer; refused
+// heartbeats and boot reports do not.
 func TestContactRetiresSeedAfterAnswering(t *testing.T) {
 	db := sqlite.New(filepath.Join(t.TempDir(), "reaper.db"))
 	if err := db.Open(context.Background()); err != nil {
@@ -104,12 +118,31 @@ func TestContactRetiresSeedAfterAnswering(t *testing.T) {
 		if code, body := call(t, http.MethodPost, srv.URL+"/v1/heartbeat", tc.token); code != tc.status || !strings.Contains(body, `"vmid":101`) {
 			t.Errorf("heartbeat %s = %d %s; want %d with the lease", tc.token, code, body, tc.status)
 		}
-		if got := <-seeds.called; got != "heartbeat 101" {
+		if got := <-seeds.called; got != "finish 101" {
 			t.Errorf("after heartbeat %s, Seeds was told %q; want heartbeat 101", tc.token, got)
 		}
 	}
 	for _, token := range []string{"expired", "gone", "broken", "nobody"} {
 		call(t, http.MethodPost, srv.URL+"/v1/heartbeat", token)
+	}
+	if code, body := call(t, http.MethodPost, srv.URL+"/v1/booted", "good"); code != 200 || strings.TrimSpace(body) != `{"vmid":101}` {
+		t.Errorf("boot report = %d %s; want 200 {\"vmid\":101}", code, body)
+	}
+	if got := <-seeds.called; got != "finish 101" {
+		t.Errorf("after the boot report, Seeds was told %q; want finish 101", got)
+	}
+	for _, tc := range []struct {
+		method, token string
+		status        int
+	}{
+		{http.MethodPost, "nobody", http.StatusUnauthorized},
+		{http.MethodPost, "gone", http.StatusNotFound},
+		{http.MethodPost, "broken", http.StatusServiceUnavailable},
+		{http.MethodGet, "good", http.StatusMethodNotAllowed},
+	} {
+		if code, body := call(t, tc.method, srv.URL+"/v1/booted", tc.token); code != tc.status {
+			t.Errorf("%s /v1/booted with %q = %d %s; want %d", tc.method, tc.token, code, body, tc.status)
+		}
 	}
 
 	reg, err := svc.Register(context.Background(), job.RegisterRequest{Repo: "file:///r", Ref: "main", Task: "true"})
@@ -131,8 +164,15 @@ func TestContactRetiresSeedAfterAnswering(t *testing.T) {
 	}
 	close(seeds.release)
 	srv.Close() // waits for every handler
-	want := []string{"heartbeat 101", "heartbeat 101", "job " + reg.Job.ID + " pve/120"}
+	want := []string{"finish 101", "finish 101", "finish 101", "job " + reg.Job.ID + " pve/120"}
 	if got := seeds.all(); !slices.Equal(got, want) {
 		t.Errorf("contacts = %q; want %q", got, want)
+	}
+
+	// Without Seeds there are no boot reports.
+	plain := httptest.NewServer(New(&fakeHB{}, Limits{}, nil, nil))
+	defer plain.Close()
+	if code, _ := call(t, http.MethodPost, plain.URL+"/v1/booted", "good"); code != http.StatusNotImplemented {
+		t.Errorf("boot report without Seeds = %d; want 501", code)
 	}
 }

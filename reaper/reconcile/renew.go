@@ -70,38 +70,21 @@ func (l *Loop) catchUp(ctx context.Context) bool {
 // the next tick to carry out (see seed.go).
 func (l *Loop) Heartbeat(ctx context.Context, token string) (reaper.Renewal, error) {
 	sum := sha256.Sum256([]byte(token))
-	known, err := l.store.LeaseByToken(ctx, hex.EncodeToString(sum[:]))
-	if errors.Is(err, reaper.ErrNotFound) && l.catchUp(ctx) {
-		// A sandbox created since the last tick: the catch-up tick has seen it.
-		known, err = l.store.LeaseByToken(ctx, hex.EncodeToString(sum[:]))
-	}
-	if errors.Is(err, reaper.ErrNotFound) {
+	ref, err := l.tokenOwner(ctx, sum)
+	if errors.Is(err, reaper.ErrUnauthorized) {
 		l.m.Heartbeat("unauthorized")
-		return reaper.Renewal{}, reaper.ErrUnauthorized
+		return reaper.Renewal{}, err
 	}
 	if err != nil {
 		l.m.Heartbeat("error")
 		return reaper.Renewal{}, err
 	}
-	node := known.Node
-	l.mu.Lock()
-	if e := l.vms[known.VMID]; e != nil {
-		node = e.lease.Node
-	}
-	l.mu.Unlock()
-	ref := pve.VMRef{Node: node, VMID: known.VMID}
 	var booted *pve.VMConfig // the config, once the token proved the guest is up
 	r, err := l.extend(ctx, ref, extension{
 		kind: reaper.KindHeartbeat, actor: reaper.ActorGuest, heartbeat: true,
-		contact: func(cfg pve.VMConfig) { booted = &cfg },
-		ttl:     func(m lease.Metadata) time.Duration { return m.TTL },
-		authorize: func(m lease.Metadata) error {
-			want, err := hex.DecodeString(m.HeartbeatTokenSHA256)
-			if err != nil || len(want) != sha256.Size || subtle.ConstantTimeCompare(want, sum[:]) != 1 {
-				return reaper.ErrUnauthorized
-			}
-			return nil
-		},
+		contact:   func(cfg pve.VMConfig) { booted = &cfg },
+		ttl:       func(m lease.Metadata) time.Duration { return m.TTL },
+		authorize: func(m lease.Metadata) error { return tokenMatches(m, sum) },
 	})
 	if booted != nil {
 		l.noteSeed(ctx, ref, *booted, contactHeartbeat)
@@ -113,6 +96,41 @@ func (l *Loop) Heartbeat(ctx context.Context, token string) (reaper.Renewal, err
 		l.m.Heartbeat(result(err))
 	}
 	return r, err
+}
+
+// tokenOwner finds the sandbox whose metadata held the heartbeat token of
+// hash sum at the last tick (running a catch-up tick for a sandbox created
+// since). The token is not checked against the VM's config yet. An unknown
+// token is reaper.ErrUnauthorized.
+func (l *Loop) tokenOwner(ctx context.Context, sum [sha256.Size]byte) (pve.VMRef, error) {
+	known, err := l.store.LeaseByToken(ctx, hex.EncodeToString(sum[:]))
+	if errors.Is(err, reaper.ErrNotFound) && l.catchUp(ctx) {
+		// A sandbox created since the last tick: the catch-up tick has seen it.
+		known, err = l.store.LeaseByToken(ctx, hex.EncodeToString(sum[:]))
+	}
+	if errors.Is(err, reaper.ErrNotFound) {
+		return pve.VMRef{}, reaper.ErrUnauthorized
+	}
+	if err != nil {
+		return pve.VMRef{}, err
+	}
+	node := known.Node
+	l.mu.Lock()
+	if e := l.vms[known.VMID]; e != nil {
+		node = e.lease.Node
+	}
+	l.mu.Unlock()
+	return pve.VMRef{Node: node, VMID: known.VMID}, nil
+}
+
+// tokenMatches checks, in constant time, that the metadata m holds the hash
+// sum of a heartbeat token.
+func tokenMatches(m lease.Metadata, sum [sha256.Size]byte) error {
+	want, err := hex.DecodeString(m.HeartbeatTokenSHA256)
+	if err != nil || len(want) != sha256.Size || subtle.ConstantTimeCompare(want, sum[:]) != 1 {
+		return reaper.ErrUnauthorized
+	}
+	return nil
 }
 
 func result(err error) string {

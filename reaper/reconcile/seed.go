@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
@@ -16,9 +17,11 @@ import (
 // A sandbox's seed ISO holds its cloud-init data: the sealed secrets, the
 // heartbeat token and a job's bootstrap token. The guest needs it only at
 // its first boot (cloud-init reads it in its first stage and caches it), so
-// the guest's first contact with the reaper, an authorized heartbeat or a
-// job runner fetching its spec, is proof enough that it is needed no more:
-// the loop then ejects it from the VM's CD-ROM and deletes it from storage.
+// the guest's first contact with the reaper is proof enough that it is
+// needed no more: its boot report (agentlab-heartbeat --booted, which
+// cloud-init runs at the end of the first boot), an authorized heartbeat,
+// or a job runner fetching its spec. The loop then ejects the ISO from the
+// VM's CD-ROM and deletes it from storage.
 //
 // Intent first: the deletion is recorded (with Retire set) before the
 // eject, so a crash or a failure anywhere between is finished by a later
@@ -27,6 +30,7 @@ import (
 
 // Contacts that prove a guest has booted, as the events name them.
 const (
+	contactBoot      = "boot report"
 	contactHeartbeat = "heartbeat"
 	contactJobSpec   = "job spec"
 )
@@ -117,6 +121,40 @@ func (l *Loop) FinishSeeds(ctx context.Context, vmid int) {
 	for _, v := range due {
 		l.finishRetire(ctx, v, false)
 	}
+}
+
+// Booted is the guest's report, at its first boot, that it has booted,
+// sent with its heartbeat token (agentlab-heartbeat --booted, which
+// cloud-init runs once): the seed ISO is retired (see FinishSeeds) and the
+// lease is left as it is. It returns the VMID of the token's sandbox.
+// Errors: reaper.ErrUnauthorized (a token no sandbox's metadata holds),
+// reaper.ErrNotFound, reaper.ErrProtected (not an agentlab sandbox).
+func (l *Loop) Booted(ctx context.Context, token string) (int, error) {
+	sum := sha256.Sum256([]byte(token))
+	ref, err := l.tokenOwner(ctx, sum)
+	if err != nil {
+		return 0, err
+	}
+	cfg, err := l.pve.Config(ctx, ref)
+	if pve.IsNotFound(err) {
+		return 0, fmt.Errorf("vm %d: %w", ref.VMID, reaper.ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read config of vm %d: %w", ref.VMID, err)
+	}
+	if !lease.Owned(lease.ParseTags(cfg.Value("tags"))) || cfg.Template() {
+		return 0, fmt.Errorf("vm %d has no agentlab tag: %w", ref.VMID, reaper.ErrProtected)
+	}
+	meta, err := lease.Decode(cfg.Description())
+	if err != nil {
+		return 0, reaper.ErrUnauthorized // no trusted metadata, no trusted token
+	}
+	if err := tokenMatches(meta, sum); err != nil {
+		return 0, err
+	}
+	l.log.Info("guest booted", "vmid", ref.VMID, "node", ref.Node)
+	l.noteSeed(ctx, ref, cfg, contactBoot)
+	return ref.VMID, nil
 }
 
 // JobContact is the first call of job jobID's runner: it fetched its spec,

@@ -378,3 +378,50 @@ func TestSeedLeftAloneInDryRun(t *testing.T) {
 		t.Errorf("volume events = %q; want one dry-run", evs)
 	}
 }
+
+// TestSeedRetiredOnBootReport: the guest's boot report (its heartbeat token
+// on /v1/booted) retires the seed and leaves the lease as it was; it works
+// before any tick has seen the sandbox, a wrong token is refused, and a
+// second report changes nothing.
+func TestSeedRetiredOnBootReport(t *testing.T) {
+	ctx := context.Background()
+	w := newSeedWorld(t)
+	seed := w.sandbox(108, "tok-108-abcdefghijklmnop", "")
+	before, err := w.api.Lease(ctx, 108)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loop := New(w.client, w.db, Options{Clock: w.clock})
+	if _, err := loop.Booted(ctx, "tok-999-abcdefghijklmnop"); !errors.Is(err, reaper.ErrUnauthorized) {
+		t.Errorf("Booted with an unknown token = %v; want ErrUnauthorized", err)
+	}
+	w.clock.Advance(time.Minute) // past the catch-up tick the unknown token ran
+	vmid, err := loop.Booted(ctx, "tok-108-abcdefghijklmnop")
+	if err != nil || vmid != 108 {
+		t.Fatalf("Booted = %d, %v; want 108", vmid, err)
+	}
+	loop.FinishSeeds(ctx, 108)
+	if got := w.drive(108, "ide2"); got != "none,media=cdrom" {
+		t.Errorf("ide2 after the boot report = %q; want none,media=cdrom", got)
+	}
+	if slices.Contains(w.isos(), seed) {
+		t.Errorf("%s still on storage after the boot report", seed)
+	}
+	after, err := w.api.Lease(ctx, 108)
+	if err != nil || !after.ExpiresAt.Equal(before.ExpiresAt) {
+		t.Errorf("lease after the boot report expires at %v (%v); want %v, unchanged", after.ExpiresAt, err, before.ExpiresAt)
+	}
+	if evs := w.volumeEvents(108); len(evs) != 2 || !strings.Contains(evs[0], "first boot report") {
+		t.Errorf("volume events = %q; want intent (first boot report) and done", evs)
+	}
+	start := w.sim.Server.Stats()
+	if _, err := loop.Booted(ctx, "tok-108-abcdefghijklmnop"); err != nil {
+		t.Fatal(err)
+	}
+	loop.FinishSeeds(ctx, 108)
+	u0, d0 := mutations(start)
+	u1, d1 := mutations(w.sim.Server.Stats())
+	if u1 != u0 || d1 != d0 {
+		t.Errorf("second boot report: %d config updates, %d deletions; want none", u1-u0, d1-d0)
+	}
+}
