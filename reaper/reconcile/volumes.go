@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/pve"
-	"github.com/agentlab/terraform-provider-agentlab/internal/volume"
 	"github.com/agentlab/terraform-provider-agentlab/reaper"
 )
 
@@ -22,10 +21,8 @@ import (
 // detached from its VM).
 func (l *Loop) seedISOs(cfg pve.VMConfig, vmid int) []string {
 	var out []string
-	for _, d := range cfg.Drives() {
-		if id, ok := volume.SeedISOOwner(d.Volume); ok && id == vmid && d.CDROM() {
-			out = append(out, d.Volume)
-		}
+	for _, d := range seedDrives(cfg, vmid) {
+		out = append(out, d.Volume)
 	}
 	if len(out) > 0 {
 		return out
