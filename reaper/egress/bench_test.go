@@ -88,3 +88,53 @@ func BenchmarkNft(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSyncChange measures what one sandbox appearing or going costs the
+// filter with N sandboxes loaded: render, apply (nft -f) and check what the
+// kernel loaded, in a network namespace of its own. Each iteration is one
+// Sync that adds a sandbox or removes it again. Root only.
+func BenchmarkSyncChange(b *testing.B) {
+	n := nsNft(b)
+	ctx := context.Background()
+	for _, size := range []int{10, 100, 1000} {
+		sbs := manySandboxes(b, size+1)
+		f := New(benchConfig(), n, nil, nil)
+		if _, err := f.Sync(ctx, sbs[:size]); err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("%d", size), func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				i++
+				changes, err := f.Sync(ctx, sbs[:size+i%2])
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(changes) != 1 {
+					b.Fatalf("changes = %v; want one", changes)
+				}
+			}
+		})
+		if err := n.Remove(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// nsNft returns nft in a network namespace made for the test or benchmark,
+// removed at its end; it skips without root or nft.
+func nsNft(tb testing.TB) Nft {
+	tb.Helper()
+	if os.Geteuid() != 0 {
+		tb.Skip("needs root for a network namespace")
+	}
+	if _, err := exec.LookPath("nft"); err != nil {
+		tb.Skip("nft not found (apt-get install nftables)")
+	}
+	ns := fmt.Sprintf("agnft%d", os.Getpid()%100000)
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		tb.Skipf("cannot create a network namespace: %v %s", err, out)
+	}
+	tb.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	return Nft{Command: []string{"ip", "netns", "exec", ns, "nft"}}
+}

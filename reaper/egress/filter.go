@@ -18,6 +18,9 @@ type Kernel interface {
 	List(ctx context.Context) (Loaded, error)
 	// Counters lists the counters only (Loaded holds nothing else).
 	Counters(ctx context.Context) (Loaded, error)
+	// ListObject lists one object of the table, kind "chain" (its rules)
+	// or "map" (its elements).
+	ListObject(ctx context.Context, kind, name string) (Loaded, error)
 	Remove(ctx context.Context) error
 }
 
@@ -93,7 +96,8 @@ type Filter struct {
 	current map[int]Sandbox // as applied
 	rs      Ruleset
 	applied bool
-	light   int // unchanged Syncs since the last full check
+	light   int              // unchanged or patching Syncs since the last full check
+	counts  map[string]Count // the counters as last read
 }
 
 // New returns a filter that renders from cfg and applies through kernel.
@@ -111,9 +115,11 @@ func New(cfg Config, kernel Kernel, log *slog.Logger, m Metrics) *Filter {
 // Sync makes the loaded table filter sandboxes: when they differ from what
 // was applied, or when the loaded table no longer is what was rendered, it
 // renders the table again (counters carried over) and applies it in one
-// transaction, then checks what the kernel loaded. It returns the sandboxes
-// whose rules changed; on an error nothing is taken as applied and the next
-// Sync tries again.
+// transaction, then checks what the kernel loaded. Up to MaxPatch changed
+// sandboxes are applied as a patch of the loaded table (see patch.go);
+// should the patch fail, the whole table is replaced. It returns the
+// sandboxes whose rules changed; on an error nothing is taken as applied
+// and the next Sync tries again.
 func (f *Filter) Sync(ctx context.Context, sandboxes []Sandbox) ([]Change, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -122,28 +128,50 @@ func (f *Filter) Sync(ctx context.Context, sandboxes []Sandbox) ([]Change, error
 		want[s.VMID] = s.normalize()
 	}
 	changes := diff(f.current, want)
+	patchable := f.applied && len(changes) > 0 && len(changes) <= MaxPatch
+	var loaded Loaded // the table as listed, with listErr, once listed
+	var listErr error
+	listed := false
 
-	if len(changes) == 0 && f.applied && f.light < FullCheckEvery-1 {
-		// An unchanged table: the counters tell whether it is still ours.
-		if l, err := f.kernel.Counters(ctx); err == nil && slices.Equal(f.rs.counters, slices.Sorted(maps.Keys(l.counters))) {
+	if f.applied && f.light < FullCheckEvery-1 && (len(changes) == 0 || patchable) {
+		// The last full check is recent: unchanged, the counters tell
+		// whether the table is still ours; changed, a patch does it.
+		if len(changes) > 0 {
+			if f.patch(ctx, want, changes) {
+				f.light++
+				return changes, nil
+			}
+		} else if l, err := f.kernel.Counters(ctx); err == nil && slices.Equal(f.rs.counters, slices.Sorted(maps.Keys(l.counters))) {
 			f.light++
 			f.publish(l)
 			return nil, nil
 		}
-	}
-	f.light = 0
-	loaded, listErr := f.kernel.List(ctx)
-	if len(changes) == 0 && f.applied {
+	} else if f.applied {
+		// A full check is due: the loaded table must be the one rendered
+		// before anything is patched into it.
+		f.light = 0
+		loaded, listErr = f.kernel.List(ctx)
+		listed = true
 		err := listErr
 		if err == nil {
 			err = f.rs.Verify(loaded)
 		}
 		if err == nil {
 			f.publish(loaded)
-			return nil, nil
+			if len(changes) == 0 {
+				return nil, nil
+			}
+			if patchable && f.patch(ctx, want, changes) {
+				return changes, nil
+			}
+		} else {
+			f.log.Warn("egress table is not as rendered; applying it again", "table", "inet "+Table, "err", err)
+			f.m.EgressApply("drift")
 		}
-		f.log.Warn("egress table is not as rendered; applying it again", "table", "inet "+Table, "err", err)
-		f.m.EgressApply("drift")
+	}
+	f.light = 0
+	if !listed {
+		loaded, listErr = f.kernel.List(ctx)
 	}
 	counters := map[string]Count{}
 	if listErr == nil {
@@ -170,8 +198,26 @@ func (f *Filter) Sync(ctx context.Context, sandboxes []Sandbox) ([]Change, error
 	return changes, nil
 }
 
+// patch applies changes, which turn the sandboxes applied into want, as a
+// patch of the loaded table, and reports whether that worked. When it did
+// not (the loaded table is not what the filter applied, or nft failed), the
+// caller replaces the whole table.
+func (f *Filter) patch(ctx context.Context, want map[int]Sandbox, changes []Change) bool {
+	rs := Render(f.cfg, slices.Collect(maps.Values(want)), f.counts)
+	if err := f.applyPatch(ctx, rs, changes); err != nil {
+		f.log.Warn("egress patch failed; replacing the whole table", "table", "inet "+Table, "err", err)
+		f.m.EgressApply("drift")
+		return false
+	}
+	f.m.EgressApply("ok")
+	f.current, f.rs = want, rs
+	f.log.Info("egress table patched", "table", "inet "+Table, "sandboxes", len(want), "changes", len(changes))
+	return true
+}
+
 // publish hands the loaded counters to the metrics.
 func (f *Filter) publish(l Loaded) {
+	f.counts = l.counters
 	packets, bytes := map[string]uint64{}, map[string]uint64{}
 	for name, c := range l.counters {
 		id, ok := strings.CutPrefix(name, "dropped_")

@@ -320,6 +320,15 @@ func TestEgressNamespaces(t *testing.T) {
 			if _, err := f.Sync(context.Background(), tt.sandboxes); err != nil {
 				t.Fatalf("Sync: %v", err)
 			}
+			// After the first, each Sync is a patch of one sandbox: what the
+			// kernel holds is what the whole table would be.
+			loaded, err := l.hostNft.List(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := Render(cfg, tt.sandboxes, nil).Verify(loaded); err != nil {
+				t.Errorf("the loaded table is not the one rendered: %v", err)
+			}
 			got := l.probe(all...)
 			for _, tg := range all {
 				want := contains(tt.reach, tg)

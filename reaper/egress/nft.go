@@ -104,6 +104,19 @@ func (n Nft) Counters(ctx context.Context) (Loaded, error) {
 	return parseLoaded(out)
 }
 
+// ListObject reads one object of the table (nft -j list KIND inet agentlab
+// NAME): a "chain" with its rules, or a "map" with its elements.
+func (n Nft) ListObject(ctx context.Context, kind, name string) (Loaded, error) {
+	if kind != "chain" && kind != "map" {
+		return Loaded{}, fmt.Errorf("list %s %s: want a chain or a map", kind, name)
+	}
+	out, err := n.run(ctx, "", "-j", "list", kind, "inet", Table, name)
+	if err != nil {
+		return Loaded{}, err
+	}
+	return parseLoaded(out)
+}
+
 // parseLoaded reads nft's JSON listing of the table.
 func parseLoaded(out []byte) (Loaded, error) {
 	var doc struct {

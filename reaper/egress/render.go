@@ -34,7 +34,8 @@ type Ruleset struct {
 	// and declares it anew, in one transaction.
 	Text string
 
-	chains   map[string]int    // chain name -> number of rules
+	chains   map[string]int // chain name -> number of rules
+	rules    map[string][]string
 	dispatch map[string]string // MAC -> chain
 	counters []string          // counter names, sorted
 	sets     map[string]int    // set name -> number of elements
@@ -58,7 +59,7 @@ func Render(cfg Config, sandboxes []Sandbox, counters map[string]Count) Ruleset 
 	}
 	slices.SortFunc(sbs, func(a, b Sandbox) int { return a.VMID - b.VMID })
 
-	rs := Ruleset{chains: map[string]int{}, dispatch: map[string]string{}, sets: map[string]int{}}
+	rs := Ruleset{chains: map[string]int{}, rules: map[string][]string{}, dispatch: map[string]string{}, sets: map[string]int{}}
 	var chains []chain
 	var macs []string
 	for _, s := range sbs {
@@ -148,6 +149,7 @@ func Render(cfg Config, sandboxes []Sandbox, counters map[string]Count) Ruleset 
 		}
 		b.WriteString("\t}\n")
 		rs.chains[c.name] = len(c.rules)
+		rs.rules[c.name] = c.rules
 	}
 	b.WriteString("}\n")
 	rs.Text = b.String()
