@@ -54,8 +54,8 @@ type Heartbeater interface {
 // contact; *reconcile.Loop is one. The listener calls it after it has
 // answered, so the guest never waits for Proxmox.
 type Seeds interface {
-	// FinishSeeds retires the seed ISO of vmid that a heartbeat found still
-	// attached, and does nothing when there is none.
+	// FinishSeeds retires the seed ISO of vmid that a heartbeat or boot
+	// report found still attached, and does nothing when there is none.
 	FinishSeeds(ctx context.Context, vmid int)
 	// JobContact retires the seed ISO of a job's sandbox once its runner
 	// has fetched the spec.
@@ -122,8 +122,8 @@ func New(hb Heartbeater, limits Limits, clk clock.Clock, logger *slog.Logger) *S
 }
 
 // SetSeeds makes the listener retire a sandbox's seed ISO at its guest's
-// first contact (an accepted heartbeat, a job runner's spec fetch), through
-// seeds. Call it before serving.
+// first contact (a boot report, an accepted heartbeat, a job runner's spec
+// fetch), through seeds, and turns on /v1/booted. Call it before serving.
 func (s *Server) SetSeeds(seeds Seeds) { s.seeds = seeds }
 
 // afterContact runs retire once the answer has reached the guest: the

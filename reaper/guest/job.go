@@ -135,8 +135,8 @@ func (s *Server) jobSpec(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// jobContact retires the seed ISO of the sandbox of the job spec belongs
-// to. A job whose sandbox is not known yet is left to the provider, which
+// jobContact retires the seed ISO of the sandbox of the job that spec
+// belongs to. A job whose sandbox is not known yet is left to the provider, which
 // retires the seed once the guest agent reports an address.
 func (s *Server) jobContact(ctx context.Context, spec job.Spec) {
 	j, err := s.jobs.Authenticate(ctx, spec.Token)
