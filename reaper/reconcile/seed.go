@@ -239,6 +239,12 @@ func (l *Loop) finishRetire(ctx context.Context, v reaper.VolumeDeletion, gone b
 	l.m.SeedRetired()
 	l.log.Info("seed ISO retired", "vmid", v.VMID, "volid", v.Volid)
 	l.forgetVolume(v.Volid)
+	// Nor is it on storage any more for the VM's destroy to delete.
+	l.mu.Lock()
+	if isos, ok := l.orphans.seedISOs[v.VMID]; ok {
+		l.orphans.seedISOs[v.VMID] = slices.DeleteFunc(isos, func(id string) bool { return id == v.Volid })
+	}
+	l.mu.Unlock()
 }
 
 // eject empties every CD-ROM drive of v's VM that holds v, in one update

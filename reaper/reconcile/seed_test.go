@@ -114,13 +114,14 @@ func (w *seedWorld) volumeEvents(vmid int) []string {
 	return out
 }
 
-// countingMetrics counts retired seed ISOs.
+// countingMetrics counts seed ISOs retired and deleted with their VM.
 type countingMetrics struct {
 	noMetrics
-	retired int
+	retired, deleted int
 }
 
-func (m *countingMetrics) SeedRetired() { m.retired++ }
+func (m *countingMetrics) SeedRetired()   { m.retired++ }
+func (m *countingMetrics) VolumeDeleted() { m.deleted++ }
 
 // mutations counts the requests that change the VM config or storage.
 func mutations(s pvesim.Stats) (updates, deletes int) {
@@ -423,5 +424,38 @@ func TestSeedRetiredOnBootReport(t *testing.T) {
 	u1, d1 := mutations(w.sim.Server.Stats())
 	if u1 != u0 || d1 != d0 {
 		t.Errorf("second boot report: %d config updates, %d deletions; want none", u1-u0, d1-d0)
+	}
+}
+
+// TestRetiredSeedNotDeletedAgain: a sandbox whose seed was retired, then
+// reaped, has no second deletion of its seed in the audit log, although
+// the storage scan before the retirement saw the ISO.
+func TestRetiredSeedNotDeletedAgain(t *testing.T) {
+	ctx := context.Background()
+	w := newSeedWorld(t)
+	w.sandbox(109, "tok-109-abcdefghijklmnop", "")
+	m := &countingMetrics{}
+	loop := New(w.client, w.db, Options{Clock: w.clock, Metrics: m})
+	if err := loop.Tick(ctx); err != nil { // scans the ISO storage: the seed is there
+		t.Fatal(err)
+	}
+	if _, err := loop.Heartbeat(ctx, "tok-109-abcdefghijklmnop"); err != nil {
+		t.Fatal(err)
+	}
+	loop.FinishSeeds(ctx, 109)
+	w.clock.Advance(3 * time.Hour) // past the lease
+	for range 2 {
+		if err := loop.Tick(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ok, _ := w.api.Exists(ctx, 109); ok {
+		t.Fatal("VM 109 not reaped")
+	}
+	if evs := w.volumeEvents(109); len(evs) != 2 {
+		t.Errorf("volume events = %q; want the retirement's intent and done only", evs)
+	}
+	if m.deleted != 0 || m.retired != 1 {
+		t.Errorf("seed ISOs deleted with their VM %d, retired %d; want 0 and 1", m.deleted, m.retired)
 	}
 }
