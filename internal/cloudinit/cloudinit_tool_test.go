@@ -43,6 +43,10 @@ func TestUserDataSchema(t *testing.T) {
 	withJob := testConfig()
 	withJob.Job = &Job{URL: "http://10.77.0.1:8846", BootstrapToken: "0123456789abcdef0123456789abcdef"}
 	configs["job"] = withJob
+	// What the provider renders: the boot report last in runcmd.
+	withBootReport := withJob
+	withBootReport.Heartbeat = &Heartbeat{URL: "http://10.77.0.1:8846", Token: "Zm9vYmFyYmF6cXV4MTIzNDU2", ReportBoot: true}
+	configs["boot report"] = withBootReport
 	for name, c := range configs {
 		t.Run(name, func(t *testing.T) {
 			seed, err := c.Render()
