@@ -105,7 +105,7 @@ func New(version string) *Metrics {
 		}),
 		seedsRetired: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "agentlab_seed_isos_retired_total",
-			Help: "Seed ISOs the reaper ejected and deleted once their guest had booted (first heartbeat or job runner call).",
+			Help: "Seed ISOs the reaper ejected and deleted once their guest had booted (boot report, first heartbeat or job runner call).",
 		}),
 		databaseBytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "agentlab_database_bytes",
