@@ -459,3 +459,32 @@ func TestRetiredSeedNotDeletedAgain(t *testing.T) {
 		t.Errorf("seed ISOs deleted with their VM %d, retired %d; want 0 and 1", m.deleted, m.retired)
 	}
 }
+
+// TestSeedLeftOnUntaggedVM: a VM that lost its agentlab tag between the
+// contact and the eject keeps its CD-ROM and ISO; the pending retirement is
+// dropped with a skip event.
+func TestSeedLeftOnUntaggedVM(t *testing.T) {
+	ctx := context.Background()
+	w := newSeedWorld(t)
+	seed := w.sandbox(110, "tok-110-abcdefghijklmnop", "")
+	loop := New(w.client, w.db, Options{Clock: w.clock})
+	if err := loop.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loop.Heartbeat(ctx, "tok-110-abcdefghijklmnop"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.api.SetConfig(ctx, 110, map[string]string{"tags": "someone-elses"}); err != nil {
+		t.Fatal(err)
+	}
+	loop.FinishSeeds(ctx, 110)
+	if got := w.drive(110, "ide2"); !strings.HasPrefix(got, seed) || !slices.Contains(w.isos(), seed) {
+		t.Errorf("ide2 = %q, ISOs %v; want the seed attached and kept", got, w.isos())
+	}
+	if pending, _ := w.db.VolumeDeletions(ctx); len(pending) != 0 {
+		t.Errorf("pending deletions = %+v; want none", pending)
+	}
+	if evs := w.volumeEvents(110); len(evs) != 2 || !strings.HasPrefix(evs[1], "skip: ") {
+		t.Errorf("volume events = %q; want the intent, then skip", evs)
+	}
+}
