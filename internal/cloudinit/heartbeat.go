@@ -53,40 +53,57 @@ func (h *Heartbeat) validate() error {
 // heartbeatScript POSTs one heartbeat and prints the reaper's answer (the
 // lease). It exits non-zero when the lease was not extended, so an agent
 // can tell; a lease capped by max_ttl answers 409 and says so. With
-// --booted it reports the first boot instead (POST /v1/booted, retried
-// while the reaper cannot be reached), which leaves the lease alone.
+// --booted it reports the first boot instead (POST /v1/booted), which
+// leaves the lease alone; it tries for about five minutes, since the reaper
+// may be restarting, or may not know the sandbox yet (it learns of new
+// ones at its next tick) and answer 401 meanwhile.
 const heartbeatScript = `#!/bin/sh
 # agentlab-heartbeat: extend this sandbox's lease (written by AgentLab).
 # agentlab-heartbeat --booted: report the first boot instead, after which the
 # reaper deletes the sandbox's seed ISO; the lease is left as it is.
 set -eu
 . ` + HeartbeatEnvFile + `
-endpoint=/v1/heartbeat
-retries=0
+post() {
+	curl --silent --show-error --fail-with-body --connect-timeout 5 --max-time 10 \
+		--request POST --header "Authorization: Bearer ${AGENTLAB_HEARTBEAT_TOKEN}" \
+		"${AGENTLAB_HEARTBEAT_URL%/}$1"
+}
 case "${1:-}" in
-"") ;;
---booted) endpoint=/v1/booted retries=5 ;;
+"")
+	post /v1/heartbeat
+	;;
+--booted)
+	tries=1
+	until post /v1/booted; do
+		if [ "$tries" -ge ` + bootReportTries + ` ]; then
+			echo "agentlab: the boot report did not reach the reaper; the seed ISO is deleted at the first heartbeat instead" >&2
+			exit 1
+		fi
+		tries=$((tries + 1))
+		sleep 5
+	done
+	;;
 *)
 	echo "usage: agentlab-heartbeat [--booted]" >&2
 	exit 2
 	;;
 esac
-exec curl --silent --show-error --fail-with-body --max-time 10 \
-  --retry "$retries" --retry-connrefused --retry-delay 2 \
-  --request POST --header "Authorization: Bearer ${AGENTLAB_HEARTBEAT_TOKEN}" \
-  "${AGENTLAB_HEARTBEAT_URL%/}${endpoint}"
 `
 
+// bootReportTries bounds the boot report's attempts, 5 s apart.
+const bootReportTries = "60"
+
+// BootReportLog is where the boot report, which runs in the background,
+// writes what it has to say.
+const BootReportLog = "/var/log/agentlab-boot-report.log"
+
 // heartbeatCommands is the runcmd entry of the boot report, when asked
-// for. It runs last, so nothing waits for it; a report that cannot reach
-// the reaper says so on the console, and the first heartbeat or the
-// provider deletes the seed instead.
+// for: started in the background, last, so that nothing waits for it.
 func (c Config) heartbeatCommands() [][]string {
 	if c.Heartbeat == nil || !c.Heartbeat.ReportBoot {
 		return nil
 	}
-	return [][]string{{"sh", "-c", HeartbeatCommand + " --booted >/dev/null || " +
-		"echo 'agentlab: the boot report did not reach the reaper; the seed ISO is deleted at the first heartbeat instead' >&2"}}
+	return [][]string{{"sh", "-c", "nohup " + HeartbeatCommand + " --booted >" + BootReportLog + " 2>&1 &"}}
 }
 
 // heartbeatFiles are the write_files entries that deliver h; deferred, so the

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -100,15 +101,16 @@ func TestRenderBootReport(t *testing.T) {
 	if len(got) != 2 {
 		t.Fatalf("runcmd = %q; want the job runner, then the boot report", got)
 	}
-	last := strings.Join(got[1], " ")
-	if !strings.HasPrefix(last, "sh -c "+HeartbeatCommand+" --booted >/dev/null || echo ") {
-		t.Errorf("last runcmd = %q; want %s --booted, its failure only reported", last, HeartbeatCommand)
+	if last, want := strings.Join(got[1], " "), "sh -c nohup "+HeartbeatCommand+" --booted >"+BootReportLog+" 2>&1 &"; last != want {
+		t.Errorf("last runcmd = %q; want %q: the boot report in the background", last, want)
 	}
 }
 
 // TestHeartbeatScript runs the heartbeat script with a curl that prints its
-// arguments: a heartbeat POSTs to /v1/heartbeat once, --booted to
-// /v1/booted with retries, anything else is a usage error.
+// arguments and fails as often as told, and a sleep that returns at once:
+// a heartbeat POSTs to /v1/heartbeat once, whatever the answer; --booted
+// POSTs to /v1/booted until it works, up to its bound; anything else is a
+// usage error.
 func TestHeartbeatScript(t *testing.T) {
 	sh, err := exec.LookPath("sh")
 	if err != nil {
@@ -119,31 +121,59 @@ func TestHeartbeatScript(t *testing.T) {
 	if err := os.WriteFile(env, []byte("AGENTLAB_HEARTBEAT_URL=http://10.77.0.1:8846/\nAGENTLAB_HEARTBEAT_TOKEN=tok_0123456789abcdef\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "curl"), []byte("#!/bin/sh\necho \"$*\"\n"), 0o755); err != nil {
-		t.Fatal(err)
+	// curl fails while the file "failures" holds a positive count.
+	fake := map[string]string{
+		"curl":  "#!/bin/sh\necho \"curl $*\"\nn=$(cat \"$FAILS\")\necho $((n - 1)) >\"$FAILS\"\n[ \"$n\" -le 0 ]\n",
+		"sleep": "#!/bin/sh\n",
+	}
+	for name, body := range fake {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	script := filepath.Join(dir, "agentlab-heartbeat")
 	if err := os.WriteFile(script, []byte(strings.Replace(heartbeatScript, HeartbeatEnvFile, env, 1)), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	const auth = "--request POST --header Authorization: Bearer tok_0123456789abcdef http://10.77.0.1:8846"
+	tries, _ := strconv.Atoi(bootReportTries)
 	for _, tc := range []struct {
-		args []string
-		want string // a substring of curl's arguments; "" for a usage error
+		args     []string
+		failures int
+		calls    int    // curl runs
+		url      string // the URL every run posts to
+		exit     int
+		stderr   string
 	}{
-		{nil, "--retry 0 --retry-connrefused --retry-delay 2 --request POST --header Authorization: Bearer tok_0123456789abcdef http://10.77.0.1:8846/v1/heartbeat"},
-		{[]string{"--booted"}, "--retry 5 --retry-connrefused --retry-delay 2 --request POST --header Authorization: Bearer tok_0123456789abcdef http://10.77.0.1:8846/v1/booted"},
-		{[]string{"--bogus"}, ""},
+		{nil, 0, 1, "/v1/heartbeat", 0, ""},
+		{nil, 1, 1, "/v1/heartbeat", 1, ""},
+		{[]string{"--booted"}, 0, 1, "/v1/booted", 0, ""},
+		{[]string{"--booted"}, 3, 4, "/v1/booted", 0, ""},
+		{[]string{"--booted"}, tries + 5, tries, "/v1/booted", 1, "the boot report did not reach the reaper"},
+		{[]string{"--bogus"}, 0, 0, "", 2, "usage"},
 	} {
+		fails := filepath.Join(dir, "failures")
+		if err := os.WriteFile(fails, []byte(strconv.Itoa(tc.failures)), 0o600); err != nil {
+			t.Fatal(err)
+		}
 		cmd := exec.Command(sh, append([]string{script}, tc.args...)...)
-		cmd.Env = []string{"PATH=" + dir + ":/usr/bin:/bin"}
-		out, err := cmd.CombinedOutput()
-		switch {
-		case tc.want == "":
-			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "usage") {
-				t.Errorf("agentlab-heartbeat %q = %v, %q; want exit 2 with the usage", tc.args, err, out)
-			}
-		case err != nil || !strings.Contains(string(out), tc.want):
-			t.Errorf("agentlab-heartbeat %q ran curl %q (%v); want %q", tc.args, out, err, tc.want)
+		cmd.Env = []string{"PATH=" + dir + ":/usr/bin:/bin", "FAILS=" + fails}
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		exit := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			exit = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		calls := strings.Count(stdout.String(), "curl ")
+		if exit != tc.exit || calls != tc.calls || !strings.Contains(stderr.String(), tc.stderr) {
+			t.Errorf("agentlab-heartbeat %q with %d failures: exit %d, %d curl runs, stderr %q; want exit %d, %d runs, stderr with %q",
+				tc.args, tc.failures, exit, calls, stderr.String(), tc.exit, tc.calls, tc.stderr)
+		}
+		if tc.calls > 0 && strings.Count(stdout.String(), auth+tc.url+"\n") != calls {
+			t.Errorf("agentlab-heartbeat %q ran:\n%s\nwant every run to post %s%s", tc.args, stdout.String(), auth, tc.url)
 		}
 	}
 }
