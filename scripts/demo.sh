@@ -120,6 +120,8 @@ control:
   socket: $work/reaper.sock
 guest:
   listen: 127.0.0.1:$guest_port
+artifacts:
+  dir: $work/artifacts      # the default, /var/lib/agentlab/artifacts, is the host's
 metrics:
   listen: ""
 CFG
