@@ -6,14 +6,17 @@
 #   <plugins>/registry.opentofu.org/agentlab/agentlab/<version>/<os>_<arch>/terraform-provider-agentlab_v<version>
 # <plugins> is ~/.terraform.d/plugins, which both CLIs search on Linux, macOS and the BSDs;
 # PLUGINS_DIR puts the mirror elsewhere (then name it in a provider_installation block).
-# Usage: install-provider.sh BINARY VERSION   (VERSION "dev" installs as 0.0.0)
+# Usage: install-provider.sh BINARY VERSION   (a semantic version other than 0.0.0)
 set -euo pipefail
 
 [ $# -eq 2 ] || { echo "usage: $0 BINARY VERSION" >&2; exit 2; }
 bin=$1
 version=${2#v}
-if [ "$version" = dev ]; then
-  version=0.0.0
+# Terraform reads 0.0.0 as "no version" and never installs it, not even for version = "0.0.0".
+if [ "$version" = dev ] || [ "$version" = 0.0.0 ]; then
+  echo "install: VERSION=$2: terraform and tofu install a provider only under a real version;" \
+    "name the one configurations will see, e.g. make install VERSION=0.1.0" >&2
+  exit 1
 fi
 # The CLIs read the directory name as the version; a prerelease is only chosen when pinned exactly.
 if ! [[ $version =~ ^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$ ]]; then
