@@ -300,9 +300,13 @@ func quickstartEnv(home, tfDir, goBin string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	gopathBins := map[string]bool{}
+	for _, dir := range filepath.SplitList(gopath) {
+		gopathBins[filepath.Join(dir, "bin")] = true
+	}
 	path := []string{tfDir}
 	for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
-		if dir != "" && !strings.HasPrefix(dir, gopath) {
+		if dir != "" && !gopathBins[filepath.Clean(dir)] {
 			path = append(path, dir)
 		}
 	}
