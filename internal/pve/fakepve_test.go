@@ -225,28 +225,33 @@ func (f *fakePVE) taskStatus(w http.ResponseWriter, r *http.Request) {
 	writeData(w, body)
 }
 
-// activeTasks lists the running tasks of a node, filtered by vmid and type
-// as PVE's GET /nodes/{node}/tasks?source=active does.
+// activeTasks lists the tasks of a node as PVE's GET /nodes/{node}/tasks
+// does, filtered by vmid and type: with source=active the running ones
+// (status "RUNNING"); with source=all those and then the finished ones, with
+// their endtime and exit status.
 func (f *fakePVE) activeTasks(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	if q.Get("source") != "active" {
-		writeRaw(f.t, w, 400, "fake: only source=active is served", `{"data":null}`)
+	source := q.Get("source")
+	if source != "active" && source != "all" {
+		writeRaw(f.t, w, 400, "fake: only source=active and source=all are served", `{"data":null}`)
 		return
 	}
 	f.mu.Lock()
-	var out []map[string]string
+	var running, archive []map[string]any
 	for upid, tk := range f.tasks {
-		if tk.finish == nil {
-			continue
-		}
 		u, err := ParseUPID(upid)
 		if err != nil || u.Node != r.PathValue("node") || (q.Get("vmid") != "" && u.ID != q.Get("vmid")) ||
 			(q.Get("typefilter") != "" && u.Type != q.Get("typefilter")) {
 			continue
 		}
-		out = append(out, map[string]string{"upid": upid, "status": "RUNNING"})
+		switch {
+		case tk.finish != nil:
+			running = append(running, map[string]any{"upid": upid, "status": "RUNNING", "saved": "0"})
+		case source == "all":
+			archive = append(archive, map[string]any{"upid": upid, "status": tk.exit, "endtime": u.StartTime.Unix() + 1})
+		}
 	}
 	f.mu.Unlock()
-	b, _ := json.Marshal(out)
+	b, _ := json.Marshal(append(running, archive...))
 	writeData(w, string(b))
 }

@@ -59,14 +59,24 @@ func (c *Client) activeTasks(ctx context.Context, node, typ string, vmid int) ([
 	if vmid != 0 {
 		q.Set("vmid", strconv.Itoa(vmid))
 	}
-	var raw []TaskStatus
+	var raw []struct {
+		TaskStatus
+		EndTime flexInt `json:"endtime"`
+	}
 	if err := c.get(ctx, pathf("/nodes/%s/tasks", node), q, &raw); err != nil {
 		return nil, fmt.Errorf("list active tasks of %s: %w", node, err)
 	}
-	for i := range raw {
-		if raw[i].Status == "" {
-			raw[i].Status = "running" // the active list leaves it out
+	// A running task's status is "RUNNING" (an empty one counts too); a task that
+	// ended but could not be archived stays listed with its exit status as
+	// status and an endtime: it does not run.
+	out := make([]TaskStatus, 0, len(raw))
+	for _, e := range raw {
+		st := e.TaskStatus
+		if st.Status != "RUNNING" && (st.Status != "" || e.EndTime != 0) {
+			continue
 		}
+		st.Status = "running"
+		out = append(out, st)
 	}
-	return raw, nil
+	return out, nil
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -440,5 +441,59 @@ func TestSimStorage(t *testing.T) {
 	}
 	if _, err := c.UploadISO(ctx, "pve", "local", "../evil.iso", bytes.NewReader(nil), 0); err == nil {
 		t.Error("UploadISO with a path in the name: got nil error; want one")
+	}
+}
+
+// TestSimTaskListShape waits for tasks and lists active ones against the
+// simulator, which answers GET /nodes/{node}/tasks in PVE's shape (running
+// tasks with status "RUNNING", ended ones with their endtime and exit
+// status): each wait gets its exit status from the list without reading the
+// task's status, and ActiveTasks reports a running clone as running.
+func TestSimTaskListShape(t *testing.T) {
+	sim := pvesimtest.Start(t, func(o *pvesim.Options) {
+		o.Latency = pvesim.Latency{LinkedClone: 300 * time.Millisecond, Start: 100 * time.Millisecond}
+	})
+	c := simClient(t, sim)
+	ctx := testCtx(t)
+	ref, err := c.Clone(ctx, sandboxReq("shape"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	// a failing task: its exit status comes from the list
+	err = c.Start(ctx, pve.VMRef{Node: "pve", VMID: template})
+	var te *pve.TaskError
+	if !errors.As(err, &te) || !strings.Contains(te.ExitStatus, "template") {
+		t.Errorf("got %v; want the start of a template to fail", err)
+	}
+	for route, byStatus := range sim.Server.Stats().Requests {
+		if route == "GET /nodes/{node}/tasks/{upid}/status" {
+			t.Errorf("got %v requests to %s; want none, the list gives every exit status", byStatus, route)
+		}
+	}
+
+	slow := pvesimtest.Start(t, func(o *pvesim.Options) {
+		o.Latency = pvesim.Latency{LinkedClone: time.Hour}
+	})
+	// the clone's POST answers at once; its task runs for an hour
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, slow.URL+"/nodes/pve/qemu/9000/clone", strings.NewReader("newid=150"))
+	req.Header.Set("Authorization", slow.AuthHeader())
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := slow.Client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("clone: got %s; want 200", resp.Status)
+	}
+	running, err := simClient(t, slow).ActiveTasks(ctx, "pve", "qmclone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(running) != 1 || !running[0].Running() || running[0].Type != "qmclone" {
+		t.Errorf("got active tasks %+v; want the clone, running", running)
 	}
 }

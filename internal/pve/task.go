@@ -104,9 +104,10 @@ func (c *Client) TaskStatus(ctx context.Context, upid string) (TaskStatus, error
 }
 
 // WaitTask waits until the task upid has finished. The wait is shared: the
-// client's watcher of the task's node polls the node's active task list for
-// all tasks waited on there (see taskwatch.go), and once the task has left
-// it, its status is read once for the exit status. A task that fails returns
+// client's watcher of the task's node polls the node's task list for all
+// tasks waited on there (see taskwatch.go), which gives each finished task's
+// exit status too; only a task the list cannot account for has its status
+// read. A task that fails returns
 // its status and a *TaskError carrying the exit status. Transient polling
 // failures are tolerated up to the retry policy's attempt count in a row;
 // the context bounds the whole wait. A node that does not list its active

@@ -37,31 +37,29 @@ func TestParseUPID(t *testing.T) {
 }
 
 // taskServer serves one task that ends after dur of the clock's time with
-// exit status exit: the node's active task list and the task's status.
-// polls counts the requests.
+// exit status exit: the node's task list (source=all: the task "RUNNING",
+// then ended with its exit status) and the task's status, which the wait
+// must not need. polls counts the requests.
 func taskServer(t *testing.T, clk *virtualClock, start time.Time, dur time.Duration, exit string, polls *atomic.Int32) *httptest.Server {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		polls.Add(1)
 		running := clk.Now().Sub(start) < dur
 		switch r.URL.Path {
 		case "/api2/json/nodes/pve/tasks":
-			if got := r.URL.Query().Get("source"); got != "active" {
-				t.Errorf("got source %q; want active", got)
+			q := r.URL.Query()
+			if got := q.Get("source"); got != "all" {
+				t.Errorf("got source %q; want all", got)
+			}
+			if got := q.Get("since"); got != "1693445296" { // 0x64EFECB0
+				t.Errorf("got since %q; want the task's start 1693445296", got)
 			}
 			if running {
-				writeData(w, fmt.Sprintf(`[{"upid":%q,"node":"pve","type":"qmclone","id":"9000","status":"RUNNING"}]`, testUPID))
+				writeData(w, fmt.Sprintf(`[{"upid":%q,"node":"pve","type":"qmclone","id":"9000","status":"RUNNING","saved":"0"}]`, testUPID))
 				return
 			}
-			writeData(w, `[]`)
-		case "/api2/json/nodes/pve/tasks/" + testUPID + "/status":
-			if running {
-				t.Errorf("status read while the task runs; want it only once the task left the active list")
-				writeData(w, fmt.Sprintf(`{"upid":%q,"node":"pve","type":"qmclone","id":"9000","status":"running"}`, testUPID))
-				return
-			}
-			writeData(w, fmt.Sprintf(`{"upid":%q,"node":"pve","type":"qmclone","id":"9000","status":"stopped","exitstatus":%q}`, testUPID, exit))
+			writeData(w, fmt.Sprintf(`[{"upid":%q,"node":"pve","type":"qmclone","id":"9000","endtime":1693445300,"status":%q}]`, testUPID, exit))
 		default:
-			t.Errorf("got path %q; want the task list or the task's status", r.URL.Path)
+			t.Errorf("got path %q; want the task list only", r.URL.Path)
 		}
 	}))
 	t.Cleanup(srv.Close)

@@ -12,20 +12,29 @@ import (
 )
 
 // Task waits share one watcher per node. Instead of one status poll loop per
-// task, a watcher polls the node's list of active tasks,
-// GET /nodes/{node}/tasks?source=active, for every task the client waits on
-// there, and a waiter reads its task's status once, for the exit status,
-// after the task has left that list.
+// task, a watcher polls the node's task list,
+// GET /nodes/{node}/tasks?source=all&since=T, for every task the client waits
+// on there, T being the start of the oldest of them: one answer tells which
+// are still running and the exit status of those that have ended, so no
+// task's status is read at all.
 //
 // What PVE answers there (pve-manager PVE/API2/Tasks.pm, pve-common
-// PVE/RESTEnvironment.pm): the entries of /var/log/pve/tasks/active that are
-// not yet archived ("saved"), a running task with status "RUNNING". A worker
-// is written to that file before the call that forked it returns its UPID,
-// and when the worker exits, the daemon's SIGCHLD handler (active_workers)
-// archives it at once: it leaves the active list and its exit status is in
-// the task's status. If archiving fails, a finished task stays listed with
-// its exit status as status. limit defaults to 50 (0 lists nothing), and a
-// token without Sys.Audit on the node sees its own tasks only.
+// PVE/RESTEnvironment.pm): first the entries of /var/log/pve/tasks/active
+// that are not yet archived ("saved"), a running task with status "RUNNING"
+// and no endtime; then the archive (/var/log/pve/tasks/index, then index.1),
+// last ended first, each task with its endtime and exit status as status. A
+// worker is written to the active file before the call that forked it
+// returns its UPID, and when it exits, the daemon's SIGCHLD handler
+// (active_workers) archives it: it moves from the active part to the
+// archive in one step under the file lock, and PVE reads the active part
+// first, so a task it lists in neither has not been started there. If
+// archiving fails, a finished task stays in the active part with its exit
+// status and endtime. since (PVE 7.0 and later) filters on the start time;
+// limit defaults to 50 (0 lists nothing), and a token without Sys.Audit on
+// the node sees its own tasks only. The archive is read whole on every such
+// call, which costs the node more than the active part alone, but less than
+// a status read per task on pvedaemon, the pool that serves clones and
+// starts.
 
 // Poll cadence: each watched task is due for a poll on its own schedule (see
 // taskWatch.due); a watcher polls when the first of its tasks is due, and one
@@ -44,8 +53,9 @@ const (
 	taskExpectLead = 1.0
 )
 
-// errTaskListUnsupported: the node does not answer the active task list (an
-// old or partial implementation of the API); waits poll each task's status.
+// errTaskListUnsupported: the node does not answer the task list as asked
+// (an old or partial implementation of the API, or PVE before 7.0, which
+// refuses since); waits poll each task's status.
 var errTaskListUnsupported = errors.New("node does not list its active tasks")
 
 // taskWatchers holds a client's watchers, one per node.
@@ -74,7 +84,7 @@ func (c *Client) watcher(node string) *taskWatcher {
 	return w
 }
 
-// taskWatcher polls one node's active task list while anyone waits on a task
+// taskWatcher polls one node's task list while anyone waits on a task
 // there. Its poll loop runs only then: the first watch starts it, and it
 // stops when the last watch is removed.
 type taskWatcher struct {
@@ -94,6 +104,7 @@ type taskWatcher struct {
 // taskWatch is one task waited on.
 type taskWatch struct {
 	upid, typ string
+	start     int64         // the task's start (Unix seconds) from its UPID; 0 unknown
 	added     time.Time     // when the watch began, after the task had started
 	expect    time.Duration // learned duration of this type on this node; 0 unknown
 	polled    time.Time     // when the last poll that covered it was sent
@@ -133,6 +144,9 @@ func (t *taskWatch) due() time.Time {
 func (w *taskWatcher) watch(upid, typ string) *taskWatch {
 	now := w.c.clock.Now()
 	t := &taskWatch{upid: upid, typ: typ, added: now, expect: w.learned.expect(w.node, typ), done: make(chan struct{})}
+	if u, err := ParseUPID(upid); err == nil {
+		t.start = u.StartTime.Unix()
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.unsupported {
@@ -244,25 +258,45 @@ func (w *taskWatcher) loop(ctx context.Context) {
 	}
 }
 
-// activeTask is one entry of the active task list.
-type activeTask struct {
-	UPID   string `json:"upid"`
+// listedTask is one entry of the task list.
+type listedTask struct {
+	UPID string `json:"upid"`
+	// Status is "RUNNING" for a running task, the exit status for a
+	// finished one.
 	Status string `json:"status"`
+	// EndTime is set once the task has ended (archived or not).
+	EndTime flexInt `json:"endtime"`
 }
 
-// poll reads the active task list once and ends the watches of the tasks
-// that have left it.
+// running reports whether the entry is a task still running: "RUNNING", or
+// no status and no end (an entry of the active part).
+func (a listedTask) running() bool {
+	return a.Status == "RUNNING" || (a.Status == "" && a.EndTime == 0)
+}
+
+// poll reads the task list once and ends the watches of the tasks that have
+// finished.
 func (w *taskWatcher) poll(ctx context.Context) error {
 	w.mu.Lock()
 	limit := w.limit
+	var since int64
+	for t := range w.tasks {
+		if t.start <= 0 {
+			since = 0
+			break
+		}
+		if since == 0 || t.start < since {
+			since = t.start
+		}
+	}
 	w.mu.Unlock()
+	q := url.Values{"source": {"all"}, "limit": {strconv.Itoa(limit)}}
+	if since > 0 {
+		q.Set("since", strconv.FormatInt(since, 10))
+	}
 	sent := w.c.clock.Now()
-	var list []activeTask
-	err := w.c.send(ctx, request{
-		method: http.MethodGet,
-		path:   pathf("/nodes/%s/tasks", w.node),
-		query:  url.Values{"source": {"active"}, "limit": {strconv.Itoa(limit)}},
-	}, &list)
+	var list []listedTask
+	err := w.c.send(ctx, request{method: http.MethodGet, path: pathf("/nodes/%s/tasks", w.node), query: q}, &list)
 	if err != nil {
 		return err
 	}
@@ -277,9 +311,11 @@ func (w *taskWatcher) poll(ctx context.Context) error {
 	if !complete {
 		w.limit = min(limit*2, taskListLimitMax)
 	}
-	listed := make(map[string]activeTask, len(list))
+	listed := make(map[string]listedTask, len(list))
 	for _, a := range list {
-		listed[a.UPID] = a
+		if _, dup := listed[a.UPID]; !dup { // the active part comes first
+			listed[a.UPID] = a
+		}
 	}
 	for t := range w.tasks {
 		if t.added.After(sent) {
@@ -288,11 +324,14 @@ func (w *taskWatcher) poll(ctx context.Context) error {
 		t.polled = sent
 		a, ok := listed[t.upid]
 		switch {
-		case ok && (a.Status == "" || a.Status == "RUNNING"):
+		case ok && a.running():
 			t.running = sent
 		case ok:
+			// ended; an entry without a status has its status read
 			w.finishLocked(t, watchResult{exit: a.Status, at: sent})
 		case complete:
+			// in neither part of a complete list: never seen from PVE;
+			// its status read tells
 			w.finishLocked(t, watchResult{at: sent})
 		}
 	}

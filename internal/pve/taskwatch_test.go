@@ -91,8 +91,9 @@ func (c *stepClock) run(done <-chan struct{}) {
 }
 
 // taskNode is a node with tasks that end at set times of a stepClock. It
-// answers the active task list as PVE does (running tasks, status
-// "RUNNING") and each task's status, and counts both.
+// answers the task list with source=all as PVE does (the running tasks,
+// status "RUNNING", then the finished ones with their endtime and exit
+// status, filtered by since) and each task's status, and counts both.
 type taskNode struct {
 	t   *testing.T
 	clk *stepClock
@@ -106,9 +107,13 @@ type taskNode struct {
 	// maxItems cuts the list short after this many entries (0: the limit).
 	maxItems     int
 	lists, reads int
-	// listStatus, when set, is the status a finished task keeps in the list
-	// (PVE when archiving failed); else it leaves the list.
-	listStatus string
+	// unlisted, when set, keeps finished tasks out of the list (not a PVE
+	// answer: the watcher then reads their status).
+	unlisted bool
+	// noStatus lists finished tasks with an endtime but no status.
+	noStatus bool
+	// since is the since parameter of the last list request.
+	since string
 	// listErr, when set, answers the list request number n (from 1).
 	listErr func(n int, w http.ResponseWriter) bool
 }
@@ -146,8 +151,13 @@ func (n *taskNode) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		q := r.URL.Query()
-		if q.Get("source") != "active" {
-			n.t.Errorf("got source %q; want active", q.Get("source"))
+		if q.Get("source") != "all" {
+			n.t.Errorf("got source %q; want all", q.Get("source"))
+		}
+		n.since = q.Get("since")
+		since, err := strconv.ParseInt(q.Get("since"), 10, 64)
+		if err != nil {
+			n.t.Errorf("got since %q; want the oldest watched task's start", q.Get("since"))
 		}
 		limit, err := strconv.Atoi(q.Get("limit"))
 		if err != nil || limit <= 0 {
@@ -160,14 +170,22 @@ func (n *taskNode) serve(w http.ResponseWriter, r *http.Request) {
 		for i := range n.others {
 			list = append(list, map[string]any{"upid": fmt.Sprintf("UPID:pve:%08X:00000001:64000000:vzdump::backup@pve:", 0x10000+i), "status": "RUNNING"})
 		}
+		var archive []map[string]any
 		for upid, end := range n.ends {
+			if u, _ := ParseUPID(upid); u.StartTime.Unix() < since {
+				continue
+			}
 			switch {
 			case now.Before(end):
-				list = append(list, map[string]any{"upid": upid, "status": "RUNNING"})
-			case n.listStatus != "":
-				list = append(list, map[string]any{"upid": upid, "status": n.exits[upid], "endtime": end.Unix()})
+				list = append(list, map[string]any{"upid": upid, "status": "RUNNING", "saved": "0"})
+			case n.unlisted:
+			case n.noStatus:
+				archive = append(archive, map[string]any{"upid": upid, "endtime": end.Unix()})
+			default:
+				archive = append(archive, map[string]any{"upid": upid, "status": n.exits[upid], "endtime": end.Unix()})
 			}
 		}
+		list = append(list, archive...)
 		if len(list) > limit {
 			list = list[:limit]
 		}
@@ -270,9 +288,9 @@ func TestTaskWatcherSharesPolls(t *testing.T) {
 	if limit := 25 + 120; lists > limit {
 		t.Errorf("got %d list polls for %d tasks; want at most %d, what the longest task costs alone", lists, len(durs), limit)
 	}
-	// each task's status is read once, after it finished
-	if want := len(durs); reads != want {
-		t.Errorf("got %d status reads; want %d", reads, want)
+	// the list gives each task's exit status: no status is read
+	if reads != 0 {
+		t.Errorf("got %d status reads; want none", reads)
 	}
 	t.Logf("%d tasks: %d list polls", len(durs), lists)
 }
@@ -369,18 +387,35 @@ func TestTaskWatcherStopsWhenIdle(t *testing.T) {
 }
 
 func TestTaskWatcherListAnswers(t *testing.T) {
-	t.Run("exit status from the list", func(t *testing.T) {
-		clk := newStepClock()
-		n := newTaskNode(t, clk)
-		n.listStatus = "kept"
-		c := newWatchClient(t, n, clk)
-		upid := n.add("qmstart", 100*time.Millisecond, "VM 100 already running")
-		_, errs := waitAll(t, c, clk, []string{upid})
-		var te *TaskError
-		if !errors.As(errs[0], &te) || te.ExitStatus != "VM 100 already running" {
-			t.Fatalf("got %v; want the task's error", errs[0])
-		}
-	})
+	for _, tc := range []struct {
+		name               string
+		unlisted, noStatus bool
+		reads              int
+	}{
+		{"exit status from the list", false, false, 0},
+		{"an ended task without status: its status is read", false, true, 1},
+		{"a task the list leaves out: its status is read", true, false, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := newStepClock()
+			n := newTaskNode(t, clk)
+			n.unlisted, n.noStatus = tc.unlisted, tc.noStatus
+			c := newWatchClient(t, n, clk)
+			n.add("qmclone", time.Hour, "OK") // older, not watched
+			upid := n.add("qmstart", 100*time.Millisecond, "VM 100 already running")
+			_, errs := waitAll(t, c, clk, []string{upid})
+			var te *TaskError
+			if !errors.As(errs[0], &te) || te.ExitStatus != "VM 100 already running" {
+				t.Fatalf("got %v; want the task's error", errs[0])
+			}
+			if _, reads := n.counts(); reads != tc.reads {
+				t.Errorf("got %d status reads; want %d", reads, tc.reads)
+			}
+			if u, _ := ParseUPID(upid); n.since != strconv.FormatInt(u.StartTime.Unix(), 10) {
+				t.Errorf("got since=%s; want the watched task's start %d", n.since, u.StartTime.Unix())
+			}
+		})
+	}
 	t.Run("a list as long as the limit proves nothing", func(t *testing.T) {
 		clk := newStepClock()
 		n := newTaskNode(t, clk)

@@ -60,6 +60,10 @@ type Service struct {
 	// not answer yet (qemu-server's guest-ping timeout: 3 s) before failing
 	// "QEMU guest agent is not running".
 	AgentPing time.Duration
+	// TaskArchiveEntry is added to a task list that reads the archive
+	// (source archive or all) for every archived task it reads: PVE parses
+	// the whole archive on each such call.
+	TaskArchiveEntry time.Duration
 }
 
 // Kinds of calls, the keys of Stats.ByKind.

@@ -244,3 +244,40 @@ func TestParseWorkers(t *testing.T) {
 		}
 	}
 }
+
+// TestTaskListArchiveCost: a task list that reads the archive (source
+// archive or all) costs its plain read plus TaskArchiveEntry per archived
+// task, as PVE parses the whole archive on every such call; the active list
+// costs the plain read alone.
+func TestTaskListArchiveCost(t *testing.T) {
+	const S, E = 100 * time.Millisecond, 10 * time.Millisecond
+	for _, tc := range []struct {
+		source string
+		extra  time.Duration
+	}{
+		{"active", 0},
+		{"archive", 2 * E},
+		{"all", 2 * E},
+	} {
+		t.Run(tc.source, func(t *testing.T) {
+			sim, fake := startFake(t, func(o *pvesim.Options) {
+				o.Latency.Workers = pvesim.Workers{Proxy: 1, Daemon: 1}
+				o.Latency.Service = pvesim.Service{Read: S, TaskArchiveEntry: E}
+			})
+			// Two finished tasks (zero task durations run inline).
+			for range 2 {
+				allOK(t, answers(t, calls(t, sim, 1, "POST", "/nodes/pve/qemu/9000/status/start"), 1))
+			}
+			codes := calls(t, sim, 1, "GET", "/nodes/pve/tasks?source="+tc.source)
+			waitTimers(t, fake, 1, S)
+			noAnswer(t, codes, "no service time has passed")
+			fake.Advance(S)
+			if tc.extra > 0 {
+				waitTimers(t, fake, 1, tc.extra)
+				noAnswer(t, codes, "the archive has not been read yet")
+				fake.Advance(tc.extra)
+			}
+			allOK(t, answers(t, codes, 1))
+		})
+	}
+}

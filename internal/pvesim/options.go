@@ -171,6 +171,7 @@ func RealisticLatency() Latency {
 			Resources:         10 * time.Millisecond,
 			ResourcesPerGuest: 200 * time.Microsecond,
 			AgentPing:         3 * time.Second,
+			TaskArchiveEntry:  5 * time.Microsecond,
 		},
 		LinkedClone:  1500 * time.Millisecond,
 		FullClone:    20 * time.Second,
@@ -226,7 +227,7 @@ func (l Latency) Scaled(f float64) Latency {
 		Service: Service{
 			Read: s(sv.Read), ConfigRead: s(sv.ConfigRead), ConfigWrite: s(sv.ConfigWrite),
 			TaskStart: s(sv.TaskStart), Resources: s(sv.Resources), ResourcesPerGuest: s(sv.ResourcesPerGuest),
-			AgentPing: s(sv.AgentPing),
+			AgentPing: s(sv.AgentPing), TaskArchiveEntry: s(sv.TaskArchiveEntry),
 		},
 		BootMin: s(l.BootMin), BootMax: s(l.BootMax), LinkedClone: s(l.LinkedClone), FullClone: s(l.FullClone), Create: s(l.Create),
 		Start: s(l.Start), Stop: s(l.Stop), Shutdown: s(l.Shutdown), Reboot: s(l.Reboot),

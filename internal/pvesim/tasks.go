@@ -1,6 +1,7 @@
 package pvesim
 
 import (
+	"cmp"
 	"context"
 	"crypto/md5"
 	"crypto/sha1"
@@ -11,6 +12,7 @@ import (
 	"hash"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -229,6 +231,20 @@ func handleTaskLog(c *call) (any, error) {
 	return listWithTotal{items: items, total: len(lines)}, nil
 }
 
+// GET /nodes/{node}/tasks as pve-manager's PVE/API2/Tasks.pm answers it.
+// source=active lists the node's active file (/var/log/pve/tasks/active):
+// the running workers, oldest first, each with status "RUNNING" and saved
+// "0" (a finished task is archived as soon as its worker exits, so it is not
+// there). source=archive reads the archive (/var/log/pve/tasks/index, then
+// index.1) backwards, most recently ended first, each task with its endtime
+// and exit status. source=all is both, the active part first. The filters
+// apply before start and limit; total counts every task that passed them,
+// limit 0 lists none. errors keeps every task whose status is not "ok",
+// running ones included (they are "unknown" to statusfilter). userfilter is
+// a case-insensitive substring of the task's user (without the token id).
+// Reading the archive costs Service.TaskArchiveEntry per entry read, the
+// whole archive every time (PVE filters while it reads; it never stops
+// early), up to taskArchiveLines entries.
 func handleTaskList(c *call) (any, error) {
 	node := c.str("node")
 	if err := c.checkNode(); err != nil {
@@ -242,48 +258,110 @@ func handleTaskList(c *call) (any, error) {
 	limit := c.integer("limit", 50)
 	vmid := c.str("vmid")
 	typ := c.str("typefilter")
-	onlyErrors := c.flag("errors")
+	userFilter := strings.ToLower(c.str("userfilter"))
+	statuses := map[string]bool{"ok": true, "warning": true, "error": true, "unknown": true}
+	switch {
+	case c.flag("errors"):
+		statuses["ok"] = false
+	case c.has("statusfilter"):
+		statuses = map[string]bool{}
+		for _, f := range strings.FieldsFunc(c.str("statusfilter"), func(r rune) bool {
+			return r == ',' || r == ';' || r == 0 || r == ' ' || r == '\t' || r == '\n'
+		}) {
+			statuses[strings.ToLower(f)] = true
+		}
+	}
 	since, until := c.integer("since", 0), c.integer("until", 0)
-	c.s.mu.Lock()
-	defer c.s.mu.Unlock()
-	var all []map[string]any
-	for i := len(c.s.st.Tasks) - 1; i >= 0; i-- {
-		t := c.s.st.Tasks[i]
-		if t.Node != node {
-			continue
+	count := 0
+	items := []map[string]any{}
+	// keep applies PVE's filter to one task and reports whether it is listed.
+	keep := func(t *task, status string) bool {
+		user, _, _ := strings.Cut(t.User, "!")
+		switch {
+		case userFilter != "" && !strings.Contains(strings.ToLower(user), userFilter),
+			typ != "" && t.Type != typ,
+			vmid != "" && t.ID != vmid,
+			c.has("since") && t.StartTime < int64(since),
+			c.has("until") && t.StartTime > int64(until),
+			!statuses[taskStatusType(status)]:
+			return false
 		}
-		if (source == "archive" && t.Running) || (source == "active" && !t.Running) {
-			continue
-		}
-		if (vmid != "" && t.ID != vmid) || (typ != "" && t.Type != typ) ||
-			(onlyErrors && (t.Running || t.ExitStatus == "OK")) ||
-			(since > 0 && t.StartTime < int64(since)) || (until > 0 && t.StartTime > int64(until)) {
-			continue
-		}
+		count++
+		return count > start && len(items) < limit
+	}
+	entry := func(t *task) map[string]any {
 		m := map[string]any{
 			"upid": t.UPID, "node": t.Node, "pid": t.PID, "pstart": t.PStart,
 			"starttime": t.StartTime, "type": t.Type, "id": t.ID,
 		}
 		taskUserFields(m, t.User)
-		if !t.Running {
-			m["status"] = t.ExitStatus
-			m["endtime"] = t.EndTime
+		return m
+	}
+	c.s.mu.Lock()
+	if source == "active" || source == "all" {
+		for _, t := range c.s.st.Tasks {
+			if t.Node == node && t.Running && keep(t, "") {
+				m := entry(t)
+				m["status"] = "RUNNING"
+				m["saved"] = "0"
+				items = append(items, m)
+			}
 		}
-		all = append(all, m)
 	}
-	total := len(all)
-	if start > len(all) {
-		start = len(all)
+	read := 0
+	if source != "active" {
+		var archive []*task
+		for i := len(c.s.st.Tasks) - 1; i >= 0; i-- {
+			if t := c.s.st.Tasks[i]; t.Node == node && !t.Running {
+				archive = append(archive, t)
+			}
+		}
+		// The archive is in the order the tasks ended, read backwards
+		// (within a second, the later started first).
+		slices.SortStableFunc(archive, func(a, b *task) int { return cmp.Compare(b.EndTime, a.EndTime) })
+		if len(archive) > taskArchiveLines {
+			archive = archive[:taskArchiveLines]
+		}
+		read = len(archive)
+		for _, t := range archive {
+			if keep(t, t.ExitStatus) {
+				m := entry(t)
+				m["endtime"] = t.EndTime
+				if t.ExitStatus != "" {
+					m["status"] = t.ExitStatus
+				}
+				items = append(items, m)
+			}
+		}
 	}
-	all = all[start:]
-	if len(all) > limit {
-		all = all[:limit]
+	c.s.mu.Unlock()
+	if !c.s.sleep(c.r.Context(), time.Duration(read)*c.s.opts.Latency.Service.TaskArchiveEntry) {
+		return nil, errorf(503, "server shutting down")
 	}
-	if all == nil {
-		all = []map[string]any{}
-	}
-	return listWithTotal{items: all, total: total}, nil
+	return listWithTotal{items: items, total: count}, nil
 }
+
+// taskArchiveLines is the most archived tasks a node keeps to list: PVE
+// appends to /var/log/pve/tasks/index and renames it to index.1 past 50,000
+// bytes, about 1,000 entries, so the two files hold up to about 2,000.
+const taskArchiveLines = 2000
+
+// taskStatusType classifies a task status as PVE's
+// PVE::UPID::normalize_status_type does, for statusfilter and errors: a
+// running task (no status yet) is "unknown".
+func taskStatusType(status string) string {
+	switch {
+	case status == "", status == "unexpected status":
+		return "unknown"
+	case status == "OK":
+		return "ok"
+	case taskWarningsRE.MatchString(status):
+		return "warning"
+	}
+	return "error"
+}
+
+var taskWarningsRE = regexp.MustCompile(`^WARNINGS: \d+$`)
 
 // waitTask waits up to seconds for a task to stop and returns a copy of it.
 func (s *Server) waitTask(r *http.Request, upid string, seconds int) (task, error) {
