@@ -103,11 +103,41 @@ func (p *midCloneCrash) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if isClone && res.StatusCode == http.StatusOK {
 		p.crash(r.Context(), body, answer)
 	}
+	if hung != "" && strings.HasSuffix(r.URL.Path, "/tasks") && res.StatusCode == http.StatusOK {
+		answer = hangInList(p.t, answer, hung)
+	}
 	for k, v := range res.Header {
 		w.Header()[k] = v
 	}
+	w.Header().Del("Content-Length") // the answer may have been rewritten
 	w.WriteHeader(res.StatusCode)
 	w.Write(answer)
+}
+
+// hangInList rewrites a task list so that task upid runs on, as a worker
+// whose node died reports nothing more.
+func hangInList(t *testing.T, answer []byte, upid string) []byte {
+	var env struct {
+		Data  []map[string]any `json:"data"`
+		Total int              `json:"total"`
+	}
+	if err := json.Unmarshal(answer, &env); err != nil {
+		t.Errorf("task list %q: %v", answer, err)
+		return answer
+	}
+	list := []map[string]any{{"upid": upid, "status": "RUNNING", "saved": "0"}}
+	for _, e := range env.Data {
+		if e["upid"] != upid {
+			list = append(list, e)
+		}
+	}
+	env.Data = list
+	b, err := json.Marshal(env)
+	if err != nil {
+		t.Errorf("encode the task list: %v", err)
+		return answer
+	}
+	return b
 }
 
 // crash turns the clone just started into the placeholder a crash leaves and

@@ -115,8 +115,10 @@ func (r *sandboxResource) create(ctx context.Context, plan sandboxModel, x sandb
 	c := r.data.client
 
 	// The template decides the source node and, by default, the target.
+	// Its lookup is shared by the sandboxes this process creates (see
+	// pve.Client.FindTemplate), and forgotten when a clone from it fails.
 	tmplID := int(plan.TemplateVMID.ValueInt64())
-	tmpl, err := c.FindVM(ctx, tmplID)
+	tmpl, err := c.FindTemplate(ctx, tmplID)
 	switch {
 	case pve.IsNotFound(err):
 		diags.AddAttributeError(path.Root("template_vmid"), "Template not found",
@@ -192,6 +194,7 @@ func (r *sandboxResource) create(ctx context.Context, plan sandboxModel, x sandb
 	}
 	ref, err := c.Clone(ctx, cloneReq)
 	if err != nil {
+		c.ForgetTemplate(tmplID) // it may have moved or gone: look again next time
 		if !ref.IsZero() {
 			// The clone may exist although the call failed: until the VM is
 			// proved gone, its VMID stays in state.
@@ -353,11 +356,8 @@ func (r *sandboxResource) provision(ctx context.Context, ref pve.VMRef, plan san
 		}
 		state.IPAddress = types.StringValue(ip.String())
 	}
-	st, err := c.Status(ctx, ref)
-	if err != nil {
-		return plan, fmt.Errorf("reading the status: %w", err)
-	}
-	state.Status = types.StringValue(st.Status)
+	// The start task succeeded: the guest runs (a refresh reads the status).
+	state.Status = types.StringValue("running")
 	if !known(plan.DiskSize) || plan.DiskSize.IsNull() {
 		state.DiskSize = types.StringNull()
 		if d, ok := cfg.Drive(bootDisk); ok && d.SizeBytes > 0 {

@@ -89,7 +89,13 @@ func (r *sandboxResource) Delete(ctx context.Context, req resource.DeleteRequest
 		return
 	}
 
-	if err := c.Destroy(ctx, ref); err != nil {
+	// A sandbox the refresh just saw running is stopped without reading
+	// its status again.
+	destroy := c.Destroy
+	if state.Status.ValueString() == "running" {
+		destroy = c.DestroyRunning
+	}
+	if err := destroy(ctx, ref); err != nil {
 		if errors.Is(err, pve.ErrLocked) {
 			resp.Diagnostics.AddError("The sandbox's VM is locked",
 				fmt.Sprintf("Destroying VM %s failed: %s.\n\n%s", ref, err, unlockHint(ref, cfg.Lock())))

@@ -96,6 +96,7 @@ func (c *Client) WaitForIP(ctx context.Context, ref VMRef) (netip.Addr, error) {
 	var macs map[string]bool // the guest's NIC MACs, read when the agent reports several candidates
 	learned := c.tasks.learned
 	boot := learned.expect(ref.Node, agentBootKind)
+	firstBoot := boot // what the first poll was paced to
 	path := pathf("/nodes/%s/qemu/%s/agent/network-get-interfaces", ref.Node, ref.VMID)
 	var delay time.Duration
 	if fresh {
@@ -128,7 +129,7 @@ func (c *Client) WaitForIP(ctx context.Context, ref VMRef) (netip.Addr, error) {
 			}
 			if ip := pickIPv4(out.Result, macs); ip.IsValid() {
 				switch {
-				case fresh && lastNotYet == 0 && boot > 0:
+				case fresh && lastNotYet == 0 && firstBoot > 0:
 					// up at the first poll, at the expected boot time
 					learned.early(ref.Node, agentBootKind, sent)
 				case notYet:
@@ -161,6 +162,9 @@ func (c *Client) WaitForIP(ctx context.Context, ref VMRef) (netip.Addr, error) {
 		default:
 			return netip.Addr{}, fmt.Errorf("wait for ip of %s: %w", ref, err)
 		}
+		// A boot seen meanwhile on the node (another guest of the same
+		// apply) paces the rest of this wait.
+		boot = learned.expect(ref.Node, agentBootKind)
 		delay = agentPollDelay(c.clock.Now().Sub(start), delay, boot)
 		if err := c.sleep(ctx, delay); err != nil {
 			return netip.Addr{}, fmt.Errorf("wait for ip of %s: %w", ref, err)

@@ -98,6 +98,7 @@ type Client struct {
 	alloc      *allocator
 	tasks      *taskWatchers
 	boots      *bootLog
+	templates  *templateCache
 }
 
 // New validates cfg and returns a Client. It does not contact the server:
@@ -156,6 +157,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		alloc:      newAllocator(lo, hi),
 		tasks:      newTaskWatchers(),
 		boots:      &bootLog{at: map[VMRef]time.Time{}},
+		templates:  newTemplateCache(),
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)

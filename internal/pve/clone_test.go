@@ -70,6 +70,33 @@ func TestCloneParallelDistinctVMIDs(t *testing.T) {
 	}
 }
 
+// TestCloneTrustsNextID: the VMID /cluster/nextid answers is cloned to
+// without asking about it again; a candidate past it (taken by a clone in
+// flight in this process) is checked first.
+func TestCloneTrustsNextID(t *testing.T) {
+	f := newFakePVE(t)
+	f.addVM(100, "x")
+	c, _ := newTestClient(t, f.srv)
+	ref, err := c.Clone(context.Background(), cloneReq("a"))
+	if err != nil || ref.VMID != 101 {
+		t.Fatalf("got %v, %v; want vm 101", ref, err)
+	}
+	checks := func() int { f.mu.Lock(); defer f.mu.Unlock(); return f.nextIDChecks }
+	if n := checks(); n != 0 {
+		t.Errorf("got %d checks of a vmid; want none for nextid's own answer", n)
+	}
+	if !c.alloc.reserveExact(102) { // a clone in flight holds nextid's next answer
+		t.Fatal("102 is reserved already")
+	}
+	ref, err = c.Clone(context.Background(), cloneReq("b"))
+	if err != nil || ref.VMID != 103 {
+		t.Fatalf("got %v, %v; want vm 103", ref, err)
+	}
+	if n := checks(); n != 1 {
+		t.Errorf("got %d checks of a vmid; want 1, for 103", n)
+	}
+}
+
 func TestCloneRange(t *testing.T) {
 	f := newFakePVE(t)
 	f.addVM(500, "x")

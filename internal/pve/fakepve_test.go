@@ -26,6 +26,10 @@ type fakePVE struct {
 	tasks      map[string]*fakeTask
 	pid        int
 	cloneCalls int
+	// nextIDChecks counts /cluster/nextid?vmid=N requests.
+	nextIDChecks int
+	// resourceLists counts /cluster/resources requests.
+	resourceLists int
 	// beforeClone runs before a clone is processed; true means it answered.
 	beforeClone func(call, vmid int, w http.ResponseWriter) bool
 	// afterClone runs after a clone was accepted; true means it answered
@@ -108,6 +112,7 @@ func (f *fakePVE) nextID(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if s := r.URL.Query().Get("vmid"); s != "" {
+		f.nextIDChecks++
 		id, _ := strconv.Atoi(s)
 		if _, ok := f.vms[id]; ok {
 			writeRaw(f.t, w, 400, "Parameter verification failed.",
@@ -129,6 +134,7 @@ func (f *fakePVE) nextID(w http.ResponseWriter, r *http.Request) {
 func (f *fakePVE) resources(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.resourceLists++
 	var list []map[string]any
 	ids := make([]int, 0, len(f.vms))
 	for id := range f.vms {
@@ -140,6 +146,9 @@ func (f *fakePVE) resources(w http.ResponseWriter, r *http.Request) {
 		e := map[string]any{"id": fmt.Sprintf("qemu/%d", id), "vmid": id, "node": v.node, "type": "qemu", "status": "stopped", "name": v.cfg["name"]}
 		if l, ok := v.cfg["lock"]; ok {
 			e["lock"] = l
+		}
+		if tm, ok := v.cfg["template"]; ok {
+			e["template"] = tm
 		}
 		list = append(list, e)
 	}

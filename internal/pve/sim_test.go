@@ -497,3 +497,49 @@ func TestSimTaskListShape(t *testing.T) {
 		t.Errorf("got active tasks %+v; want the clone, running", running)
 	}
 }
+
+// TestSimDestroyRunning: DestroyRunning stops and destroys a running guest
+// without reading its status, and still destroys a guest that had stopped
+// (its stop does nothing) or is gone.
+func TestSimDestroyRunning(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(ctx context.Context, c *pve.Client, ref pve.VMRef) error
+	}{
+		{"running", func(ctx context.Context, c *pve.Client, ref pve.VMRef) error { return c.Start(ctx, ref) }},
+		{"stopped meanwhile", func(context.Context, *pve.Client, pve.VMRef) error { return nil }},
+		{"gone", func(ctx context.Context, c *pve.Client, ref pve.VMRef) error { return c.Destroy(ctx, ref) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sim := pvesimtest.Start(t)
+			c := simClient(t, sim)
+			ctx := testCtx(t)
+			ref, err := c.Clone(ctx, sandboxReq("dr"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tc.setup(ctx, c, ref); err != nil {
+				t.Fatal(err)
+			}
+			before := sim.Server.Stats().Requests["GET /nodes/{node}/qemu/{vmid}/status/current"]
+			if err := c.DestroyRunning(ctx, ref); err != nil {
+				t.Fatalf("DestroyRunning: %v", err)
+			}
+			if _, ok := sim.Server.VM(ref.VMID); ok {
+				t.Errorf("vm %d exists; want it destroyed", ref.VMID)
+			}
+			after := sim.Server.Stats().Requests["GET /nodes/{node}/qemu/{vmid}/status/current"]
+			if n := sumCounts(after) - sumCounts(before); n != 0 {
+				t.Errorf("got %d status reads; want none", n)
+			}
+		})
+	}
+}
+
+func sumCounts(byStatus map[int]int) int {
+	n := 0
+	for _, c := range byStatus {
+		n += c
+	}
+	return n
+}

@@ -78,10 +78,7 @@ func run(args []string, out io.Writer) error {
 	o.providerDir = dir
 
 	model := pvesim.RealisticLatency()
-	// One sandbox's Proxmox task time, in the order the provider waits for
-	// them (the benchmark's sandboxes keep the template's disk size, so no
-	// resize); its guest's boot comes on top.
-	tasks := model.LinkedClone + model.Upload + model.Start
+	tasks := sandboxTasks(model)
 
 	one, err := applyOnce(o, 1, model)
 	if err != nil {
@@ -97,8 +94,8 @@ func run(args []string, out io.Writer) error {
 		jobs[i] = tasks + b
 	}
 	path := critical.Path(jobs, o.parallelism)
-	fmt.Fprintf(out, "latency model: realistic with the capacity model (linked clone %v, upload %v, start %v, guest boot %v)\n",
-		model.LinkedClone, model.Upload, model.Start, describeBoots(pool.boots))
+	fmt.Fprintf(out, "latency model: realistic with the capacity model (linked clone %v, upload %v, start %v, seed delete %v, guest boot %v)\n",
+		model.LinkedClone, model.Upload, model.Start, model.VolumeDelete, describeBoots(pool.boots))
 	fmt.Fprintf(out, "critical path: %v (each sandbox's tasks, %v, plus its guest's boot, in order on %d slots)\n",
 		path.Round(time.Millisecond), tasks, o.parallelism)
 	fmt.Fprintf(out, "apply 1 sandbox (measured baseline): %v\n", one.wall.Round(time.Millisecond))
@@ -109,7 +106,17 @@ func run(args []string, out io.Writer) error {
 		float64(total(pool.stats))/float64(o.n), requestBudget)
 	fmt.Fprintf(out, "simulator's peak queue depth (calls waiting for an API worker): %d\n", pool.peakQueue)
 	writeRoutes(out, pool.stats, o.n)
+	pool.timeline.write(out)
 	return nil
+}
+
+// sandboxTasks is one sandbox's Proxmox task time under model, the tasks its
+// creation waits for in order: the linked clone, the seed ISO's upload, the
+// start and, once the guest has booted, the seed ISO's deletion (the
+// benchmark's sandboxes keep the template's disk size, so no resize). The
+// guest's boot comes on top.
+func sandboxTasks(model pvesim.Latency) time.Duration {
+	return model.LinkedClone + model.Upload + model.Start + model.VolumeDelete
 }
 
 // describeBoots summarises boot times: one value, or the range and median.
@@ -172,16 +179,19 @@ type applyResult struct {
 	boots []time.Duration
 	// peakQueue is the most API calls that waited for a worker at once.
 	peakQueue int
+	// timeline is where the apply's time went.
+	timeline timeline
 }
 
 // applyOnce starts a fresh simulator, applies n sandboxes and measures the apply's wall time,
 // then destroys them (not timed).
 func applyOnce(o options, n int, model pvesim.Latency) (applyResult, error) {
 	const token = "root@pam!bench=applybench-secret"
+	rec := &recorder{}
 	srv, err := pvesim.New(pvesim.Options{
 		Tokens:  []string{token},
 		Latency: model,
-		Logger:  slog.New(slog.DiscardHandler),
+		Logger:  slog.New(rec),
 	})
 	if err != nil {
 		return applyResult{}, err
@@ -255,12 +265,16 @@ resource "agentlab_sandbox" "bench" {
 	if err := tf("apply", "-auto-approve", "-input=false", fmt.Sprintf("-parallelism=%d", o.parallelism)); err != nil {
 		return applyResult{}, err
 	}
-	res := applyResult{wall: time.Since(start)}
+	end := time.Now()
+	res := applyResult{wall: end.Sub(start)}
+	var guests []guest
 	for _, id := range srv.VMIDs() {
 		if vm, ok := srv.VM(id); ok && vm.Running {
 			res.boots = append(res.boots, critical.Boot(srv, id))
+			guests = append(guests, guest{vmid: id, bootedAt: vm.StartedAt.Add(vm.BootTime)})
 		}
 	}
+	res.timeline = analyse(rec.requests(start, end), guests, start, end)
 	if err := tf("destroy", "-auto-approve", "-input=false", fmt.Sprintf("-parallelism=%d", o.parallelism)); err != nil {
 		return applyResult{}, err
 	}
