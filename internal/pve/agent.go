@@ -52,8 +52,22 @@ func (c *Client) AgentInterfaces(ctx context.Context, ref VMRef) ([]AgentInterfa
 // (agentBootLead), and later ones follow at agentPollFraction of the time
 // waited, within [agentPollMin, agentPollMax]: a handful of polls per boot,
 // an IP seen at most 5 % late. A guest up at that first look shrinks the
-// expected boot (durationLog.early).
+// expected boot (durationLog.early). Before any boot was seen, a guest whose
+// agent has answered (its boot is under way, the address not there yet) is
+// polled that way too: its polls are cheap, and the first boots of an apply
+// are then seen as promptly as the later ones.
+//
+// A poll to a guest whose agent does not run yet holds a pvedaemon worker for
+// qemu-server's 3 s guest-ping timeout, and a node has 3 of them by default
+// for every protected call (clones, starts, config changes, every client's
+// agent polls). So a client sends at most agentColdProbes such polls to a
+// node at once: whatever its other guests do, a worker stays free for its
+// other calls. Polls to guests whose agent has answered are not limited.
 const (
+	// agentColdProbes is the most polls in flight per node to guests whose
+	// agent has not answered yet.
+	agentColdProbes = 2
+
 	agentPollMin      = 250 * time.Millisecond
 	agentPollFirst    = time.Second // a guest just started, no boot seen yet
 	agentPollMax      = 5 * time.Second
@@ -65,9 +79,10 @@ const (
 
 // agentPollDelay returns the delay before the next guest agent poll after
 // elapsed time spent waiting, prev the previous delay (0 before the first
-// poll) and boot the boot time learnt on the node (0 when none).
-func agentPollDelay(elapsed, prev, boot time.Duration) time.Duration {
-	if boot <= 0 {
+// poll), boot the boot time learnt on the node (0 when none) and up whether
+// the guest's agent has answered.
+func agentPollDelay(elapsed, prev, boot time.Duration, up bool) time.Duration {
+	if boot <= 0 && !up {
 		if prev == 0 {
 			return agentPollMin
 		}
@@ -102,7 +117,7 @@ func (c *Client) WaitForIP(ctx context.Context, ref VMRef) (netip.Addr, error) {
 	if fresh {
 		// just started by this client: no guest answers at once, nor
 		// within agentPollFirst when no boot was seen yet
-		delay = agentPollDelay(c.clock.Now().Sub(start), 0, boot)
+		delay = agentPollDelay(c.clock.Now().Sub(start), 0, boot, false)
 		if boot <= 0 {
 			delay = agentPollFirst
 		}
@@ -112,16 +127,26 @@ func (c *Client) WaitForIP(ctx context.Context, ref VMRef) (netip.Addr, error) {
 	}
 	failures := 0
 	notYet := fresh // a poll found the guest still booting, or it was just started
+	up := false     // the agent has answered
 	var lastNotYet time.Duration
 	for {
 		var out struct {
 			Result []AgentInterface `json:"result"`
 		}
+		release := func() {}
+		if !up {
+			var err error
+			if release, err = c.probes.acquire(ctx, ref.Node); err != nil {
+				return netip.Addr{}, fmt.Errorf("wait for ip of %s: %w", ref, err)
+			}
+		}
 		sent := c.clock.Now().Sub(start)
 		err := c.send(ctx, request{method: http.MethodGet, path: path}, &out)
+		release()
 		switch {
 		case err == nil:
 			failures = 0
+			up = true
 			if macs == nil && usableIPv4Interfaces(out.Result) > 1 {
 				if macs, err = c.guestMACs(ctx, ref); err != nil {
 					return netip.Addr{}, fmt.Errorf("wait for ip of %s: %w", ref, err)
@@ -165,7 +190,7 @@ func (c *Client) WaitForIP(ctx context.Context, ref VMRef) (netip.Addr, error) {
 		// A boot seen meanwhile on the node (another guest of the same
 		// apply) paces the rest of this wait.
 		boot = learned.expect(ref.Node, agentBootKind)
-		delay = agentPollDelay(c.clock.Now().Sub(start), delay, boot)
+		delay = agentPollDelay(c.clock.Now().Sub(start), delay, boot, up)
 		if err := c.sleep(ctx, delay); err != nil {
 			return netip.Addr{}, fmt.Errorf("wait for ip of %s: %w", ref, err)
 		}
@@ -256,4 +281,33 @@ func (b *bootLog) take(ref VMRef, now time.Time) (start time.Time, fresh bool) {
 		return now, false
 	}
 	return at, true
+}
+
+// probeLimiter bounds, per node, the agent polls in flight to guests whose
+// agent has not answered yet (agentColdProbes).
+type probeLimiter struct {
+	mu    sync.Mutex
+	nodes map[string]chan struct{}
+}
+
+func newProbeLimiter() *probeLimiter {
+	return &probeLimiter{nodes: map[string]chan struct{}{}}
+}
+
+// acquire waits for a probe slot on node and returns the function that
+// frees it.
+func (p *probeLimiter) acquire(ctx context.Context, node string) (func(), error) {
+	p.mu.Lock()
+	slots := p.nodes[node]
+	if slots == nil {
+		slots = make(chan struct{}, agentColdProbes)
+		p.nodes[node] = slots
+	}
+	p.mu.Unlock()
+	select {
+	case slots <- struct{}{}:
+		return func() { <-slots }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }

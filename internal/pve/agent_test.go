@@ -17,20 +17,67 @@ func TestAgentPollDelay(t *testing.T) {
 	tests := []struct {
 		name                string
 		elapsed, prev, boot time.Duration
+		up                  bool
 		want                time.Duration
 	}{
-		{"no boot seen: first", 0, 0, 0, agentPollMin},
-		{"no boot seen: backs off", time.Second, time.Second, 0, 1500 * time.Millisecond},
-		{"no boot seen: capped", time.Minute, 4 * time.Second, 0, agentPollMax},
-		{"boot seen: up to the lead", time.Second, 0, 25 * time.Second, 24 * time.Second},
-		{"boot seen: past the lead", 25 * time.Second, 0, 25 * time.Second, 1250 * time.Millisecond},
-		{"boot seen: at least the minimum", 3 * time.Second, 0, time.Second, agentPollMin},
-		{"boot seen: at most the maximum", 10 * time.Minute, 0, time.Second, agentPollMax},
+		{"no boot seen: first", 0, 0, 0, false, agentPollMin},
+		{"no boot seen: backs off", time.Second, time.Second, 0, false, 1500 * time.Millisecond},
+		{"no boot seen: capped", time.Minute, 4 * time.Second, 0, false, agentPollMax},
+		{"no boot seen, agent up: paced to the time waited", 20 * time.Second, 5 * time.Second, 0, true, time.Second},
+		{"no boot seen, agent up: at least the minimum", time.Second, 5 * time.Second, 0, true, agentPollMin},
+		{"boot seen: up to the lead", time.Second, 0, 25 * time.Second, false, 24 * time.Second},
+		{"boot seen: past the lead", 25 * time.Second, 0, 25 * time.Second, false, 1250 * time.Millisecond},
+		{"boot seen: at least the minimum", 3 * time.Second, 0, time.Second, false, agentPollMin},
+		{"boot seen: at most the maximum", 10 * time.Minute, 0, time.Second, true, agentPollMax},
 	}
 	for _, tt := range tests {
-		if got := agentPollDelay(tt.elapsed, tt.prev, tt.boot); got != tt.want {
+		if got := agentPollDelay(tt.elapsed, tt.prev, tt.boot, tt.up); got != tt.want {
 			t.Errorf("%s: got %v; want %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+// TestWaitForIPLimitsColdProbes waits for the addresses of several guests at
+// once whose agents do not run yet: at most agentColdProbes of their polls
+// are in flight at a time, and each wait still ends with its address.
+func TestWaitForIPLimitsColdProbes(t *testing.T) {
+	const guests = 6
+	var inflight, peak atomic.Int32
+	var answered [guests]atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var id int
+		if _, err := fmt.Sscanf(r.URL.Path, "/api2/json/nodes/pve/qemu/%d/agent/network-get-interfaces", &id); err != nil {
+			t.Errorf("unexpected request %s", r.URL.Path)
+			return
+		}
+		g := &answered[id-100]
+		if g.Add(1) <= 3 { // its agent is not up for three polls
+			n := inflight.Add(1)
+			for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+			}
+			time.Sleep(5 * time.Millisecond) // the guest-ping timeout, shortened
+			inflight.Add(-1)
+			writeRaw(t, w, 500, "QEMU guest agent is not running", `{"data":null}`)
+			return
+		}
+		writeData(w, fmt.Sprintf(`{"result":[{"name":"eth0","ip-addresses":[{"ip-address":"10.77.0.%d","ip-address-type":"ipv4","prefix":16}]}]}`, id-99))
+	}))
+	t.Cleanup(srv.Close)
+	c, _ := newTestClient(t, srv)
+	errs := make(chan error, guests)
+	for i := range guests {
+		go func() {
+			_, err := c.WaitForIP(context.Background(), VMRef{Node: "pve", VMID: 100 + i})
+			errs <- err
+		}()
+	}
+	for range guests {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if p := peak.Load(); p > agentColdProbes {
+		t.Errorf("got %d polls to guests without agent in flight at once; want at most %d", p, agentColdProbes)
 	}
 }
 

@@ -99,6 +99,7 @@ type Client struct {
 	tasks      *taskWatchers
 	boots      *bootLog
 	templates  *templateCache
+	probes     *probeLimiter
 }
 
 // New validates cfg and returns a Client. It does not contact the server:
@@ -158,6 +159,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		tasks:      newTaskWatchers(),
 		boots:      &bootLog{at: map[VMRef]time.Time{}},
 		templates:  newTemplateCache(),
+		probes:     newProbeLimiter(),
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
