@@ -62,7 +62,12 @@ func (c *Client) AgentInterfaces(ctx context.Context, ref VMRef) ([]AgentInterfa
 // for every protected call (clones, starts, config changes, every client's
 // agent polls). So a client sends at most agentColdProbes such polls to a
 // node at once: whatever its other guests do, a worker stays free for its
-// other calls. Polls to guests whose agent has answered are not limited.
+// other calls. The limit holds for the polls likely to find no agent: every
+// poll before any boot was seen on the node, and, after, the polls to a
+// guest whose last poll found no agent. A guest's first poll at the learnt
+// boot time, and polls to guests whose agent has answered, are not limited
+// (most guests' agents run by then, and waiting for a slot would only make
+// their boots seen late).
 const (
 	// agentColdProbes is the most polls in flight per node to guests whose
 	// agent has not answered yet.
@@ -126,15 +131,16 @@ func (c *Client) WaitForIP(ctx context.Context, ref VMRef) (netip.Addr, error) {
 		}
 	}
 	failures := 0
-	notYet := fresh // a poll found the guest still booting, or it was just started
-	up := false     // the agent has answered
+	notYet := fresh  // a poll found the guest still booting, or it was just started
+	up := false      // the agent has answered
+	noAgent := false // the last poll found no agent
 	var lastNotYet time.Duration
 	for {
 		var out struct {
 			Result []AgentInterface `json:"result"`
 		}
 		release := func() {}
-		if !up {
+		if !up && (boot <= 0 || noAgent) {
 			var err error
 			if release, err = c.probes.acquire(ctx, ref.Node); err != nil {
 				return netip.Addr{}, fmt.Errorf("wait for ip of %s: %w", ref, err)
@@ -143,6 +149,7 @@ func (c *Client) WaitForIP(ctx context.Context, ref VMRef) (netip.Addr, error) {
 		sent := c.clock.Now().Sub(start)
 		err := c.send(ctx, request{method: http.MethodGet, path: path}, &out)
 		release()
+		noAgent = err != nil && matchesAny(err, []string{"guest agent is not running"})
 		switch {
 		case err == nil:
 			failures = 0

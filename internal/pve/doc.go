@@ -2,12 +2,14 @@
 // clone, configure, resize, power, destroy, guest-agent IP discovery, ISO
 // uploads and storage volumes, with task waits and retries done right.
 //
-// Task waits are shared: one watcher per node polls the node's active task
-// list for every task the client waits on there, paced to the durations it
-// has seen (taskwatch.go); guest agent polls are paced to the boot times it
-// has seen (agent.go). A sandbox created with WaitForIP and destroyed costs
-// fewer than 40 requests (docs/performance.md), against about 140 with one
-// status poll loop per task.
+// Task waits are shared: one watcher per node polls the node's task list
+// (the running tasks and the exit status of those that ended) for every task
+// the client waits on there, paced to the durations it has seen
+// (taskwatch.go); guest agent polls are paced to the boot times it has seen,
+// and the polls that hold a pvedaemon worker for 3 s are limited per node
+// (agent.go). A sandbox created with WaitForIP and destroyed costs about 31
+// requests (docs/performance.md), against about 140 with one status poll
+// loop per task.
 //
 // It builds on github.com/Telmate/proxmox-api-go for what that library does
 // well (API token parsing and validation, and a ready *proxmox.Client sharing

@@ -274,7 +274,7 @@ resource "agentlab_sandbox" "bench" {
 			guests = append(guests, guest{vmid: id, bootedAt: vm.StartedAt.Add(vm.BootTime)})
 		}
 	}
-	res.timeline = analyse(rec.requests(start, end), guests, start, end)
+	res.timeline = analyse(rec.requests(start, end), guests, o.parallelism, start, end)
 	if err := tf("destroy", "-auto-approve", "-input=false", fmt.Sprintf("-parallelism=%d", o.parallelism)); err != nil {
 		return applyResult{}, err
 	}

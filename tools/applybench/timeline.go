@@ -92,9 +92,12 @@ type timeline struct {
 	// head is from the apply's start to the first clone request's arrival:
 	// terraform's plan and the provider's start.
 	head time.Duration
-	// late are, per guest, how long after its boot the answer with its
-	// address was sent back.
+	// late are, per guest in VMID order, how long after its boot the answer
+	// with its address was sent back.
 	late []time.Duration
+	// firstWave is the number of guests created before any boot was seen
+	// (the first -parallelism of them).
+	firstWave int
 	// retire are, per guest, from that answer to the answer of its seed
 	// ISO's delete request (the eject, then the delete that starts the
 	// imgdel task).
@@ -109,14 +112,18 @@ type timeline struct {
 }
 
 // analyse reads the requests answered during an apply from start to end.
-func analyse(reqs []served, guests []guest, start, end time.Time) timeline {
+func analyse(reqs []served, guests []guest, firstWave int, start, end time.Time) timeline {
 	tl := timeline{wait: map[string]time.Duration{}, count: map[string]int{}}
 	var firstClone time.Time
 	var lastDelete time.Time
 	total := map[string]time.Duration{}
 	for _, s := range reqs {
-		total[s.route] += s.dur
-		tl.count[s.route]++
+		key := s.route
+		if s.status != 200 {
+			key += " (" + strconv.Itoa(s.status) + ")"
+		}
+		total[key] += s.dur
+		tl.count[key]++
 		if strings.HasSuffix(s.route, "/clone") && s.method == "POST" {
 			if arr := s.end.Add(-s.dur); firstClone.IsZero() || arr.Before(firstClone) {
 				firstClone = arr
@@ -126,6 +133,7 @@ func analyse(reqs []served, guests []guest, start, end time.Time) timeline {
 	for r, d := range total {
 		tl.wait[r] = d / time.Duration(tl.count[r])
 	}
+	tl.firstWave = firstWave
 	if !firstClone.IsZero() {
 		tl.head = firstClone.Sub(start)
 	}
@@ -163,6 +171,10 @@ func (tl timeline) write(out io.Writer) {
 	fmt.Fprintf(out, "where the time went (from the simulator's request log):\n")
 	fmt.Fprintf(out, "  apply start to the first clone request: %v (terraform's plan, the provider's start, the template lookup)\n", tl.head.Round(time.Millisecond))
 	fmt.Fprintf(out, "  boot to the answer with its address: %s\n", spread(tl.late))
+	if n := min(tl.firstWave, len(tl.late)); n > 0 && n < len(tl.late) {
+		fmt.Fprintf(out, "    the first %d, booting before any boot was seen: %s\n", n, spread(tl.late[:n]))
+		fmt.Fprintf(out, "    the others: %s\n", spread(tl.late[n:]))
+	}
 	fmt.Fprintf(out, "  that answer to the seed's delete request answered (eject, delete): %s\n", spread(tl.retire))
 	fmt.Fprintf(out, "  last seed delete answered to the apply's end: %v (imgdel task, its detection, terraform's end)\n", tl.tail.Round(time.Millisecond))
 	routes := make([]string, 0, len(tl.wait))
