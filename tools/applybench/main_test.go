@@ -10,10 +10,16 @@ import (
 	"github.com/agentlab/terraform-provider-agentlab/internal/pvesim"
 )
 
+// testedRequests is the most API requests a sandbox may cost in
+// TestRequestBudget: what it measures (30.0 when it was set, 30.9 in the
+// 50-sandbox benchmark) and a margin of about a tenth, well inside the
+// issue's budget of requestBudget.
+const testedRequests = 33
+
 // TestRequestBudget applies and destroys thirty sandboxes (wait_for_ip, ten at a time) with
 // the real terraform and the provider built from this tree, against the
 // simulator's realistic model sped up, and fails when a sandbox costs more
-// than requestBudget API requests. Speeding the model up never lowers the
+// than testedRequests API requests. Speeding the model up never lowers the
 // count: the pollers' floors do not shrink with it.
 func TestRequestBudget(t *testing.T) {
 	if os.Getenv("TF_ACC") == "" {
@@ -45,7 +51,7 @@ func TestRequestBudget(t *testing.T) {
 	var sb strings.Builder
 	writeRoutes(&sb, stats, n)
 	t.Logf("%.1f requests per sandbox:\n%s", per, sb.String())
-	if per > requestBudget {
-		t.Errorf("got %.1f API requests per sandbox (create with wait_for_ip, destroy); want at most %d", per, requestBudget)
+	if per > testedRequests {
+		t.Errorf("got %.1f API requests per sandbox (create with wait_for_ip, destroy); want at most %d", per, testedRequests)
 	}
 }
