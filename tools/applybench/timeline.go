@@ -93,7 +93,9 @@ type timeline struct {
 	// terraform's plan and the provider's start.
 	head time.Duration
 	// late are, per guest in VMID order, how long after its boot the answer
-	// with its address was sent back.
+	// with its address was sent back: the first agent answer sent after the
+	// boot (the handler runs after the call's queueing and service time,
+	// just before it answers, so that answer has the address).
 	late []time.Duration
 	// firstWave is the number of guests created before any boot was seen
 	// (the first -parallelism of them).
@@ -143,7 +145,7 @@ func analyse(reqs []served, guests []guest, firstWave int, start, end time.Time)
 		var seen, deleted time.Time
 		for _, s := range reqs {
 			switch {
-			case seen.IsZero() && strings.Contains(s.path, agent) && s.status == 200 && !s.end.Add(-s.dur).Before(g.bootedAt):
+			case seen.IsZero() && strings.Contains(s.path, agent) && s.status == 200 && !s.end.Before(g.bootedAt):
 				seen = s.end
 			case !seen.IsZero() && s.method == "DELETE" && strings.HasSuffix(s.path, seed):
 				deleted = s.end

@@ -9,17 +9,18 @@ import (
 
 // TestAnalyse reads a made-up request log: the first clone's arrival gives
 // the head, each guest's first agent answer sent after its boot its
-// lateness (an answer to a poll that arrived before the boot does not
-// count), its seed delete after that answer the retirement, the last one
-// the tail.
+// lateness (an answer sent before the boot does not count, one to a poll
+// that arrived before it but was answered after does), its seed delete
+// after that answer the retirement, the last one the tail.
 func TestAnalyse(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 	reqs := []served{
 		{end: at(1100), dur: 100 * time.Millisecond, method: "POST", path: "/api2/json/nodes/pve/qemu/9000/clone", route: "POST /nodes/{node}/qemu/{vmid}/clone", status: 200},
-		// guest 100 boots at 10 s: a poll that arrived at 9.9 s does not count
-		{end: at(10005), dur: 105 * time.Millisecond, method: "GET", path: "/api2/json/nodes/pve/qemu/100/agent/network-get-interfaces", route: "GET agent", status: 200},
-		{end: at(10600), dur: 10 * time.Millisecond, method: "GET", path: "/api2/json/nodes/pve/qemu/100/agent/network-get-interfaces", route: "GET agent", status: 200},
+		// guest 100 boots at 10 s: an answer at 9.995 s does not count, one
+		// at 10.6 s to a poll that arrived at 9.9 s does
+		{end: at(9995), dur: 10 * time.Millisecond, method: "GET", path: "/api2/json/nodes/pve/qemu/100/agent/network-get-interfaces", route: "GET agent", status: 200},
+		{end: at(10600), dur: 700 * time.Millisecond, method: "GET", path: "/api2/json/nodes/pve/qemu/100/agent/network-get-interfaces", route: "GET agent", status: 200},
 		{end: at(10700), dur: 50 * time.Millisecond, method: "DELETE", path: "/api2/json/nodes/pve/storage/local/content/local:iso/agentlab-100-cidata.iso", route: "DELETE content", status: 200},
 		// guest 101 boots at 20 s, is seen 1 s late
 		{end: at(20000), dur: 3 * time.Second, method: "GET", path: "/api2/json/nodes/pve/qemu/101/agent/network-get-interfaces", route: "GET agent", status: 500},
@@ -43,8 +44,8 @@ func TestAnalyse(t *testing.T) {
 	if got := tl.count["GET agent (500)"]; got != 1 {
 		t.Errorf("got %d failed agent polls; want 1 (by route and status)", got)
 	}
-	if got := tl.wait["GET agent"]; got != (105+10+10)*time.Millisecond/3 {
-		t.Errorf("got mean agent wait %v; want 41.666ms", got)
+	if got := tl.wait["GET agent"]; got != (10+700+10)*time.Millisecond/3 {
+		t.Errorf("got mean agent wait %v; want 240ms", got)
 	}
 }
 
