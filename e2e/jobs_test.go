@@ -61,6 +61,10 @@ type world struct {
 	reaperBin string
 	// endpoint and token reach the simulator.
 	endpoint, token string
+	// providerAddr is the address the CLI config overrides with the built
+	// provider: the one the CLI of TF_ACC_TERRAFORM_PATH resolves
+	// agentlab/agentlab to. A configuration another CLI runs names it.
+	providerAddr string
 	// sim and reaper are the running processes (their output is their log).
 	sim    *reapertest.Simulator
 	reaper *reapertest.Process
@@ -158,6 +162,7 @@ func newWorld(t *testing.T, simArgs ...string) *world {
 `, cli.Kind.ProviderAddress(), bin)), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	w.providerAddr = cli.Kind.ProviderAddress()
 	w.env = append(os.Environ(), "TF_CLI_CONFIG_FILE="+rc, "TF_IN_AUTOMATION=1",
 		"PROXMOX_VE_ENDPOINT="+sim.Endpoint, "PROXMOX_VE_API_TOKEN="+sim.Token, "PROXMOX_VE_INSECURE=true",
 		"AGENTLAB_REAPER_URL=unix://"+w.socket, "AGENTLAB_REAPER_GUEST_URL="+w.guestURL)

@@ -117,7 +117,7 @@ func (w *world) secretsRun(t *testing.T, seen *bytes.Buffer, recipient string, v
 		main := fmt.Sprintf(`
 terraform {
   required_providers {
-    agentlab = { source = "registry.terraform.io/agentlab/agentlab" }
+    agentlab = { source = %[1]q }
   }
 }
 
@@ -135,18 +135,18 @@ variable "db_password" {
 
 resource "agentlab_sandbox" "box" {
   template_vmid     = 9000
-  secrets_recipient = %[2]q
+  secrets_recipient = %[3]q
   secrets           = { API_TOKEN = var.api_token, DB_PASSWORD = var.db_password }
-  secrets_version   = %[3]q
+  secrets_version   = %[4]q
 }
 
 resource "agentlab_job" "job" {
-  repo              = %[1]q
+  repo              = %[2]q
   ref               = "main"
   template_vmid     = 9000
   timeout           = "5m"
   artifacts         = ["out/**"]
-  secrets_recipient = %[2]q
+  secrets_recipient = %[3]q
   secrets           = { API_TOKEN = var.api_token }
   task              = <<-EOT
     mkdir -p out
@@ -168,7 +168,7 @@ output "quiet_vmid" { value = agentlab_sandbox.quiet.vmid }
 output "job_status" { value = agentlab_job.job.status }
 output "job_log"    { value = agentlab_job.job.log_tail }
 output "job_sha"    { value = [for a in agentlab_job.job.artifact_list : a.sha256 if a.name == "out/token.sha"] }
-`, w.repoURL, recipient, version)
+`, w.providerAddr, w.repoURL, recipient, version)
 		if err := os.WriteFile(filepath.Join(dir, "main.tf"), []byte(main), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -189,6 +189,9 @@ output "job_sha"    { value = [for a in agentlab_job.job.artifact_list : a.sha25
 	if err := os.WriteFile(filepath.Join(dir, "plan.json"), []byte(planJSON), 0o600); err != nil {
 		t.Fatal(err) // kept for the scan of every file
 	}
+	// The reaper's log from here on is this run's: a VMID of an earlier
+	// run's sandbox (destroyed since) may be this run's too.
+	logFrom := len(w.reaper.Lines())
 	tf("apply", "-input=false", "-no-color", "tfplan")
 	t.Cleanup(func() {
 		if out, err := w.terraform(dir, "destroy", "-auto-approve", "-input=false", "-no-color"); err != nil {
@@ -217,7 +220,7 @@ output "job_sha"    { value = [for a in agentlab_job.job.artifact_list : a.sha25
 	vmid := int(out["box_vmid"].(float64))
 	w.checkGuestSecrets(t, vmid, values)
 	w.checkSeedGone(t, vmid)
-	w.checkSeedRetiredByReaper(t, int(out["quiet_vmid"].(float64)))
+	w.checkSeedRetiredByReaper(t, logFrom, int(out["quiet_vmid"].(float64)))
 	w.emptyPlan(dir)
 
 	// A new secrets_version delivers them again, to a new sandbox.
@@ -308,11 +311,12 @@ func (w *world) checkSeedGone(t *testing.T, vmid int) {
 // checkSeedRetiredByReaper waits until the reaper has retired the seed of
 // VM vmid, a sandbox whose apply did not wait for its guest, on the guest's
 // first contact (the boot report its cloud-init sends), and checks that it
-// is gone from the VM and the storage.
-func (w *world) checkSeedRetiredByReaper(t *testing.T, vmid int) {
+// is gone from the VM and the storage. The reaper's log is read from line
+// from on.
+func (w *world) checkSeedRetiredByReaper(t *testing.T, from, vmid int) {
 	t.Helper()
 	id := strconv.Itoa(vmid)
-	w.reaper.WaitFor(t, 0, 2*time.Minute, "the reaper retiring the seed ISO of VM "+id, func(l string) bool {
+	w.reaper.WaitFor(t, from, 2*time.Minute, "the reaper retiring the seed ISO of VM "+id, func(l string) bool {
 		return strings.Contains(l, "seed ISO retired") && strings.Contains(l, "vmid="+id+" ")
 	})
 	w.checkSeedGone(t, vmid)
