@@ -18,13 +18,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/pvesim"
 	"github.com/agentlab/terraform-provider-agentlab/internal/tfcli"
 	"github.com/agentlab/terraform-provider-agentlab/tools/internal/critical"
+	"github.com/agentlab/terraform-provider-agentlab/tools/internal/routes"
 )
 
 func main() {
@@ -105,7 +105,7 @@ func run(args []string, out io.Writer) error {
 	fmt.Fprintf(out, "requests per sandbox (create with wait_for_ip, then destroy): %.1f (budget %d)\n",
 		float64(total(pool.stats))/float64(o.n), requestBudget)
 	fmt.Fprintf(out, "simulator's peak queue depth (calls waiting for an API worker): %d\n", pool.peakQueue)
-	writeRoutes(out, pool.stats, o.n)
+	routes.Write(out, pool.stats, o.n)
 	pool.timeline.write(out)
 	return nil
 }
@@ -134,31 +134,6 @@ func describeBoots(boots []time.Duration) string {
 // requestBudget is the most API requests one sandbox may cost, created with
 // wait_for_ip and destroyed.
 const requestBudget = 40
-
-// writeRoutes lists the requests per sandbox by route, most first.
-func writeRoutes(out io.Writer, st pvesim.Stats, n int) {
-	type row struct {
-		route string
-		count int
-	}
-	var rows []row
-	for r, byStatus := range st.Requests {
-		c := 0
-		for _, k := range byStatus {
-			c += k
-		}
-		rows = append(rows, row{r, c})
-	}
-	sort.Slice(rows, func(i, j int) bool {
-		if rows[i].count != rows[j].count {
-			return rows[i].count > rows[j].count
-		}
-		return rows[i].route < rows[j].route
-	})
-	for _, r := range rows {
-		fmt.Fprintf(out, "  %6.2f  %s\n", float64(r.count)/float64(n), r.route)
-	}
-}
 
 func total(st pvesim.Stats) int {
 	n := 0

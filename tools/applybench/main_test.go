@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/pvesim"
+	"github.com/agentlab/terraform-provider-agentlab/tools/internal/routes"
 )
 
 // testedRequests is the most API requests a sandbox may cost in
@@ -49,7 +50,7 @@ func TestRequestBudget(t *testing.T) {
 	stats := res.stats
 	per := float64(total(stats)) / n
 	var sb strings.Builder
-	writeRoutes(&sb, stats, n)
+	routes.Write(&sb, stats, n)
 	t.Logf("%.1f requests per sandbox:\n%s", per, sb.String())
 	if per > testedRequests {
 		t.Errorf("got %.1f API requests per sandbox (create with wait_for_ip, destroy); want at most %d", per, testedRequests)

@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/agentlab/terraform-provider-agentlab/internal/size"
 	"github.com/agentlab/terraform-provider-agentlab/internal/tfcli"
 	"github.com/agentlab/terraform-provider-agentlab/tools/internal/critical"
+	"github.com/agentlab/terraform-provider-agentlab/tools/internal/routes"
 )
 
 // options are the bench's flags.
@@ -345,7 +345,7 @@ func (r result) report(out io.Writer, o options, m pvesim.Latency, cli tfcli.Inf
 	fmt.Fprintf(out, "simulator: %d API requests, %d tasks (apply and the reaper's cleanup): %.1f requests per job\n",
 		r.stats.Total, r.stats.TasksStarted, float64(r.stats.Total)/float64(o.n))
 	fmt.Fprintf(out, "simulator's peak queue depth (calls waiting for an API worker): %d\n", r.stats.PeakQueueDepth)
-	writeRoutes(out, r.stats, o.n)
+	routes.Write(out, r.stats, o.n)
 }
 
 // writePhases says where each job's time went, as the reaper saw it.
@@ -394,31 +394,6 @@ func describe(ds []time.Duration) string {
 		return s[0].String()
 	}
 	return fmt.Sprintf("%v to %v, median %v", s[0].Round(time.Millisecond), s[len(s)-1].Round(time.Millisecond), s[len(s)/2].Round(time.Millisecond))
-}
-
-// writeRoutes lists the requests per job by route, most first.
-func writeRoutes(out io.Writer, st pvesim.Stats, n int) {
-	type row struct {
-		route string
-		count int
-	}
-	var rows []row
-	for r, byStatus := range st.Requests {
-		c := 0
-		for _, k := range byStatus {
-			c += k
-		}
-		rows = append(rows, row{r, c})
-	}
-	sort.Slice(rows, func(i, j int) bool {
-		if rows[i].count != rows[j].count {
-			return rows[i].count > rows[j].count
-		}
-		return rows[i].route < rows[j].route
-	})
-	for _, r := range rows {
-		fmt.Fprintf(out, "  %6.2f  %s\n", float64(r.count)/float64(n), r.route)
-	}
 }
 
 // randomFile writes n random bytes to path and returns their sha256.
