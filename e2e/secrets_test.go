@@ -17,6 +17,8 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/agentlab/terraform-provider-agentlab/internal/cloudinit"
+	"github.com/agentlab/terraform-provider-agentlab/internal/lease"
 	"github.com/agentlab/terraform-provider-agentlab/internal/pve"
 	"github.com/agentlab/terraform-provider-agentlab/internal/secrets"
 	"github.com/agentlab/terraform-provider-agentlab/internal/volume"
@@ -326,6 +328,64 @@ func (w *world) checkSeedRetiredByReaper(t *testing.T, from, vmid int) {
 	}
 	if !strings.Contains(string(events), "first boot report") {
 		t.Errorf("the reaper's events of VM %d do not show the retirement on its boot report:\n%s", vmid, events)
+	}
+	w.checkTokenSwapped(t, vmid)
+}
+
+// checkTokenSwapped checks that the boot report of VM vmid's guest swapped
+// the token its seed carried for one the reaper handed it: the guest's
+// heartbeat.env holds a token whose hash is the metadata's heartbeat hash,
+// the seed's hash is kept as the boot token's, and a heartbeat with the
+// handed token extends the lease and retires the seed's for good.
+func (w *world) checkTokenSwapped(t *testing.T, vmid int) {
+	t.Helper()
+	ctx := context.Background()
+	c, err := pve.New(ctx, pve.Config{Endpoint: w.endpoint, APIToken: w.token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := pve.VMRef{Node: "pve", VMID: vmid}
+	meta := func() lease.Metadata {
+		cfg, err := c.Config(ctx, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := lease.Decode(cfg.Description())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	m := meta()
+	if m.BootTokenSHA256 == "" {
+		t.Fatalf("VM %d's metadata has no boot token hash: the boot report swapped no token", vmid)
+	}
+	// The guest writes the handed token once the answer is in: wait for it.
+	envFile := filepath.Join(w.guestRoot(t, vmid), cloudinit.HeartbeatEnvFile)
+	token := ""
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		b, _ := os.ReadFile(envFile)
+		if _, v, ok := strings.Cut(string(b), "AGENTLAB_HEARTBEAT_TOKEN="); ok {
+			token = strings.TrimSpace(v)
+		}
+		if token != "" && lease.TokenSHA256(token) == m.HeartbeatTokenSHA256 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("VM %d's %s never held the handed token (metadata hash %s)", vmid, cloudinit.HeartbeatEnvFile, m.HeartbeatTokenSHA256)
+		}
+		time.Sleep(100 * time.Millisecond) // polling a file the guest writes
+	}
+	if lease.TokenSHA256(token) == m.BootTokenSHA256 {
+		t.Fatalf("VM %d's guest still holds the seed's token", vmid)
+	}
+	out, err := exec.Command("curl", "--silent", "--show-error", "--fail-with-body", "--request", "POST",
+		"--header", "Authorization: Bearer "+token, w.guestURL+"/v1/heartbeat").CombinedOutput()
+	if err != nil {
+		t.Fatalf("heartbeat with the handed token: %v\n%s", err, out)
+	}
+	if m := meta(); m.BootTokenSHA256 != "" {
+		t.Errorf("VM %d's boot token hash outlived a heartbeat with the handed token", vmid)
 	}
 }
 

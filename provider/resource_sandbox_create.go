@@ -3,10 +3,6 @@ package provider
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -152,7 +148,7 @@ func (r *sandboxResource) create(ctx context.Context, plan sandboxModel, x sandb
 		return createOutcome{}, diags
 	}
 	// The heartbeat token reaches only the guest; the VM keeps its sha256.
-	heartbeatToken, heartbeatSum, err := newHeartbeatToken()
+	heartbeatToken, heartbeatSum, err := lease.NewHeartbeatToken()
 	if err != nil {
 		diags.AddError("Cannot create the sandbox's heartbeat token", err.Error()+".")
 		return createOutcome{}, diags
@@ -409,18 +405,6 @@ func taintedState(plan sandboxModel, ref pve.VMRef, meta lease.Metadata, cloneIn
 	setSSH(&s)
 	s.LeaseExpiresAt = types.StringValue(meta.ExpiresAt.UTC().Format(time.RFC3339))
 	return s
-}
-
-// newHeartbeatToken returns a random heartbeat token and its hex sha256, the
-// form the reaper's guest listener matches it in.
-func newHeartbeatToken() (token, sum string, err error) {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", "", fmt.Errorf("reading random bytes: %w", err)
-	}
-	token = base64.RawURLEncoding.EncodeToString(b)
-	h := sha256.Sum256([]byte(token))
-	return token, hex.EncodeToString(h[:]), nil
 }
 
 // profileNICModel returns the NIC model the sandbox's profile asks for, ""

@@ -97,6 +97,9 @@ type Lease struct {
 	Workspace string `json:"workspace,omitempty"`
 	// TokenSHA256 is the hex sha256 of the sandbox's heartbeat token.
 	TokenSHA256 string `json:"-"`
+	// BootTokenSHA256 is the hex sha256 of the token its seed carried, while
+	// that may still ask for a heartbeat token (lease.Metadata).
+	BootTokenSHA256 string `json:"-"`
 	// WarnedFor is the expiry a warning event was recorded for (warn once per lease).
 	WarnedFor time.Time `json:"-"`
 	// FirstSeen and LastSeen are when the reaper first and last saw the VM.

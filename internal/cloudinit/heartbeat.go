@@ -56,7 +56,11 @@ func (h *Heartbeat) validate() error {
 // --booted it reports the first boot instead (POST /v1/booted), which
 // leaves the lease alone; it tries for about five minutes, since the reaper
 // may be restarting, or may not know the sandbox yet (it learns of new
-// ones at its next tick) and answer 401 meanwhile.
+// ones at its next tick) and answer 401 meanwhile. The answer to a report
+// made with the seed's token carries a fresh heartbeat token, which
+// replaces the seed's in HeartbeatEnvFile (the seed's token sat in the ISO
+// on PVE storage; once the guest has heartbeated with the new one, it is
+// worth nothing).
 const heartbeatScript = `#!/bin/sh
 # agentlab-heartbeat: extend this sandbox's lease (written by AgentLab).
 # agentlab-heartbeat --booted: report the first boot instead, after which the
@@ -74,7 +78,7 @@ case "${1:-}" in
 	;;
 --booted)
 	tries=1
-	until post /v1/booted; do
+	until answer=$(post /v1/booted); do
 		if [ "$tries" -ge ` + bootReportTries + ` ]; then
 			echo "agentlab: the boot report did not reach the reaper; the seed ISO is deleted at the first heartbeat instead" >&2
 			exit 1
@@ -82,6 +86,18 @@ case "${1:-}" in
 		tries=$((tries + 1))
 		sleep 5
 	done
+	# The reaper answers a report made with the seed's token with a fresh
+	# heartbeat token: it replaces the seed's, which no longer counts. The
+	# file keeps its owner and mode (cp -p); the token is never printed.
+	token=$(printf '%s\n' "$answer" | sed -n 's/.*"heartbeat_token":"\([A-Za-z0-9_-]*\)".*/\1/p')
+	if [ -n "$token" ]; then
+		cp -p ` + HeartbeatEnvFile + ` ` + HeartbeatEnvFile + `.new
+		printf 'AGENTLAB_HEARTBEAT_URL=%s\nAGENTLAB_HEARTBEAT_TOKEN=%s\n' "$AGENTLAB_HEARTBEAT_URL" "$token" >` + HeartbeatEnvFile + `.new
+		mv -f ` + HeartbeatEnvFile + `.new ` + HeartbeatEnvFile + `
+		echo "agentlab: boot reported; heartbeat token replaced"
+	else
+		echo "agentlab: boot reported"
+	fi
 	;;
 *)
 	echo "usage: agentlab-heartbeat [--booted]" >&2

@@ -121,9 +121,12 @@ func TestHeartbeatScript(t *testing.T) {
 	if err := os.WriteFile(env, []byte("AGENTLAB_HEARTBEAT_URL=http://10.77.0.1:8846/\nAGENTLAB_HEARTBEAT_TOKEN=tok_0123456789abcdef\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// curl fails while the file "failures" holds a positive count.
+	// curl logs its arguments to $CALLS and fails while the file
+	// "failures" holds a positive count; once it succeeds it answers with
+	// $ANSWER.
 	fake := map[string]string{
-		"curl":  "#!/bin/sh\necho \"curl $*\"\nn=$(cat \"$FAILS\")\necho $((n - 1)) >\"$FAILS\"\n[ \"$n\" -le 0 ]\n",
+		"curl": "#!/bin/sh\necho \"curl $*\" >>\"$CALLS\"\nn=$(cat \"$FAILS\")\necho $((n - 1)) >\"$FAILS\"\n" +
+			"[ \"$n\" -le 0 ] || exit 1\nprintf '%s\\n' \"$ANSWER\"\n",
 		"sleep": "#!/bin/sh\n",
 	}
 	for name, body := range fake {
@@ -132,7 +135,7 @@ func TestHeartbeatScript(t *testing.T) {
 		}
 	}
 	script := filepath.Join(dir, "agentlab-heartbeat")
-	if err := os.WriteFile(script, []byte(strings.Replace(heartbeatScript, HeartbeatEnvFile, env, 1)), 0o755); err != nil {
+	if err := os.WriteFile(script, []byte(strings.ReplaceAll(heartbeatScript, HeartbeatEnvFile, env)), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	const auth = "--request POST --header Authorization: Bearer tok_0123456789abcdef http://10.77.0.1:8846"
@@ -156,8 +159,10 @@ func TestHeartbeatScript(t *testing.T) {
 		if err := os.WriteFile(fails, []byte(strconv.Itoa(tc.failures)), 0o600); err != nil {
 			t.Fatal(err)
 		}
+		calls := filepath.Join(dir, "calls")
+		_ = os.Remove(calls)
 		cmd := exec.Command(sh, append([]string{script}, tc.args...)...)
-		cmd.Env = []string{"PATH=" + dir + ":/usr/bin:/bin", "FAILS=" + fails}
+		cmd.Env = []string{"PATH=" + dir + ":/usr/bin:/bin", "FAILS=" + fails, "CALLS=" + calls, `ANSWER={"vmid":101}`}
 		var stdout, stderr strings.Builder
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		err := cmd.Run()
@@ -167,13 +172,72 @@ func TestHeartbeatScript(t *testing.T) {
 		} else if err != nil {
 			t.Fatal(err)
 		}
-		calls := strings.Count(stdout.String(), "curl ")
-		if exit != tc.exit || calls != tc.calls || !strings.Contains(stderr.String(), tc.stderr) {
+		logged, _ := os.ReadFile(calls)
+		runs := strings.Count(string(logged), "curl ")
+		if exit != tc.exit || runs != tc.calls || !strings.Contains(stderr.String(), tc.stderr) {
 			t.Errorf("agentlab-heartbeat %q with %d failures: exit %d, %d curl runs, stderr %q; want exit %d, %d runs, stderr with %q",
-				tc.args, tc.failures, exit, calls, stderr.String(), tc.exit, tc.calls, tc.stderr)
+				tc.args, tc.failures, exit, runs, stderr.String(), tc.exit, tc.calls, tc.stderr)
 		}
-		if tc.calls > 0 && strings.Count(stdout.String(), auth+tc.url+"\n") != calls {
-			t.Errorf("agentlab-heartbeat %q ran:\n%s\nwant every run to post %s%s", tc.args, stdout.String(), auth, tc.url)
+		if tc.calls > 0 && strings.Count(string(logged), auth+tc.url+"\n") != runs {
+			t.Errorf("agentlab-heartbeat %q ran:\n%s\nwant every run to post %s%s", tc.args, logged, auth, tc.url)
 		}
+	}
+}
+
+// TestBootReportTakesTheHandedToken: the boot report's answer carries a fresh
+// heartbeat token, which replaces the seed's in the env file (same mode), is
+// used by the next heartbeat, and is printed nowhere.
+func TestBootReportTakesTheHandedToken(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	dir := t.TempDir()
+	env := filepath.Join(dir, "heartbeat.env")
+	if err := os.WriteFile(env, []byte("AGENTLAB_HEARTBEAT_URL=http://10.77.0.1:8846\nAGENTLAB_HEARTBEAT_TOKEN=seed_0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	curl := "#!/bin/sh\necho \"curl $*\" >>\"$CALLS\"\nprintf '%s\\n' \"$ANSWER\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "curl"), []byte(curl), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join(dir, "agentlab-heartbeat")
+	if err := os.WriteFile(script, []byte(strings.ReplaceAll(heartbeatScript, HeartbeatEnvFile, env)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	calls := filepath.Join(dir, "calls")
+	run := func(answer string, args ...string) string {
+		t.Helper()
+		cmd := exec.Command(sh, append([]string{script}, args...)...)
+		cmd.Env = []string{"PATH=" + dir + ":/usr/bin:/bin", "CALLS=" + calls, "ANSWER=" + answer}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("agentlab-heartbeat %q: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	const fresh = "fresh_Tok-0123456789abcdefghij"
+	out := run(`{"vmid":101,"heartbeat_token":"`+fresh+`"}`, "--booted")
+	if strings.Contains(out, fresh) {
+		t.Errorf("the boot report printed the handed token: %q", out)
+	}
+	b, err := os.ReadFile(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "AGENTLAB_HEARTBEAT_URL=http://10.77.0.1:8846\nAGENTLAB_HEARTBEAT_TOKEN=" + fresh + "\n"; string(b) != want {
+		t.Errorf("env file after the boot report = %q; want %q", b, want)
+	}
+	if fi, err := os.Stat(env); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("env file mode after the boot report: %v, %v; want 0600", fi.Mode(), err)
+	}
+	// A report answered without a token keeps the one there is.
+	run(`{"vmid":101}`, "--booted")
+	run(`{"vmid":101}`)
+	logged, _ := os.ReadFile(calls)
+	lines := strings.Split(strings.TrimSpace(string(logged)), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[0], "Bearer seed_0123456789abcdef") ||
+		!strings.Contains(lines[1], "Bearer "+fresh) || !strings.Contains(lines[2], "Bearer "+fresh+" http://10.77.0.1:8846/v1/heartbeat") {
+		t.Errorf("curl runs:\n%s\nwant the seed's token for the first report, the handed one after", logged)
 	}
 }

@@ -53,6 +53,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 	full.Egress = egressrule.Allowlist
 	full.EgressAllow = []string{"1.2.3.0/24", "2001:db8::/32", "10.9.0.0/16:5432/tcp"}
 	full.HeartbeatTokenSHA256 = strings.Repeat("ab", 32)
+	full.BootTokenSHA256 = strings.Repeat("cd", 32)
 	nasty := sampleMetadata(t)
 	nasty.Owner = "evil " + EndMarker + "\n" + BeginMarker + " & <b>"
 

@@ -37,7 +37,16 @@ type Metadata struct {
 	// egress policy, in the grammar of package egressrule (CIDRs, ports).
 	EgressAllow []string
 	// HeartbeatTokenSHA256 is the hex SHA-256 of the guest's heartbeat token.
+	// The provider writes the hash of the token the seed ISO carries; the
+	// reaper replaces it at the guest's boot report with the hash of a token
+	// it hands the guest then (see BootTokenSHA256).
 	HeartbeatTokenSHA256 string
+	// BootTokenSHA256 is the hex SHA-256 of the token the seed ISO carried,
+	// once the reaper has replaced it: until the first heartbeat with the
+	// new token it still buys a boot report a fresh token (an answer lost
+	// on its way must not leave the guest without one), and nothing else.
+	// Empty before the boot report and after that first heartbeat.
+	BootTokenSHA256 string
 }
 
 // NewNonce returns a fresh random nonce for Metadata.Nonce.
@@ -60,6 +69,7 @@ type wire struct {
 	Egress               string   `json:"egress,omitempty"`
 	EgressAllow          []string `json:"egress_allow,omitempty"`
 	HeartbeatTokenSHA256 string   `json:"heartbeat_token_sha256,omitempty"`
+	BootTokenSHA256      string   `json:"boot_token_sha256,omitempty"`
 }
 
 // Validate checks the metadata as Encode and Decode require it: a supported
@@ -102,6 +112,7 @@ func (m Metadata) MarshalJSON() ([]byte, error) {
 		Egress:               string(m.Egress),
 		EgressAllow:          m.EgressAllow,
 		HeartbeatTokenSHA256: m.HeartbeatTokenSHA256,
+		BootTokenSHA256:      m.BootTokenSHA256,
 	}
 	if m.MaxTTL != 0 {
 		w.MaxTTL = m.MaxTTL.String()
@@ -126,6 +137,7 @@ func (m *Metadata) UnmarshalJSON(b []byte) error {
 		Egress:               egressrule.Policy(w.Egress),
 		EgressAllow:          w.EgressAllow,
 		HeartbeatTokenSHA256: w.HeartbeatTokenSHA256,
+		BootTokenSHA256:      w.BootTokenSHA256,
 	}
 	out.OnExpiry = w.OnExpiry
 	var err error

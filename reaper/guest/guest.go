@@ -60,10 +60,12 @@ type Seeds interface {
 	// JobContact retires the seed ISO of a job's sandbox once its runner
 	// has fetched the spec.
 	JobContact(ctx context.Context, node string, vmid int, jobID string) error
-	// Booted takes the boot report of the sandbox whose heartbeat token is
-	// token and returns its VMID (errors wrap reaper.ErrUnauthorized,
-	// ErrNotFound or ErrProtected).
-	Booted(ctx context.Context, token string) (int, error)
+	// Booted takes the boot report of the sandbox whose seed's (or current)
+	// heartbeat token is token and returns its VMID and, for the seed's
+	// token, the fresh heartbeat token the guest keeps from then on ("" for
+	// none: keep the one it has). Errors wrap reaper.ErrUnauthorized,
+	// ErrNotFound or ErrProtected.
+	Booted(ctx context.Context, token string) (vmid int, heartbeatToken string, err error)
 }
 
 // Limits are the rate limits of the listener.
@@ -200,6 +202,10 @@ func (s *Server) heartbeatToken(w http.ResponseWriter, r *http.Request) (token s
 // BootedResponse is the answer to a boot report.
 type BootedResponse struct {
 	VMID int `json:"vmid"`
+	// HeartbeatToken, when set, replaces the token the guest sent: the
+	// seed's token, which sat on PVE storage in the seed ISO, is worth
+	// nothing once the guest has heartbeated with this one.
+	HeartbeatToken string `json:"heartbeat_token,omitempty"`
 }
 
 // booted is the guest's report, once at first boot, that it no longer
@@ -214,10 +220,11 @@ func (s *Server) booted(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	vmid, err := s.seeds.Booted(r.Context(), token)
+	vmid, fresh, err := s.seeds.Booted(r.Context(), token)
 	switch {
 	case err == nil:
-		writeJSON(w, http.StatusOK, BootedResponse{VMID: vmid})
+		w.Header().Set("Cache-Control", "no-store")
+		writeJSON(w, http.StatusOK, BootedResponse{VMID: vmid, HeartbeatToken: fresh})
 	case errors.Is(err, reaper.ErrUnauthorized):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="agentlab-reaper", error="invalid_token"`)
 		writeError(w, http.StatusUnauthorized, "unknown heartbeat token")

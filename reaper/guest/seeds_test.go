@@ -45,16 +45,16 @@ func (b *blockingSeeds) FinishSeeds(ctx context.Context, vmid int) {
 	b.record(fmt.Sprintf("finish %d", vmid))
 }
 
-func (b *blockingSeeds) Booted(ctx context.Context, token string) (int, error) {
+func (b *blockingSeeds) Booted(ctx context.Context, token string) (int, string, error) {
 	switch token {
 	case "good":
-		return 101, nil
+		return 101, "fresh-token-0123456789", nil
 	case "gone":
-		return 0, fmt.Errorf("vm 101: %w", reaper.ErrNotFound)
+		return 0, "", fmt.Errorf("vm 101: %w", reaper.ErrNotFound)
 	case "broken":
-		return 0, errors.New("pve: 596 Broken pipe")
+		return 0, "", errors.New("pve: 596 Broken pipe")
 	}
-	return 0, reaper.ErrUnauthorized
+	return 0, "", reaper.ErrUnauthorized
 }
 
 func (b *blockingSeeds) JobContact(ctx context.Context, node string, vmid int, jobID string) error {
@@ -125,8 +125,9 @@ func TestContactRetiresSeedAfterAnswering(t *testing.T) {
 	for _, token := range []string{"expired", "gone", "broken", "nobody"} {
 		call(t, http.MethodPost, srv.URL+"/v1/heartbeat", token)
 	}
-	if code, body := call(t, http.MethodPost, srv.URL+"/v1/booted", "good"); code != 200 || strings.TrimSpace(body) != `{"vmid":101}` {
-		t.Errorf("boot report = %d %s; want 200 {\"vmid\":101}", code, body)
+	wantBody := `{"vmid":101,"heartbeat_token":"fresh-token-0123456789"}`
+	if code, body := call(t, http.MethodPost, srv.URL+"/v1/booted", "good"); code != 200 || strings.TrimSpace(body) != wantBody {
+		t.Errorf("boot report = %d %s; want 200 %s", code, body, wantBody)
 	}
 	if got := <-seeds.called; got != "finish 101" {
 		t.Errorf("after the boot report, Seeds was told %q; want finish 101", got)

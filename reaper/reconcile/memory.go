@@ -106,7 +106,7 @@ func (e *entry) metadata() lease.Metadata { return metadataFromLease(e.lease) }
 func metadataFromLease(s reaper.Lease) lease.Metadata {
 	m := lease.Metadata{
 		Version: lease.Version, Owner: s.Owner, Profile: s.Profile, JobID: s.JobID,
-		Workspace: s.Workspace, HeartbeatTokenSHA256: s.TokenSHA256,
+		Workspace: s.Workspace, HeartbeatTokenSHA256: s.TokenSHA256, BootTokenSHA256: s.BootTokenSHA256,
 	}
 	m.CreatedAt, m.ExpiresAt, m.TTL = s.CreatedAt, s.ExpiresAt, s.TTL
 	if !s.MaxExpiresAt.IsZero() {
@@ -291,6 +291,7 @@ func (e *entry) setFacts(f configFacts, maxLease time.Duration) {
 		e.lease.TTL, e.lease.OnExpiry = m.TTL, string(m.OnExpiry)
 		e.lease.Owner, e.lease.Profile, e.lease.JobID = m.Owner, m.Profile, m.JobID
 		e.lease.Workspace, e.lease.TokenSHA256 = m.Workspace, m.HeartbeatTokenSHA256
+		e.lease.BootTokenSHA256 = m.BootTokenSHA256
 		e.lease.PolicyExpiresAt = time.Time{}
 		if capAt, ok := reaper.PolicyExpiry(m.CreatedAt, m.ExpiresAt, maxLease); ok {
 			e.lease.PolicyExpiresAt = capAt

@@ -126,11 +126,16 @@ func (l *Loop) tokenOwner(ctx context.Context, sum [sha256.Size]byte) (pve.VMRef
 // tokenMatches checks, in constant time, that the metadata m holds the hash
 // sum of a heartbeat token.
 func tokenMatches(m lease.Metadata, sum [sha256.Size]byte) error {
-	want, err := hex.DecodeString(m.HeartbeatTokenSHA256)
-	if err != nil || len(want) != sha256.Size || subtle.ConstantTimeCompare(want, sum[:]) != 1 {
+	if !hashMatches(m.HeartbeatTokenSHA256, sum) {
 		return reaper.ErrUnauthorized
 	}
 	return nil
+}
+
+// hashMatches reports, in constant time, whether the hex hash want is sum.
+func hashMatches(want string, sum [sha256.Size]byte) bool {
+	b, err := hex.DecodeString(want)
+	return err == nil && len(b) == sha256.Size && subtle.ConstantTimeCompare(b, sum[:]) == 1
 }
 
 func result(err error) string {
@@ -266,7 +271,12 @@ func (l *Loop) extendOnce(ctx context.Context, ref pve.VMRef, x extension) (reap
 	if x.heartbeat && !renewed.ExpiresAt.After(meta.ExpiresAt) {
 		next = meta // a heartbeat never shortens a lease
 	}
-	if next.Lease == meta.Lease || l.opts.DryRun {
+	if x.heartbeat {
+		// The guest has the token its boot report was handed: the seed's
+		// may not ask for another any more.
+		next.BootTokenSHA256 = ""
+	}
+	if (next.Lease == meta.Lease && next.BootTokenSHA256 == meta.BootTokenSHA256) || l.opts.DryRun {
 		r.Lease = l.leaseView(ref, cfg, next, tags)
 		return r, cfg, rerr
 	}
@@ -305,7 +315,7 @@ func (l *Loop) leaseView(ref pve.VMRef, cfg pve.VMConfig, m lease.Metadata, tags
 	out.CreatedAt, out.ExpiresAt, out.MaxExpiresAt = m.CreatedAt, m.ExpiresAt, m.MaxExpiry()
 	out.TTL, out.OnExpiry = m.TTL, string(m.OnExpiry)
 	out.Owner, out.Profile, out.JobID, out.Workspace = m.Owner, m.Profile, m.JobID, m.Workspace
-	out.TokenSHA256 = m.HeartbeatTokenSHA256
+	out.TokenSHA256, out.BootTokenSHA256 = m.HeartbeatTokenSHA256, m.BootTokenSHA256
 	out.PolicyExpiresAt = time.Time{}
 	if capAt, ok := reaper.PolicyExpiry(m.CreatedAt, m.ExpiresAt, l.opts.MaxLease); ok {
 		out.PolicyExpiresAt = capAt

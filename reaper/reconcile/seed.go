@@ -3,8 +3,10 @@ package reconcile
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -124,37 +126,107 @@ func (l *Loop) FinishSeeds(ctx context.Context, vmid int) {
 }
 
 // Booted is the guest's report, at its first boot, that it has booted,
-// sent with its heartbeat token (agentlab-heartbeat --booted, which
+// sent with the token its seed carried (agentlab-heartbeat --booted, which
 // cloud-init runs once): the seed ISO is retired (see FinishSeeds) and the
-// lease is left as it is. It returns the VMID of the token's sandbox.
-// Errors: reaper.ErrUnauthorized (a token no sandbox's metadata holds),
-// reaper.ErrNotFound, reaper.ErrProtected (not an agentlab sandbox).
-func (l *Loop) Booted(ctx context.Context, token string) (int, error) {
+// lease is left as it is. The seed's token is swapped for a fresh heartbeat
+// token, returned for the guest to keep: from then on the seed's token
+// (which sat in the ISO on PVE storage) extends nothing. Until the first
+// heartbeat with the fresh token, the seed's token may ask again and gets
+// another (the answer may have been lost on its way); a report with the
+// current token returns no new one. It returns the VMID of the token's
+// sandbox. Errors: reaper.ErrUnauthorized (a token no sandbox's metadata
+// holds), reaper.ErrNotFound, reaper.ErrProtected (not an agentlab sandbox).
+func (l *Loop) Booted(ctx context.Context, token string) (vmid int, heartbeatToken string, err error) {
 	sum := sha256.Sum256([]byte(token))
 	ref, err := l.tokenOwner(ctx, sum)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
-	cfg, err := l.pve.Config(ctx, ref)
-	if pve.IsNotFound(err) {
-		return 0, fmt.Errorf("vm %d: %w", ref.VMID, reaper.ErrNotFound)
+	unlock := l.locks.lock(ref.VMID)
+	defer unlock()
+	for attempt := 1; ; attempt++ {
+		cfg, err := l.pve.Config(ctx, ref)
+		if pve.IsNotFound(err) {
+			return 0, "", fmt.Errorf("vm %d: %w", ref.VMID, reaper.ErrNotFound)
+		}
+		if err != nil {
+			return 0, "", fmt.Errorf("read config of vm %d: %w", ref.VMID, err)
+		}
+		if !lease.Owned(lease.ParseTags(cfg.Value("tags"))) || cfg.Template() {
+			return 0, "", fmt.Errorf("vm %d has no agentlab tag: %w", ref.VMID, reaper.ErrProtected)
+		}
+		meta, err := lease.Decode(cfg.Description())
+		if err != nil {
+			return 0, "", reaper.ErrUnauthorized // no trusted metadata, no trusted token
+		}
+		fresh, err := l.swapToken(ctx, ref, cfg, meta, sum)
+		if pve.IsDigestMismatch(err) && attempt < maxDigestRetries {
+			continue
+		}
+		if err != nil {
+			return 0, "", err
+		}
+		l.log.Info("guest booted", "vmid", ref.VMID, "node", ref.Node, "token_handed", fresh != "")
+		l.noteSeed(ctx, ref, cfg, contactBoot)
+		return ref.VMID, fresh, nil
 	}
+}
+
+// swapToken hands the guest of ref, which reported its boot with the token
+// of hash sum, a fresh heartbeat token (see Booted): it writes the fresh
+// token's hash to the metadata, keeping the seed's as BootTokenSHA256, in
+// one update guarded by cfg's digest, and records the lease. It returns ""
+// when the token is already the current one or in a dry run (nothing is
+// written then: the guest keeps the seed's token).
+func (l *Loop) swapToken(ctx context.Context, ref pve.VMRef, cfg pve.VMConfig, meta lease.Metadata, sum [sha256.Size]byte) (string, error) {
+	current := tokenMatches(meta, sum) == nil
+	seed := meta.BootTokenSHA256 != "" && hashMatches(meta.BootTokenSHA256, sum)
+	switch {
+	case current && meta.BootTokenSHA256 != "":
+		return "", nil // it has the token a report handed it, and reports again
+	case !current && !seed:
+		return "", reaper.ErrUnauthorized
+	case l.opts.DryRun:
+		return "", nil
+	}
+	fresh, freshSum, err := lease.NewHeartbeatToken()
 	if err != nil {
-		return 0, fmt.Errorf("read config of vm %d: %w", ref.VMID, err)
+		return "", err
 	}
-	if !lease.Owned(lease.ParseTags(cfg.Value("tags"))) || cfg.Template() {
-		return 0, fmt.Errorf("vm %d has no agentlab tag: %w", ref.VMID, reaper.ErrProtected)
-	}
-	meta, err := lease.Decode(cfg.Description())
+	next := meta
+	next.BootTokenSHA256 = hex.EncodeToString(sum[:])
+	next.HeartbeatTokenSHA256 = freshSum
+	desc, err := lease.Encode(cfg.Description(), next)
 	if err != nil {
-		return 0, reaper.ErrUnauthorized // no trusted metadata, no trusted token
+		return "", fmt.Errorf("vm %d: %w", ref.VMID, err)
 	}
-	if err := tokenMatches(meta, sum); err != nil {
-		return 0, err
+	if err := l.pve.UpdateConfig(ctx, ref, pve.ConfigUpdate{Set: map[string]string{"description": desc}, Digest: cfg.Digest()}); err != nil {
+		return "", fmt.Errorf("write the heartbeat token of vm %d: %w", ref.VMID, err)
 	}
-	l.log.Info("guest booted", "vmid", ref.VMID, "node", ref.Node)
-	l.noteSeed(ctx, ref, cfg, contactBoot)
-	return ref.VMID, nil
+	written := cfg
+	written.Raw = maps.Clone(cfg.Raw)
+	written.Raw["description"] = desc
+	now := l.clock.Now()
+	reason := "heartbeat token handed to the guest at its boot report; the seed's token extends nothing any more"
+	if seed {
+		reason = "heartbeat token handed to the guest again (its boot report came again with the seed's token: the last answer was lost)"
+	}
+	ev := reaper.Event{Time: now, VMID: ref.VMID, Node: ref.Node, Kind: reaper.KindHeartbeat, Decision: reaper.DecisionDone,
+		Reason: reason, Actor: reaper.ActorReaper}
+	var leases []reaper.Lease
+	l.mu.Lock()
+	if e := l.vms[ref.VMID]; e != nil {
+		e.setConfig(written, l.opts.MaxLease)
+		e.gen++
+		e.lease.LastSeen = now
+		leases = append(leases, e.lease)
+	}
+	l.mu.Unlock()
+	if err := l.store.Record(ctx, leases, []reaper.Event{ev}); err != nil {
+		// The metadata holds the new hash; the next tick stores it.
+		l.log.Error("cannot record the new heartbeat token's hash", "vmid", ref.VMID, "err", err)
+	}
+	return fresh, nil
 }
 
 // JobContact is the first call of job jobID's runner: it fetched its spec,

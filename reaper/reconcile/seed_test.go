@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/clock"
+	"github.com/agentlab/terraform-provider-agentlab/internal/lease"
 	"github.com/agentlab/terraform-provider-agentlab/internal/pve"
 	"github.com/agentlab/terraform-provider-agentlab/internal/pvesim"
 	"github.com/agentlab/terraform-provider-agentlab/internal/pvesim/pvesimtest"
@@ -393,13 +394,13 @@ func TestSeedRetiredOnBootReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	loop := New(w.client, w.db, Options{Clock: w.clock})
-	if _, err := loop.Booted(ctx, "tok-999-abcdefghijklmnop"); !errors.Is(err, reaper.ErrUnauthorized) {
+	if _, _, err := loop.Booted(ctx, "tok-999-abcdefghijklmnop"); !errors.Is(err, reaper.ErrUnauthorized) {
 		t.Errorf("Booted with an unknown token = %v; want ErrUnauthorized", err)
 	}
 	w.clock.Advance(time.Minute) // past the catch-up tick the unknown token ran
-	vmid, err := loop.Booted(ctx, "tok-108-abcdefghijklmnop")
-	if err != nil || vmid != 108 {
-		t.Fatalf("Booted = %d, %v; want 108", vmid, err)
+	vmid, fresh, err := loop.Booted(ctx, "tok-108-abcdefghijklmnop")
+	if err != nil || vmid != 108 || fresh == "" {
+		t.Fatalf("Booted = %d, %q, %v; want 108 and a fresh heartbeat token", vmid, fresh, err)
 	}
 	loop.FinishSeeds(ctx, 108)
 	if got := w.drive(108, "ide2"); got != "none,media=cdrom" {
@@ -415,9 +416,10 @@ func TestSeedRetiredOnBootReport(t *testing.T) {
 	if evs := w.volumeEvents(108); len(evs) != 2 || !strings.Contains(evs[0], "first boot report") {
 		t.Errorf("volume events = %q; want intent (first boot report) and done", evs)
 	}
+	// A second report, with the token the first one handed the guest.
 	start := w.sim.Server.Stats()
-	if _, err := loop.Booted(ctx, "tok-108-abcdefghijklmnop"); err != nil {
-		t.Fatal(err)
+	if _, again, err := loop.Booted(ctx, fresh); err != nil || again != "" {
+		t.Fatalf("second boot report = %q, %v; want no new token", again, err)
 	}
 	loop.FinishSeeds(ctx, 108)
 	u0, d0 := mutations(start)
@@ -486,5 +488,58 @@ func TestSeedLeftOnUntaggedVM(t *testing.T) {
 	}
 	if evs := w.volumeEvents(110); len(evs) != 2 || !strings.HasPrefix(evs[1], "skip: ") {
 		t.Errorf("volume events = %q; want the intent, then skip", evs)
+	}
+}
+
+// TestBootReportSwapsTheToken: the boot report swaps the seed's token (which
+// sat on PVE storage) for a fresh one: the seed's token no longer extends the
+// lease; until the first heartbeat with the fresh token it may ask again (the
+// answer was lost) and gets another, which voids the one before; after that
+// heartbeat it buys nothing.
+func TestBootReportSwapsTheToken(t *testing.T) {
+	ctx := context.Background()
+	w := newSeedWorld(t)
+	const seedTok = "tok-110-abcdefghijklmnop"
+	w.sandbox(110, seedTok, "")
+	loop := New(w.client, w.db, Options{Clock: w.clock})
+	if err := loop.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, first, err := loop.Booted(ctx, seedTok)
+	if err != nil || first == "" {
+		t.Fatalf("boot report = %q, %v; want a fresh token", first, err)
+	}
+	if _, err := loop.Heartbeat(ctx, seedTok); !errors.Is(err, reaper.ErrUnauthorized) {
+		t.Errorf("heartbeat with the seed's token after the boot report = %v; want ErrUnauthorized", err)
+	}
+	// The answer was lost: the guest reports again with the seed's token.
+	_, second, err := loop.Booted(ctx, seedTok)
+	if err != nil || second == "" || second == first {
+		t.Fatalf("repeated boot report = %q, %v; want another fresh token", second, err)
+	}
+	if _, err := loop.Heartbeat(ctx, first); !errors.Is(err, reaper.ErrUnauthorized) {
+		t.Errorf("heartbeat with the voided token = %v; want ErrUnauthorized", err)
+	}
+	w.clock.Advance(time.Minute)
+	if _, err := loop.Heartbeat(ctx, second); err != nil {
+		t.Fatalf("heartbeat with the handed token: %v", err)
+	}
+	if _, _, err := loop.Booted(ctx, seedTok); !errors.Is(err, reaper.ErrUnauthorized) {
+		t.Errorf("boot report with the seed's token after a heartbeat = %v; want ErrUnauthorized", err)
+	}
+	// A reaper restarted from its database finds the sandbox by the handed
+	// token at once.
+	loop2 := New(w.client, w.db, Options{Clock: w.clock})
+	w.clock.Advance(time.Minute)
+	if _, err := loop2.Heartbeat(ctx, second); err != nil {
+		t.Errorf("heartbeat with the handed token after a restart: %v", err)
+	}
+	// No token at rest: the metadata holds hashes only.
+	m, err := lease.Decode(w.drive(110, "description"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.HeartbeatTokenSHA256 != lease.TokenSHA256(second) || m.BootTokenSHA256 != "" {
+		t.Errorf("metadata hashes: heartbeat %s, boot %q; want the handed token's and none", m.HeartbeatTokenSHA256, m.BootTokenSHA256)
 	}
 }

@@ -13,7 +13,7 @@ import (
 
 const leaseColumns = `vmid, node, name, status, tags, state, reason, created_at, expires_at,
 	max_expires_at, ttl, on_expiry, owner, profile, job_id, workspace, token_sha256, warned_for,
-	first_seen, last_seen, policy_expires_at`
+	first_seen, last_seen, policy_expires_at, boot_token_sha256`
 
 // selectLeases reads leases; a present sandbox's last_seen is the end of the
 // last tick (Touch) when that is later than the row's own.
@@ -21,7 +21,7 @@ const selectLeases = `SELECT vmid, node, name, status, tags, state, reason, crea
 	max_expires_at, ttl, on_expiry, owner, profile, job_id, workspace, token_sha256, warned_for,
 	first_seen, CASE WHEN state IN ('destroyed', 'gone') THEN last_seen
 		ELSE MAX(last_seen, COALESCE((SELECT value FROM meta WHERE key = 'last_tick'), 0)) END,
-	policy_expires_at
+	policy_expires_at, boot_token_sha256
 	FROM leases`
 
 // Leases returns the leases of the sandboxes still present in Proxmox, or of
@@ -64,14 +64,16 @@ func (db *DB) Lease(ctx context.Context, vmid int) (reaper.Lease, error) {
 	return l, nil
 }
 
-// LeaseByToken returns the present sandbox whose heartbeat token has the
-// given hex sha256, or reaper.ErrNotFound.
+// LeaseByToken returns the present sandbox whose heartbeat token, or boot
+// token still in use (see lease.Metadata.BootTokenSHA256), has the given hex
+// sha256, or reaper.ErrNotFound.
 func (db *DB) LeaseByToken(ctx context.Context, sha256Hex string) (reaper.Lease, error) {
 	if sha256Hex == "" {
 		return reaper.Lease{}, reaper.ErrNotFound
 	}
 	row := db.db.QueryRowContext(ctx, selectLeases+`
-		WHERE token_sha256 = ? AND state NOT IN ('destroyed', 'gone') ORDER BY last_seen DESC LIMIT 1`, sha256Hex)
+		WHERE (token_sha256 = ?1 OR boot_token_sha256 = ?1) AND state NOT IN ('destroyed', 'gone')
+		ORDER BY last_seen DESC LIMIT 1`, sha256Hex)
 	l, err := scanLease(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return reaper.Lease{}, reaper.ErrNotFound
@@ -96,7 +98,7 @@ func (db *DB) Record(ctx context.Context, leases []reaper.Lease, events []reaper
 	defer tx.Rollback()
 	if len(leases) > 0 {
 		stmt, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO leases (`+leaseColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 		if err != nil {
 			return fmt.Errorf("record leases: %w", err)
 		}
@@ -105,7 +107,8 @@ func (db *DB) Record(ctx context.Context, leases []reaper.Lease, events []reaper
 			if _, err := stmt.ExecContext(ctx, l.VMID, l.Node, l.Name, l.Status, strings.Join(l.Tags, ";"),
 				string(l.State), l.Reason, millis(l.CreatedAt), millis(l.ExpiresAt), millis(l.MaxExpiresAt),
 				int64(l.TTL), l.OnExpiry, l.Owner, l.Profile, l.JobID, l.Workspace, l.TokenSHA256,
-				millis(l.WarnedFor), millis(l.FirstSeen), millis(l.LastSeen), millis(l.PolicyExpiresAt)); err != nil {
+				millis(l.WarnedFor), millis(l.FirstSeen), millis(l.LastSeen), millis(l.PolicyExpiresAt),
+				l.BootTokenSHA256); err != nil {
 				return fmt.Errorf("record lease %d: %w", l.VMID, err)
 			}
 		}
@@ -152,7 +155,7 @@ func scanLease(s scanner) (reaper.Lease, error) {
 	)
 	if err := s.Scan(&l.VMID, &l.Node, &l.Name, &l.Status, &tags, &state, &l.Reason, &created, &expires,
 		&maxExp, &ttl, &l.OnExpiry, &l.Owner, &l.Profile, &l.JobID, &l.Workspace, &l.TokenSHA256, &warned,
-		&firstSeen, &lastSeen, &policyExp); err != nil {
+		&firstSeen, &lastSeen, &policyExp, &l.BootTokenSHA256); err != nil {
 		return reaper.Lease{}, err
 	}
 	if tags != "" {
