@@ -293,14 +293,7 @@ func (l *Loop) finishRetire(ctx context.Context, v reaper.VolumeDeletion, gone b
 		return
 	}
 	if err != nil {
-		l.mu.Lock()
-		l.volRetry[v.Volid] = l.clock.Now().Add(l.opts.Interval * 4)
-		l.mu.Unlock()
-		ev.Decision, ev.Reason = reaper.DecisionFailed, fmt.Sprintf("retire seed ISO %s of VM %d failed (retrying): %v", v.Volid, v.VMID, err)
-		l.log.Error("cannot retire a seed ISO", "vmid", v.VMID, "volid", v.Volid, "err", err, lacking(err))
-		if rerr := l.store.Record(ctx, nil, []reaper.Event{ev}); rerr != nil {
-			l.log.Error("cannot record a failed seed ISO retirement", "volid", v.Volid, "err", rerr)
-		}
+		l.volumeFailed(ctx, v, ev, "retire", err)
 		return
 	}
 	ev.Decision, ev.Reason = reaper.DecisionDone, fmt.Sprintf("ejected and deleted seed ISO %s of VM %d after its guest booted (it held the sandbox's cloud-init data and heartbeat token)", v.Volid, v.VMID)

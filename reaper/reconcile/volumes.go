@@ -80,14 +80,7 @@ func (l *Loop) deleteVolumes(ctx context.Context, gone func(vmid int) bool) {
 		err := l.pve.DeleteVolume(ctx, v.Node, v.Volid)
 		ev := reaper.Event{Time: l.clock.Now(), VMID: v.VMID, Node: v.Node, Kind: reaper.KindVolume, Actor: reaper.ActorReaper}
 		if err != nil {
-			l.mu.Lock()
-			l.volRetry[v.Volid] = now.Add(l.opts.Interval * 4)
-			l.mu.Unlock()
-			ev.Decision, ev.Reason = reaper.DecisionFailed, fmt.Sprintf("delete seed ISO %s of VM %d failed (retrying): %v", v.Volid, v.VMID, err)
-			l.log.Error("cannot delete a seed ISO", "vmid", v.VMID, "volid", v.Volid, "err", err, lacking(err))
-			if rerr := l.store.Record(ctx, nil, []reaper.Event{ev}); rerr != nil {
-				l.log.Error("cannot record a failed deletion", "volid", v.Volid, "err", rerr)
-			}
+			l.volumeFailed(ctx, v, ev, "delete", err)
 			continue
 		}
 		ev.Decision, ev.Reason = reaper.DecisionDone, fmt.Sprintf("deleted seed ISO %s of VM %d (it held the sandbox's cloud-init data and heartbeat token)", v.Volid, v.VMID)
@@ -97,9 +90,19 @@ func (l *Loop) deleteVolumes(ctx context.Context, gone func(vmid int) bool) {
 		}
 		l.m.VolumeDeleted()
 		l.log.Info("seed ISO deleted", "vmid", v.VMID, "volid", v.Volid)
-		l.mu.Lock()
-		l.pendingVols = slices.DeleteFunc(l.pendingVols, func(p reaper.VolumeDeletion) bool { return p.Volid == v.Volid })
-		delete(l.volRetry, v.Volid)
-		l.mu.Unlock()
+		l.forgetVolume(v.Volid)
+	}
+}
+
+// volumeFailed backs the pending deletion v off for four intervals and
+// records ev as its failure to what ("delete", "retire") the seed ISO.
+func (l *Loop) volumeFailed(ctx context.Context, v reaper.VolumeDeletion, ev reaper.Event, what string, err error) {
+	l.mu.Lock()
+	l.volRetry[v.Volid] = l.clock.Now().Add(l.opts.Interval * 4)
+	l.mu.Unlock()
+	ev.Decision, ev.Reason = reaper.DecisionFailed, fmt.Sprintf("%s seed ISO %s of VM %d failed (retrying): %v", what, v.Volid, v.VMID, err)
+	l.log.Error("cannot "+what+" a seed ISO", "vmid", v.VMID, "volid", v.Volid, "err", err, lacking(err))
+	if rerr := l.store.Record(ctx, nil, []reaper.Event{ev}); rerr != nil {
+		l.log.Error("cannot record a failed seed ISO "+what, "volid", v.Volid, "err", rerr)
 	}
 }
