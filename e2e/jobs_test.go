@@ -25,6 +25,7 @@ import (
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/pve"
 	"github.com/agentlab/terraform-provider-agentlab/internal/tfcli"
+	"github.com/agentlab/terraform-provider-agentlab/internal/volume"
 	"github.com/agentlab/terraform-provider-agentlab/reaper/reapertest"
 )
 
@@ -319,6 +320,14 @@ resource "agentlab_job" "fails" {
   timeout       = "5m"
 }
 
+resource "agentlab_job" "kept" {
+  repo          = %[1]q
+  ref           = "main"
+  task          = "echo kept"
+  template_vmid = 9000
+  keep_sandbox  = true
+}
+
 resource "agentlab_job" "later" {
   repo          = %[1]q
   ref           = "main"
@@ -339,6 +348,8 @@ output "fails_status"  { value = agentlab_job.fails.status }
 output "fails_exit"    { value = agentlab_job.fails.exit_code }
 output "fails_log"     { value = agentlab_job.fails.log_tail }
 output "later_status"  { value = agentlab_job.later.status }
+output "kept_status"   { value = agentlab_job.kept.status }
+output "kept_vmid"     { value = agentlab_job.kept.vmid }
 `, w.repoURL, downloads))
 	out := w.outputs(dir)
 	if out["ok_status"] != "succeeded" || out["ok_exit"] != float64(0) {
@@ -364,6 +375,13 @@ output "later_status"  { value = agentlab_job.later.status }
 	if log, _ := out["fails_log"].(string); !strings.Contains(log, "about to fail") {
 		t.Errorf("job fails: log tail %q does not hold the task's output", log)
 	}
+	// The kept sandbox lives on without its seed: the reaper retired it
+	// at the runner's first call (the provider leaves it to the reaper).
+	if out["kept_status"] != "succeeded" {
+		t.Errorf("job kept: status %v; want succeeded", out["kept_status"])
+	} else {
+		w.checkSeedRetired(int(out["kept_vmid"].(float64)))
+	}
 	if s := out["later_status"]; s == "succeeded" || s == "failed" {
 		t.Logf("job later had already ended when the apply returned (%v)", s)
 	}
@@ -382,6 +400,38 @@ output "later_status"  { value = agentlab_job.later.status }
 		time.Sleep(time.Second) // the job runs in another process; poll its status
 	}
 	w.emptyPlan(dir)
+}
+
+// checkSeedRetired checks that VM vmid lives with an empty CD-ROM and that
+// its seed ISO is gone from storage.
+func (w *world) checkSeedRetired(vmid int) {
+	w.t.Helper()
+	ctx := context.Background()
+	c, err := pve.New(ctx, pve.Config{Endpoint: w.endpoint, APIToken: w.token})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	vm, err := c.FindVM(ctx, vmid)
+	if err != nil {
+		w.t.Fatalf("kept VM %d: %v", vmid, err)
+	}
+	ref := vm.Ref()
+	cfg, err := c.Config(ctx, ref)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	if cd, _ := cfg.Raw["ide2"].(string); strings.Contains(cd, volume.SeedISOName(vmid)) {
+		w.t.Errorf("kept VM %d still has its seed in its CD-ROM: ide2 = %q", vmid, cd)
+	}
+	isos, err := c.StorageContent(ctx, ref.Node, "local", "iso", 0)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	for _, iso := range isos {
+		if strings.Contains(iso.VolID, volume.SeedISOName(vmid)) {
+			w.t.Errorf("the seed ISO %s of kept VM %d is still on storage", iso.VolID, vmid)
+		}
+	}
 }
 
 // vmExists asks the simulator whether VM vmid exists.

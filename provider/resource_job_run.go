@@ -144,19 +144,12 @@ func (r *jobResource) Create(ctx context.Context, req resource.CreateRequest, re
 		}
 		return
 	}
-	// The seed holds the bootstrap and heartbeat tokens and the sealed
-	// secrets: it goes once the guest has booted.
-	// The wait is bounded like the boot: a template without a guest agent
-	// must not hold the apply forever (the reaper deletes the ISO with the VM).
-	ref := pve.VMRef{Node: out.State.Node.ValueString(), VMID: int(out.State.VMID.ValueInt64())}
-	bootCtx, cancelBoot := context.WithTimeout(ctx, jobBootAllowance)
-	err = retireSeedAfterBoot(bootCtx, r.data.client, ref, out.State.ISOStorage.ValueString())
-	cancelBoot()
-	if err != nil {
-		resp.Diagnostics.AddWarning("Seed ISO not removed",
-			fmt.Sprintf("Job %s runs, but its sandbox's cloud-init ISO could not be removed after first boot: %s. "+
-				"The reaper deletes it with the sandbox.", id, err))
-	}
+	// The VM is started: the job boots. The seed, which holds the bootstrap
+	// and heartbeat tokens and the sealed secrets, is the reaper's to
+	// retire: it ejects and deletes it at the runner's first call, at the
+	// end of the guest's first boot (or with the VM, should the guest never
+	// call), so the apply neither polls the guest agent for it nor races
+	// the reaper to the same volume.
 	j, err := rc.SetJobStatus(ctx, id, job.StatusBooting)
 	if err != nil && !errors.Is(err, job.ErrTransition) {
 		resp.Diagnostics.AddWarning("Job status not updated",

@@ -27,8 +27,9 @@ import (
 //
 // Intent first: the deletion is recorded (with Retire set) before the
 // eject, so a crash or a failure anywhere between is finished by a later
-// tick. The provider retires the same ISO once the guest agent reports an
-// address; whichever comes first wins and the other finds it gone.
+// tick. The provider retires a sandbox's ISO too, once the guest agent
+// reports an address (whichever comes first wins and the other finds it
+// gone); a job's it leaves to the reaper.
 
 // Contacts that prove a guest has booted, as the events name them.
 const (

@@ -314,7 +314,7 @@ func (s *bootSampler) stop() []time.Duration {
 // Proxmox tasks the provider waits for in order (linked clone, seed upload,
 // start), the guest's boot (its cloud-init starts the runner at the end of
 // it, as the simulator's guest execution does), then the longer of the
-// seed's deletion (the provider retires the seed once the guest booted)
+// seed's deletion (the reaper retires the seed at the runner's first call)
 // and the task. API service and queueing time, the runner's clone and
 // upload and the provider's polling are not in it: they count against the
 // system.
