@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"sync"
@@ -266,6 +267,39 @@ func (l *Loop) applyRead(r configRead, f configFacts, err error, now time.Time) 
 	if !sameLease(before, e.lease) {
 		e.dirty = true // e.g. a new heartbeat token hash: the store must know it
 	}
+}
+
+// withSet returns cfg as it reads after an update that set the keys of
+// set, for the loop to keep without reading it again.
+func withSet(cfg pve.VMConfig, set map[string]string) pve.VMConfig {
+	out := cfg
+	out.Raw = maps.Clone(cfg.Raw)
+	if out.Raw == nil {
+		out.Raw = make(map[string]any, len(set))
+	}
+	for k, v := range set {
+		out.Raw[k] = v
+	}
+	return out
+}
+
+// rememberWritten makes cfg, which the loop itself just wrote to vmid, its
+// memory of that VM, as a tick reading it would (so the next tick needs no
+// read, and one reading the old config meanwhile does not undo it), and
+// returns the lease the VM then has; ok is false when the loop does not
+// know the VM.
+func (l *Loop) rememberWritten(vmid int, cfg pve.VMConfig, now time.Time) (_ reaper.Lease, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.vms[vmid]
+	if e == nil {
+		return reaper.Lease{}, false
+	}
+	e.setConfig(cfg, l.opts.MaxLease)
+	e.gen++
+	e.decided = false
+	e.lease.LastSeen = now
+	return e.lease, true
 }
 
 // setConfig takes the metadata and tags from a config just read; maxLease

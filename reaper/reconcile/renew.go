@@ -285,18 +285,11 @@ func (l *Loop) extendOnce(ctx context.Context, ref pve.VMRef, x extension) (reap
 		return reaper.Renewal{}, cfg, fmt.Errorf("vm %d: %w", ref.VMID, err)
 	}
 	newTags := lease.WithExpiry(tags, next.ExpiresAt)
-	if err := l.pve.UpdateConfig(ctx, ref, pve.ConfigUpdate{
-		Set:    map[string]string{"description": desc, "tags": newTags},
-		Digest: cfg.Digest(),
-	}); err != nil {
+	set := map[string]string{"description": desc, "tags": newTags}
+	if err := l.pve.UpdateConfig(ctx, ref, pve.ConfigUpdate{Set: set, Digest: cfg.Digest()}); err != nil {
 		return reaper.Renewal{}, cfg, fmt.Errorf("write the new expiry of vm %d: %w", ref.VMID, err)
 	}
-	written := cfg
-	written.Raw = make(map[string]any, len(cfg.Raw))
-	for k, v := range cfg.Raw {
-		written.Raw[k] = v
-	}
-	written.Raw["description"], written.Raw["tags"] = desc, newTags
+	written := withSet(cfg, set)
 	r.Lease = l.leaseView(ref, written, next, lease.ParseTags(newTags))
 	return r, written, rerr
 }
@@ -354,15 +347,11 @@ func (l *Loop) renewed(ctx context.Context, ref pve.VMRef, x extension, r reaper
 	ev := reaper.Event{Time: now, VMID: ref.VMID, Node: ref.Node, Kind: x.kind, Decision: reaper.DecisionDone,
 		Reason: reason, Actor: x.actor, DryRun: r.DryRun}
 	saved := r.Lease
-	l.mu.Lock()
-	if e := l.vms[ref.VMID]; e != nil && !r.DryRun {
-		e.setConfig(cfg, l.opts.MaxLease)
-		e.gen++
-		e.decided = false
-		e.lease.LastSeen = now
-		saved = e.lease
+	if !r.DryRun {
+		if remembered, ok := l.rememberWritten(ref.VMID, cfg, now); ok {
+			saved = remembered
+		}
 	}
-	l.mu.Unlock()
 	if saved.FirstSeen.IsZero() {
 		saved.FirstSeen = now
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 
@@ -201,12 +200,10 @@ func (l *Loop) swapToken(ctx context.Context, ref pve.VMRef, cfg pve.VMConfig, m
 	if err != nil {
 		return "", fmt.Errorf("vm %d: %w", ref.VMID, err)
 	}
-	if err := l.pve.UpdateConfig(ctx, ref, pve.ConfigUpdate{Set: map[string]string{"description": desc}, Digest: cfg.Digest()}); err != nil {
+	set := map[string]string{"description": desc}
+	if err := l.pve.UpdateConfig(ctx, ref, pve.ConfigUpdate{Set: set, Digest: cfg.Digest()}); err != nil {
 		return "", fmt.Errorf("write the heartbeat token of vm %d: %w", ref.VMID, err)
 	}
-	written := cfg
-	written.Raw = maps.Clone(cfg.Raw)
-	written.Raw["description"] = desc
 	now := l.clock.Now()
 	reason := "heartbeat token handed to the guest at its boot report; the seed's token extends nothing any more"
 	if seed {
@@ -215,14 +212,9 @@ func (l *Loop) swapToken(ctx context.Context, ref pve.VMRef, cfg pve.VMConfig, m
 	ev := reaper.Event{Time: now, VMID: ref.VMID, Node: ref.Node, Kind: reaper.KindHeartbeat, Decision: reaper.DecisionDone,
 		Reason: reason, Actor: reaper.ActorReaper}
 	var leases []reaper.Lease
-	l.mu.Lock()
-	if e := l.vms[ref.VMID]; e != nil {
-		e.setConfig(written, l.opts.MaxLease)
-		e.gen++
-		e.lease.LastSeen = now
-		leases = append(leases, e.lease)
+	if saved, ok := l.rememberWritten(ref.VMID, withSet(cfg, set), now); ok {
+		leases = append(leases, saved)
 	}
-	l.mu.Unlock()
 	if err := l.store.Record(ctx, leases, []reaper.Event{ev}); err != nil {
 		// The metadata holds the new hash; the next tick stores it.
 		l.log.Error("cannot record the new heartbeat token's hash", "vmid", ref.VMID, "err", err)
