@@ -51,14 +51,9 @@ func TestDebugAttach(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the provider and runs terraform: skipped with -short")
 	}
-	tf := os.Getenv("TF_ACC_TERRAFORM_PATH")
-	for _, name := range []string{"terraform", "tofu"} {
-		if tf == "" {
-			tf, _ = exec.LookPath(name)
-		}
-	}
-	if tf == "" {
-		t.Skip("neither terraform nor tofu is on PATH")
+	tf, err := tfcli.Find(os.Getenv("TF_ACC_TERRAFORM_PATH"))
+	if err != nil {
+		t.Skip(err)
 	}
 	ctx := context.Background()
 	cli, err := tfcli.Detect(ctx, tf)

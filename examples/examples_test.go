@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/agentlab/terraform-provider-agentlab/internal/tfcli"
 )
 
 // requiredProviders is what a user puts next to a docs snippet (which shows
@@ -34,16 +36,11 @@ func terraform(t *testing.T) string {
 	if testing.Short() {
 		t.Skip("runs terraform: skipped with -short")
 	}
-	if p := os.Getenv("TF_ACC_TERRAFORM_PATH"); p != "" {
-		return p
+	p, err := tfcli.Find(os.Getenv("TF_ACC_TERRAFORM_PATH"))
+	if err != nil {
+		t.Skip(err)
 	}
-	for _, name := range []string{"terraform", "tofu"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Skip("neither terraform nor tofu is on PATH")
-	return ""
+	return p
 }
 
 // exampleDirs lists every directory under examples/ holding .tf files.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -44,16 +43,8 @@ func TestMain(m *testing.M) {
 // TF_ACC_PROVIDER_HOST and TF_ACC_PROVIDER_NAMESPACE), so every test
 // configuration names the provider the way a user's does.
 func setUpAccCLI(ctx context.Context) error {
-	path := os.Getenv("TF_ACC_TERRAFORM_PATH")
-	if path == "" {
-		for _, name := range []string{"terraform", "tofu"} {
-			if p, err := exec.LookPath(name); err == nil {
-				path = p
-				break
-			}
-		}
-	}
-	if path == "" {
+	path, err := tfcli.Find(os.Getenv("TF_ACC_TERRAFORM_PATH"))
+	if err != nil {
 		return errors.New("acceptance tests need terraform (>= 1.11) or tofu on PATH, or TF_ACC_TERRAFORM_PATH")
 	}
 	info, err := tfcli.Detect(ctx, path)

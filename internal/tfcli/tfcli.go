@@ -36,6 +36,24 @@ const (
 	OpenTofu
 )
 
+// ErrNotFound is Find's answer where neither CLI is on PATH.
+var ErrNotFound = errors.New("neither terraform nor tofu is on PATH")
+
+// Find returns the CLI to run: path when it is set (a flag, or
+// TF_ACC_TERRAFORM_PATH), else terraform from PATH, else tofu from PATH;
+// ErrNotFound when there is none.
+func Find(path string) (string, error) {
+	if path != "" {
+		return path, nil
+	}
+	for _, name := range []string{"terraform", "tofu"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p, nil
+		}
+	}
+	return "", ErrNotFound
+}
+
 // Kinds lists every supported CLI.
 func Kinds() []Kind { return []Kind{Terraform, OpenTofu} }
 

@@ -94,3 +94,31 @@ func TestDetectReal(t *testing.T) {
 		}
 	}
 }
+
+// TestFind: a given path wins; else terraform, then tofu, from PATH.
+func TestFind(t *testing.T) {
+	bothDir, tofuDir, emptyDir := t.TempDir(), t.TempDir(), t.TempDir()
+	for _, f := range []string{filepath.Join(bothDir, "terraform"), filepath.Join(bothDir, "tofu"), filepath.Join(tofuDir, "tofu")} {
+		if err := os.WriteFile(f, []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name, path, pathEnv, want string
+		wantErr                   error
+	}{
+		{"given path", "/opt/tofu/tofu", bothDir, "/opt/tofu/tofu", nil},
+		{"terraform first", "", bothDir, filepath.Join(bothDir, "terraform"), nil},
+		{"tofu alone", "", tofuDir, filepath.Join(tofuDir, "tofu"), nil},
+		{"none", "", emptyDir, "", ErrNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("PATH", tt.pathEnv)
+			got, err := Find(tt.path)
+			if got != tt.want || !errors.Is(err, tt.wantErr) {
+				t.Errorf("Find(%q) with PATH=%s = %q, %v; want %q, %v", tt.path, tt.pathEnv, got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}

@@ -9,7 +9,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -52,16 +51,9 @@ func run(args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if o.terraform == "" {
-		for _, name := range []string{"terraform", "tofu"} {
-			if p, err := exec.LookPath(name); err == nil {
-				o.terraform = p
-				break
-			}
-		}
-		if o.terraform == "" {
-			return errors.New("terraform or tofu must be on PATH (or pass -terraform)")
-		}
+	var err error
+	if o.terraform, err = tfcli.Find(o.terraform); err != nil {
+		return fmt.Errorf("%w (or pass -terraform)", err)
 	}
 	cli, err := tfcli.Detect(context.Background(), o.terraform)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/pvesim"
+	"github.com/agentlab/terraform-provider-agentlab/internal/tfcli"
 	"github.com/agentlab/terraform-provider-agentlab/tools/internal/routes"
 )
 
@@ -26,14 +27,9 @@ func TestRequestBudget(t *testing.T) {
 	if os.Getenv("TF_ACC") == "" {
 		t.Skip("builds the provider and runs terraform: set TF_ACC=1 (make test does)")
 	}
-	tf := os.Getenv("TF_ACC_TERRAFORM_PATH")
-	for _, name := range []string{"terraform", "tofu"} {
-		if tf == "" {
-			tf, _ = exec.LookPath(name)
-		}
-	}
-	if tf == "" {
-		t.Skip("neither terraform nor tofu is on PATH")
+	tf, err := tfcli.Find(os.Getenv("TF_ACC_TERRAFORM_PATH"))
+	if err != nil {
+		t.Skip(err)
 	}
 	dir := t.TempDir()
 	build := exec.Command("go", "build", "-o", filepath.Join(dir, "terraform-provider-agentlab"), "../..")

@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"runtime"
 	"testing"
 	"time"
 
+	"github.com/agentlab/terraform-provider-agentlab/internal/tfcli"
 	"github.com/agentlab/terraform-provider-agentlab/reaper/reapertest"
 )
 
@@ -22,13 +22,8 @@ func TestCampaign(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("crash campaign: finds the provider plugin's process in /proc (Linux only)")
 	}
-	tf := os.Getenv("TF_ACC_TERRAFORM_PATH")
-	for _, name := range []string{"terraform", "tofu"} {
-		if tf == "" {
-			tf, _ = exec.LookPath(name)
-		}
-	}
-	if tf == "" {
+	tf, err := tfcli.Find(os.Getenv("TF_ACC_TERRAFORM_PATH"))
+	if err != nil {
 		t.Fatal("crash campaign: no terraform: set TF_ACC_TERRAFORM_PATH or put terraform or tofu on PATH")
 	}
 	bin := t.TempDir()

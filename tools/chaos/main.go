@@ -22,10 +22,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
+
+	"github.com/agentlab/terraform-provider-agentlab/internal/tfcli"
 )
 
 func main() {
@@ -66,16 +67,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, err
 	if rounds < 1 {
 		return 2, fmt.Errorf("-rounds %d: want at least 1", rounds)
 	}
-	if o.Terraform == "" {
-		for _, name := range []string{"terraform", "tofu"} {
-			if p, err := exec.LookPath(name); err == nil {
-				o.Terraform = p
-				break
-			}
-		}
-		if o.Terraform == "" {
-			return 2, errors.New("terraform or tofu must be on PATH (or pass -terraform)")
-		}
+	var err error
+	if o.Terraform, err = tfcli.Find(o.Terraform); err != nil {
+		return 2, fmt.Errorf("%w (or pass -terraform)", err)
 	}
 	dir, err := filepath.Abs(o.BinDir)
 	if err != nil {

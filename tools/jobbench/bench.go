@@ -107,16 +107,8 @@ func run(args []string, out io.Writer) error {
 	if err := checkMachine(); err != nil {
 		return err
 	}
-	if o.terraform == "" {
-		for _, name := range []string{"terraform", "tofu"} {
-			if p, err := exec.LookPath(name); err == nil {
-				o.terraform = p
-				break
-			}
-		}
-		if o.terraform == "" {
-			return &skipError{"neither terraform nor tofu is on PATH (or pass -terraform)"}
-		}
+	if o.terraform, err = tfcli.Find(o.terraform); err != nil {
+		return &skipError{err.Error() + " (or pass -terraform)"}
 	}
 	cli, err := tfcli.Detect(context.Background(), o.terraform)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/pvesim"
+	"github.com/agentlab/terraform-provider-agentlab/internal/tfcli"
 )
 
 func TestMain(m *testing.M) {
@@ -30,14 +31,9 @@ func TestSmoke(t *testing.T) {
 	if err := checkMachine(); err != nil {
 		t.Skip(err)
 	}
-	tf := os.Getenv("TF_ACC_TERRAFORM_PATH")
-	for _, name := range []string{"terraform", "tofu"} {
-		if tf == "" {
-			tf, _ = exec.LookPath(name)
-		}
-	}
-	if tf == "" {
-		t.Skip("neither terraform nor tofu is on PATH")
+	tf, err := tfcli.Find(os.Getenv("TF_ACC_TERRAFORM_PATH"))
+	if err != nil {
+		t.Skip(err)
 	}
 	bin := t.TempDir()
 	for _, b := range []struct{ out, pkg string }{
@@ -51,7 +47,7 @@ func TestSmoke(t *testing.T) {
 		}
 	}
 	var out strings.Builder
-	err := run([]string{"-bin", bin, "-terraform", tf, "-n", "2", "-parallelism", "2", "-latency", "zero", "-task", "1s",
+	err = run([]string{"-bin", bin, "-terraform", tf, "-n", "2", "-parallelism", "2", "-latency", "zero", "-task", "1s",
 		"-artifact-size", "64KiB"}, &out)
 	if err != nil {
 		t.Fatalf("run: %v\noutput:\n%s", err, out.String())
