@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -87,7 +86,7 @@ func run(args []string, out io.Writer) error {
 	}
 	path := critical.Path(jobs, o.parallelism)
 	fmt.Fprintf(out, "latency model: realistic with the capacity model (linked clone %v, upload %v, start %v, seed delete %v, guest boot %v)\n",
-		model.LinkedClone, model.Upload, model.Start, model.VolumeDelete, describeBoots(pool.boots))
+		model.LinkedClone, model.Upload, model.Start, model.VolumeDelete, critical.Describe(pool.boots))
 	fmt.Fprintf(out, "critical path: %v (each sandbox's tasks, %v, plus its guest's boot, in order on %d slots)\n",
 		path.Round(time.Millisecond), tasks, o.parallelism)
 	fmt.Fprintf(out, "apply 1 sandbox (measured baseline): %v\n", one.wall.Round(time.Millisecond))
@@ -109,18 +108,6 @@ func run(args []string, out io.Writer) error {
 // guest's boot comes on top.
 func sandboxTasks(model pvesim.Latency) time.Duration {
 	return model.LinkedClone + model.Upload + model.Start + model.VolumeDelete
-}
-
-// describeBoots summarises boot times: one value, or the range and median.
-func describeBoots(boots []time.Duration) string {
-	if len(boots) == 0 {
-		return "none"
-	}
-	s := slices.Sorted(slices.Values(boots))
-	if s[0] == s[len(s)-1] {
-		return s[0].String()
-	}
-	return fmt.Sprintf("%v to %v, median %v", s[0].Round(time.Millisecond), s[len(s)-1].Round(time.Millisecond), s[len(s)/2].Round(time.Millisecond))
 }
 
 // requestBudget is the most API requests one sandbox may cost, created with

@@ -324,7 +324,7 @@ func (r result) report(out io.Writer, o options, m pvesim.Latency, cli tfcli.Inf
 	cleanupPath := critical.Path(addEach(jobs, m.Stop+m.Destroy), o.parallelism)
 	fmt.Fprintf(out, "cli: %s %s (%s)\n", cli.Kind, cli.Version, o.terraform)
 	fmt.Fprintf(out, "latency model: %s (linked clone %v, upload %v, start %v, volume delete %v, stop %v, destroy %v, guest boot %v)\n",
-		o.latency, m.LinkedClone, m.Upload, m.Start, m.VolumeDelete, m.Stop, m.Destroy, describe(r.boots))
+		o.latency, m.LinkedClone, m.Upload, m.Start, m.VolumeDelete, m.Stop, m.Destroy, critical.Describe(r.boots))
 	fmt.Fprintf(out, "jobs: %d, terraform -parallelism=%d, task %v, artifact %s each; %d succeeded, every artifact's sha256 checked\n",
 		o.n, o.parallelism, o.task, size.FormatIEC(o.artifact), r.succeeded)
 	fmt.Fprintf(out, "critical path: %v (each job: tasks %v, its boot, then the longer of the seed's delete and the task; in order on %d slots)\n",
@@ -374,18 +374,6 @@ func addEach(ds []time.Duration, d time.Duration) []time.Duration {
 		out[i] = x + d
 	}
 	return out
-}
-
-// describe summarises durations: one value, or the range and median.
-func describe(ds []time.Duration) string {
-	if len(ds) == 0 {
-		return "none"
-	}
-	s := slices.Sorted(slices.Values(ds))
-	if s[0] == s[len(s)-1] {
-		return s[0].String()
-	}
-	return fmt.Sprintf("%v to %v, median %v", s[0].Round(time.Millisecond), s[len(s)-1].Round(time.Millisecond), s[len(s)/2].Round(time.Millisecond))
 }
 
 // randomFile writes n random bytes to path and returns their sha256.

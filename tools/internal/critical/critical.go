@@ -5,6 +5,8 @@ package critical
 
 import (
 	"container/heap"
+	"fmt"
+	"slices"
 	"time"
 
 	"github.com/agentlab/terraform-provider-agentlab/internal/pvesim"
@@ -52,4 +54,17 @@ func (h *durationHeap) Pop() any {
 	x := old[len(old)-1]
 	*h = old[:len(old)-1]
 	return x
+}
+
+// Describe summarises durations, such as the guests' boot times a run
+// drew: the one value they all have, or their range and median.
+func Describe(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "none"
+	}
+	s := slices.Sorted(slices.Values(ds))
+	if s[0] == s[len(s)-1] {
+		return s[0].String()
+	}
+	return fmt.Sprintf("%v to %v, median %v", s[0].Round(time.Millisecond), s[len(s)-1].Round(time.Millisecond), s[len(s)/2].Round(time.Millisecond))
 }

@@ -27,3 +27,20 @@ func TestPath(t *testing.T) {
 		}
 	}
 }
+
+func TestDescribe(t *testing.T) {
+	ms := time.Millisecond
+	tests := []struct {
+		ds   []time.Duration
+		want string
+	}{
+		{nil, "none"},
+		{[]time.Duration{5 * time.Second, 5 * time.Second}, "5s"},
+		{[]time.Duration{30 * time.Second, 20*time.Second + 4*ms, 25 * time.Second}, "20.004s to 30s, median 25s"},
+	}
+	for _, tt := range tests {
+		if got := Describe(tt.ds); got != tt.want {
+			t.Errorf("Describe(%v) = %q; want %q", tt.ds, got, tt.want)
+		}
+	}
+}
