@@ -278,11 +278,7 @@ func (l *Loop) finishRetire(ctx context.Context, v reaper.VolumeDeletion, gone b
 		// Left alone for good: the deletion was recorded for a sandbox.
 		ev.Decision, ev.Reason = reaper.DecisionSkip, fmt.Sprintf("seed ISO %s left in place: VM %d %v", v.Volid, v.VMID, err)
 		l.log.Warn("not retiring a seed ISO", "vmid", v.VMID, "volid", v.Volid, "err", err)
-		if err := l.store.VolumeDeleted(ctx, v.Volid, ev); err != nil {
-			l.log.Error("cannot record a seed ISO left in place", "volid", v.Volid, "err", err)
-			return
-		}
-		l.forgetVolume(v.Volid)
+		l.volumeEnded(ctx, v, ev)
 		return
 	}
 	if err != nil {
@@ -290,13 +286,11 @@ func (l *Loop) finishRetire(ctx context.Context, v reaper.VolumeDeletion, gone b
 		return
 	}
 	ev.Decision, ev.Reason = reaper.DecisionDone, fmt.Sprintf("ejected and deleted seed ISO %s of VM %d after its guest booted (it held the sandbox's cloud-init data and heartbeat token)", v.Volid, v.VMID)
-	if err := l.store.VolumeDeleted(ctx, v.Volid, ev); err != nil {
-		l.log.Error("cannot record a retired seed ISO; trying again at the next tick", "volid", v.Volid, "err", err)
+	if !l.volumeEnded(ctx, v, ev) {
 		return
 	}
 	l.m.SeedRetired()
 	l.log.Info("seed ISO retired", "vmid", v.VMID, "volid", v.Volid)
-	l.forgetVolume(v.Volid)
 	// Nor is it on storage any more for the VM's destroy to delete.
 	l.mu.Lock()
 	if isos, ok := l.orphans.seedISOs[v.VMID]; ok {

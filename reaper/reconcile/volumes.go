@@ -84,14 +84,26 @@ func (l *Loop) deleteVolumes(ctx context.Context, gone func(vmid int) bool) {
 			continue
 		}
 		ev.Decision, ev.Reason = reaper.DecisionDone, fmt.Sprintf("deleted seed ISO %s of VM %d (it held the sandbox's cloud-init data and heartbeat token)", v.Volid, v.VMID)
-		if err := l.store.VolumeDeleted(ctx, v.Volid, ev); err != nil {
-			l.log.Error("cannot record a deleted seed ISO; deleting again at the next tick", "volid", v.Volid, "err", err)
+		if !l.volumeEnded(ctx, v, ev) {
 			continue
 		}
 		l.m.VolumeDeleted()
 		l.log.Info("seed ISO deleted", "vmid", v.VMID, "volid", v.Volid)
-		l.forgetVolume(v.Volid)
 	}
+}
+
+// volumeEnded records ev, the end of the pending deletion v (done, or left
+// alone for good), and forgets v. It reports false when the store could not
+// record it: v stays pending and a later tick ends it again (deleting an
+// ISO that is gone already finds it gone).
+func (l *Loop) volumeEnded(ctx context.Context, v reaper.VolumeDeletion, ev reaper.Event) bool {
+	if err := l.store.VolumeDeleted(ctx, v.Volid, ev); err != nil {
+		l.log.Error("cannot record the end of a seed ISO's deletion; trying again at the next tick",
+			"volid", v.Volid, "decision", ev.Decision, "err", err)
+		return false
+	}
+	l.forgetVolume(v.Volid)
+	return true
 }
 
 // volumeFailed backs the pending deletion v off for four intervals and
