@@ -29,6 +29,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -103,6 +104,7 @@ func run(args []string, out io.Writer) error {
 	fmt.Fprintf(out, "client: %s; load average at start: %s\n", *client, loadAverage())
 	fmt.Fprintf(out, "%-8s  %10s  %12s  %11s  %6s  %8s  %11s  %14s  %14s  %15s\n", "size", "disk MB/s", "reaper's way", "upload MB/s", "ratio",
 		"vs disk", "sha256 MB/s", "reaper CPU/GiB", "client CPU/GiB", "reaper peak RSS")
+	var bounds []string
 	for _, sz := range sizes {
 		var plain, behind, upl, hashed, rcpu, ccpu []float64
 		var peak int64
@@ -160,9 +162,33 @@ func run(args []string, out io.Writer) error {
 		pm, bm, um := median(plain), median(behind), median(upl)
 		fmt.Fprintf(out, "%-8s  %10.0f  %12.0f  %11.0f  %6.2f  %8.2f  %11.0f  %13.2fs  %13.2fs  %11.1f MiB\n", size.FormatIEC(sz), pm, bm, um,
 			um/max(pm, bm), um/pm, median(hashed), median(rcpu), median(ccpu), float64(peak)/(1<<20))
+		if sz >= boundMin {
+			bounds = append(bounds, bound(size.FormatIEC(sz), median(hashed), median(rcpu)+median(ccpu), max(pm, bm), um))
+		} else {
+			bounds = append(bounds, fmt.Sprintf("  %-8s too small to bound: CPU time is counted in 10 ms ticks", size.FormatIEC(sz)))
+		}
+	}
+	fmt.Fprintf(out, "bound on this machine (%d CPUs): no upload beats one core's sha256, nor the CPUs' time over the CPU-seconds per GiB the reaper and the client spent:\n",
+		runtime.NumCPU())
+	for _, b := range bounds {
+		fmt.Fprintln(out, b)
 	}
 	fmt.Fprintf(out, "load average at end: %s\n", loadAverage())
 	return nil
+}
+
+// boundMin is the smallest upload whose CPU time, counted in 10 ms ticks,
+// is precise enough to bound its speed.
+const boundMin = 64 << 20
+
+// bound says how fast an upload could go on this machine, given one core's
+// sha256 speed (MiB/s), the CPU-seconds per GiB the reaper and the client
+// spent together, and the baseline's speed, and how close upload came.
+func bound(name string, hash, cpuPerGiB, baseline, upload float64) string {
+	cpu := float64(runtime.NumCPU()) * 1024 / cpuPerGiB
+	ceiling := min(hash, cpu)
+	return fmt.Sprintf("  %-8s sha256 %.0f MB/s, CPU %d / %.2f s per GiB = %.0f MB/s: at most %.0f MB/s, %.2f of the baseline; the upload reached %.2f of it",
+		name, hash, runtime.NumCPU(), cpuPerGiB, cpu, ceiling, ceiling/baseline, upload/ceiling)
 }
 
 // loadAverage is the first three fields of /proc/loadavg.
