@@ -39,16 +39,24 @@ spec=$state/spec.sh
 log=$state/task.log
 sent=$state/log.sent
 
-# call METHOD PATH [curl options...]: one request to the guest listener
-# with the job token; the answer's body goes to stdout. A call that moves
-# less than 1 KiB/s for two minutes gives up (uploads may take long, but
-# never stall forever).
+# request METHOD PATH [curl options...]: one request to the guest listener
+# with the job token; the answer's body goes to stdout. A request that
+# moves less than 1 KiB/s for two minutes gives up (uploads may take long,
+# but never stall forever).
+request() {
+	method=$1 path=$2
+	shift 2
+	curl -sS --retry 5 --retry-delay 1 --retry-connrefused --connect-timeout 30 \
+		--speed-limit 1024 --speed-time 120 \
+		-X "$method" -H "Authorization: Bearer $AGENTLAB_JOB_TOKEN" "$@" "$url$path"
+}
+
+# call METHOD PATH [curl options...]: a request that fails when the reaper
+# answers with an error.
 call() {
 	method=$1 path=$2
 	shift 2
-	curl -fsS --retry 5 --retry-delay 1 --retry-connrefused --connect-timeout 30 \
-		--speed-limit 1024 --speed-time 120 \
-		-X "$method" -H "Authorization: Bearer $AGENTLAB_JOB_TOKEN" "$@" "$url$path"
+	request "$method" "$path" -f "$@"
 }
 
 # finish CODE TIMED_OUT [ERROR]: reports the end; retried until the reaper
@@ -237,24 +245,50 @@ matches() {
 	return 1
 }
 
+# escape NAME: NAME for a URL path, every byte but / percent-encoded, so
+# that any file name reaches the reaper, which says which names it takes.
+escape() {
+	printf '%s' "$1" | od -An -tx1 -v | tr -d ' \n' | sed 's/../%&/g; s|%2f|/|g'
+}
+
+# upload FILE: uploads the artifact FILE (a path in the checkout). When the
+# reaper refuses it, its answer, which says why (larger than
+# artifacts.max_bytes, a name it does not take), goes to the log; so does
+# curl's own error when no answer came. Sets why_failed.
+upload() {
+	answer=$state/upload.answer
+	status=$(request PUT "/v1/job/artifacts/$(escape "$1")" -T "$src/$1" -o "$answer" -w '%{http_code}' 2>>"$log") || status=000
+	case $status in
+	2??) return 0 ;;
+	000)
+		why_failed='no answer'
+		echo "[agentlab-job-runner] upload of $1 failed: no answer from the reaper (curl's error above)" >>"$log"
+		;;
+	*)
+		why_failed="HTTP $status"
+		echo "[agentlab-job-runner] upload of $1 failed: the reaper answered $status: $(tr -cd '[:print:]' <"$answer" | head -c 400)" >>"$log"
+		;;
+	esac
+	return 1
+}
+
 failed=''
 if [ -n "$AGENTLAB_ARTIFACTS" ]; then
 	list=$state/artifacts.list
 	(cd "$src" && find . -path ./.git -prune -o -type f -print) | sed 's|^\./||' | sort >"$list"
 	while IFS= read -r f; do
 		matches "$f" || continue
-		if call PUT "/v1/job/artifacts/$f" -T "$src/$f" >/dev/null 2>>"$log"; then
+		if upload "$f"; then
 			echo "[agentlab-job-runner] uploaded $f" >>"$log"
 		else
-			echo "[agentlab-job-runner] upload of $f failed" >>"$log"
-			failed="$failed $f"
+			failed="$failed $f ($why_failed)"
 		fi
 	done <"$list"
 fi
 
 flush
 if [ -n "$failed" ]; then
-	finish "$code" "$timed_out" "artifact upload failed:$failed"
+	finish "$code" "$timed_out" "artifact upload failed, see the log:$failed"
 else
 	finish "$code" "$timed_out"
 fi

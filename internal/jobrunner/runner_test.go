@@ -62,6 +62,9 @@ type listener struct {
 	url string
 }
 
+// testMaxBytes is the listener's artifacts.max_bytes: 1 MiB.
+const testMaxBytes = 1 << 20
+
 func newListener(t *testing.T) *listener {
 	t.Helper()
 	dir := t.TempDir()
@@ -70,7 +73,7 @@ func newListener(t *testing.T) *listener {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	svc, err := jobs.New(db, nil, jobs.Options{Dir: filepath.Join(dir, "artifacts")})
+	svc, err := jobs.New(db, nil, jobs.Options{Dir: filepath.Join(dir, "artifacts"), MaxBytes: testMaxBytes})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,9 +201,19 @@ func TestRunner(t *testing.T) {
 			name: "odd artifact name fails the job, the good one is kept",
 			req: job.RegisterRequest{Ref: "main", Artifacts: []string{"out/*"},
 				Task: `mkdir -p out && echo good > out/good.txt && echo bad > 'out/we"ird name.txt'`},
-			status: job.StatusFailed, exit: 0, log: []string{"upload of out/we\"ird name.txt failed"},
-			reason:    "artifact upload failed: out/weird name.txt",
+			status: job.StatusFailed, exit: 0,
+			log:       []string{`upload of out/we"ird name.txt failed: the reaper answered 400:`, "has a byte not allowed (0x22)"},
+			reason:    "artifact upload failed, see the log: out/weird name.txt HTTP 400",
 			artifacts: map[string]string{"out/good.txt": "good\n"},
+		},
+		{
+			name: "an artifact over artifacts.max_bytes fails the job and the log says why",
+			req: job.RegisterRequest{Ref: "main", Artifacts: []string{"out/*"},
+				Task: `mkdir -p out && echo small > out/small.txt && head -c 2000000 /dev/zero > out/big.bin`},
+			status: job.StatusFailed, exit: 0,
+			log:       []string{"upload of out/big.bin failed: the reaper answered 413:", "artifacts.max_bytes", "uploaded out/small.txt"},
+			reason:    "artifact upload failed, see the log: out/big.bin HTTP 413",
+			artifacts: map[string]string{"out/small.txt": "small\n"},
 		},
 		{
 			name:   "tokens stay out of the task",
