@@ -2,7 +2,6 @@ package provider
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -309,13 +308,16 @@ func (r *jobResource) ValidateConfig(ctx context.Context, req resource.ValidateC
 	if err != nil {
 		return // unknown elements
 	}
-	if _, _, err := rr.Normalize(); err != nil {
-		var fe *job.FieldError
-		at := path.Root("repo")
-		if errors.As(err, &fe) {
-			at = fieldPath(fe.Field)
+	_, _, err = rr.Normalize()
+	fields := job.FieldErrors(err)
+	if err != nil && len(fields) == 0 {
+		resp.Diagnostics.AddError("Invalid job", err.Error()+".")
+	}
+	for _, fe := range fields {
+		if _, perr := time.ParseDuration(rr.Timeout); fe.Field == "timeout" && perr != nil {
+			continue // the attribute's own validator says it is no duration
 		}
-		resp.Diagnostics.AddAttributeError(at, "Invalid job", err.Error()+".")
+		resp.Diagnostics.AddAttributeError(fieldPath(fe.Field), "Invalid job", fe.Error()+".")
 	}
 }
 

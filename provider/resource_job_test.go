@@ -230,6 +230,22 @@ resource "agentlab_job" "badglob" {
 `),
 				ExpectError: regexp.MustCompile(`(?s)Invalid job.*artifacts\[0\]`),
 			},
+			{
+				// Every mistake at once, each at its attribute; a timeout
+				// that is no duration only once (its own validator).
+				Config: e.configReaper(f, `
+resource "agentlab_job" "bad" {
+  repo          = "-x"
+  ref           = "a..b"
+  task          = "true"
+  template_vmid = 9000
+  timeout       = "5 minutes"
+  artifacts     = ["../secrets"]
+  env           = { "1BAD" = "x" }
+}
+`),
+				ExpectError: regexp.MustCompile(`(?s)repo: must not start.*ref: "a\.\.b" is not.*Invalid duration.*artifacts\[0\].*env\.1BAD`),
+			},
 		},
 	})
 }

@@ -41,68 +41,119 @@ const (
 )
 
 // Normalize checks r and returns it with defaults filled in (the timeout) and
-// its timeout parsed. Every error is a *FieldError.
+// its timeout parsed. The error holds a *FieldError for each field at fault
+// (see FieldErrors), so one answer names every mistake.
 func (r RegisterRequest) Normalize() (RegisterRequest, time.Duration, error) {
-	if strings.TrimSpace(r.Repo) == "" {
-		return r, 0, fieldErr("repo", "required: the URL of the git repository to clone")
-	}
-	if err := plainText("repo", r.Repo, maxTextBytes); err != nil {
+	timeout, terr := checkTimeout(r.Timeout)
+	errs := []error{checkRepo(r.Repo), checkRef(r.Ref), checkTask(r.Task), terr}
+	errs = append(errs, checkGlobs(r.Artifacts)...)
+	errs = append(errs, checkEnv(r.Env)...)
+	errs = append(errs, plainText("owner", r.Owner, 256))
+	if err := errors.Join(errs...); err != nil {
 		return r, 0, err
-	}
-	if strings.HasPrefix(r.Repo, "-") {
-		return r, 0, fieldErr("repo", "must not start with '-'")
-	}
-	if r.Ref == "" {
-		return r, 0, fieldErr("ref", "required: a branch, tag or commit")
-	}
-	if err := plainText("ref", r.Ref, 256); err != nil {
-		return r, 0, err
-	}
-	if strings.HasPrefix(r.Ref, "-") || strings.ContainsAny(r.Ref, " \t~^:?*[\\") || strings.Contains(r.Ref, "..") {
-		return r, 0, fieldErr("ref", "%q is not a git branch, tag or commit name", r.Ref)
-	}
-	if strings.TrimSpace(r.Task) == "" {
-		return r, 0, fieldErr("task", "required: the shell command to run in the checkout")
-	}
-	if len(r.Task) > maxTaskBytes || !utf8.ValidString(r.Task) || strings.ContainsRune(r.Task, 0) {
-		return r, 0, fieldErr("task", "must be UTF-8 text without NUL bytes, at most %d bytes", maxTaskBytes)
-	}
-	timeout := DefaultTimeout
-	if r.Timeout != "" {
-		d, err := time.ParseDuration(r.Timeout)
-		if err != nil || d <= 0 || d > MaxTimeout {
-			return r, 0, fieldErr("timeout", "%q must be a positive Go duration up to %s, such as 30m or 2h", r.Timeout, MaxTimeout)
-		}
-		timeout = d
 	}
 	r.Timeout = timeout.String()
-	if len(r.Artifacts) > maxGlobs {
-		return r, 0, fieldErr("artifacts", "at most %d globs", maxGlobs)
-	}
-	for i, g := range r.Artifacts {
-		if err := CheckGlob(g); err != nil {
-			return r, 0, fieldErr(fmt.Sprintf("artifacts[%d]", i), "%v", err)
-		}
-	}
-	if len(r.Env) > maxEnvEntries {
-		return r, 0, fieldErr("env", "at most %d variables", maxEnvEntries)
-	}
-	for _, k := range sortedKeys(r.Env) {
-		if !envName(k) {
-			return r, 0, fieldErr("env."+k, "not a valid variable name: use letters, digits and _, not starting with a digit")
-		}
-		if strings.HasPrefix(k, "AGENTLAB_") {
-			return r, 0, fieldErr("env."+k, "names starting with AGENTLAB_ are reserved for the runner")
-		}
-		v := r.Env[k]
-		if len(v) > maxEnvValue || !utf8.ValidString(v) || strings.ContainsRune(v, 0) {
-			return r, 0, fieldErr("env."+k, "value must be UTF-8 text without NUL bytes, at most %d bytes", maxEnvValue)
-		}
-	}
-	if err := plainText("owner", r.Owner, 256); err != nil {
-		return r, 0, err
-	}
 	return r, timeout, nil
+}
+
+// FieldErrors returns the field errors err holds, in order: one for a
+// single field's problem, several for Normalize's joined answer.
+func FieldErrors(err error) []*FieldError {
+	if fe, ok := err.(*FieldError); ok {
+		return []*FieldError{fe}
+	}
+	var out []*FieldError
+	switch e := err.(type) {
+	case interface{ Unwrap() []error }:
+		for _, x := range e.Unwrap() {
+			out = append(out, FieldErrors(x)...)
+		}
+	case interface{ Unwrap() error }:
+		out = FieldErrors(e.Unwrap())
+	}
+	return out
+}
+
+func checkRepo(repo string) error {
+	if strings.TrimSpace(repo) == "" {
+		return fieldErr("repo", "required: the URL of the git repository to clone")
+	}
+	if err := plainText("repo", repo, maxTextBytes); err != nil {
+		return err
+	}
+	if strings.HasPrefix(repo, "-") {
+		return fieldErr("repo", "must not start with '-'")
+	}
+	return nil
+}
+
+func checkRef(ref string) error {
+	if ref == "" {
+		return fieldErr("ref", "required: a branch, tag or commit")
+	}
+	if err := plainText("ref", ref, 256); err != nil {
+		return err
+	}
+	if strings.HasPrefix(ref, "-") || strings.ContainsAny(ref, " \t~^:?*[\\") || strings.Contains(ref, "..") {
+		return fieldErr("ref", "%q is not a git branch, tag or commit name", ref)
+	}
+	return nil
+}
+
+func checkTask(task string) error {
+	if strings.TrimSpace(task) == "" {
+		return fieldErr("task", "required: the shell command to run in the checkout")
+	}
+	if len(task) > maxTaskBytes || !utf8.ValidString(task) || strings.ContainsRune(task, 0) {
+		return fieldErr("task", "must be UTF-8 text without NUL bytes, at most %d bytes", maxTaskBytes)
+	}
+	return nil
+}
+
+// checkTimeout parses timeout; empty is DefaultTimeout.
+func checkTimeout(timeout string) (time.Duration, error) {
+	if timeout == "" {
+		return DefaultTimeout, nil
+	}
+	d, err := time.ParseDuration(timeout)
+	if err != nil || d <= 0 || d > MaxTimeout {
+		return 0, fieldErr("timeout", "%q must be a positive Go duration up to %s, such as 30m or 2h", timeout, MaxTimeout)
+	}
+	return d, nil
+}
+
+// checkGlobs returns one error per bad glob.
+func checkGlobs(globs []string) []error {
+	if len(globs) > maxGlobs {
+		return []error{fieldErr("artifacts", "at most %d globs", maxGlobs)}
+	}
+	var errs []error
+	for i, g := range globs {
+		if err := CheckGlob(g); err != nil {
+			errs = append(errs, fieldErr(fmt.Sprintf("artifacts[%d]", i), "%v", err))
+		}
+	}
+	return errs
+}
+
+// checkEnv returns one error per bad variable, in name order.
+func checkEnv(env map[string]string) []error {
+	if len(env) > maxEnvEntries {
+		return []error{fieldErr("env", "at most %d variables", maxEnvEntries)}
+	}
+	var errs []error
+	for _, k := range sortedKeys(env) {
+		v := env[k]
+		switch {
+		case !envName(k):
+			errs = append(errs, fieldErr("env."+k, "not a valid variable name: use letters, digits and _, not starting with a digit"))
+		case strings.HasPrefix(k, "AGENTLAB_"):
+			errs = append(errs, fieldErr("env."+k, "names starting with AGENTLAB_ are reserved for the runner"))
+		case len(v) > maxEnvValue || !utf8.ValidString(v) || strings.ContainsRune(v, 0):
+			errs = append(errs, fieldErr("env."+k, "value must be UTF-8 text without NUL bytes, at most %d bytes", maxEnvValue))
+		}
+	}
+	return errs
 }
 
 // plainText refuses control characters and invalid UTF-8.

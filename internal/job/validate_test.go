@@ -2,6 +2,8 @@ package job
 
 import (
 	"errors"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 )
@@ -39,6 +41,18 @@ func TestNormalize(t *testing.T) {
 		if !errors.As(err, &fe) || fe.Field != tt.field || !errors.Is(err, ErrInvalid) {
 			t.Errorf("Normalize(%+v) = %v; want a FieldError on %s", req, err, tt.field)
 		}
+	}
+	// Every field at fault is named at once, in the fields' order.
+	bad := ok
+	bad.Repo, bad.Timeout, bad.Artifacts = "", "5 minutes", []string{"../x", "ok/*", "/abs"}
+	bad.Env = map[string]string{"1BAD": "x", "AGENTLAB_X": "y", "OK": "z"}
+	_, _, err = bad.Normalize()
+	var fields []string
+	for _, fe := range FieldErrors(fmt.Errorf("register: %w", err)) {
+		fields = append(fields, fe.Field)
+	}
+	if want := []string{"repo", "timeout", "artifacts[0]", "artifacts[2]", "env.1BAD", "env.AGENTLAB_X"}; !slices.Equal(fields, want) || !errors.Is(err, ErrInvalid) {
+		t.Errorf("Normalize(several bad fields): field errors on %v (%v); want %v", fields, err, want)
 	}
 	full := ok
 	full.Timeout, full.Env, full.Artifacts = "90s", map[string]string{"B": "2", "A": "1"}, []string{"out/**"}
