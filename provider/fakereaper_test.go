@@ -34,8 +34,10 @@ type fakeReaper struct {
 	outcome map[string]fakeOutcome
 	// corrupt makes downloads send other bytes than announced.
 	corrupt bool
-	// cancelled lists the jobs DELETE was called for.
+	// cancelled lists the jobs DELETE was called for, cancelWhy the
+	// reason each was given.
 	cancelled []string
+	cancelWhy map[string]string
 	seq       int
 }
 
@@ -48,7 +50,7 @@ type fakeOutcome struct {
 
 func newFakeReaper(t *testing.T) *fakeReaper {
 	f := &fakeReaper{token: "reaper-secret", jobs: map[string]*job.Job{}, sandboxes: map[string]job.SandboxRequest{},
-		files: map[string]map[string][]byte{}, outcome: map[string]fakeOutcome{}}
+		files: map[string]map[string][]byte{}, outcome: map[string]fakeOutcome{}, cancelWhy: map[string]string{}}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
 	return f
@@ -124,8 +126,13 @@ func (f *fakeReaper) serve(w http.ResponseWriter, r *http.Request) {
 		f.reply(w, http.StatusOK, j)
 	case r.Method == http.MethodDelete && sub == "":
 		f.cancelled = append(f.cancelled, id)
+		why := r.URL.Query().Get("reason")
+		f.cancelWhy[id] = why
 		if !j.Status.Ended() {
 			j.Status, j.Reason = job.StatusFailed, "cancelled"
+			if why != "" {
+				j.Reason += ": " + why
+			}
 		}
 		f.reply(w, http.StatusOK, j)
 	case r.Method == http.MethodGet && sub == "artifacts":

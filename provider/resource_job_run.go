@@ -137,7 +137,11 @@ func (r *jobResource) Create(ctx context.Context, req resource.CreateRequest, re
 		// cleanup could not.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
-		if _, err := rc.CancelJob(cctx, id); err != nil && !errors.Is(err, job.ErrNotFound) {
+		why := "its sandbox could not be made"
+		if errs := diags.Errors(); len(errs) > 0 {
+			why += ": " + errs[0].Summary()
+		}
+		if _, err := rc.CancelJob(cctx, id, why); err != nil && !errors.Is(err, job.ErrNotFound) {
 			resp.Diagnostics.AddWarning("Job left registered",
 				fmt.Sprintf("Cancelling job %s after its sandbox failed did not work: %s. The reaper ends it as lost "+
 					"once it misses its heartbeats.", id, err))
@@ -310,7 +314,7 @@ func (r *jobResource) Delete(ctx context.Context, req resource.DeleteRequest, re
 		return
 	}
 	id := st.ID.ValueString()
-	j, err := rc.CancelJob(ctx, id)
+	j, err := rc.CancelJob(ctx, id, "the agentlab_job was destroyed or replaced")
 	switch {
 	case errors.Is(err, job.ErrNotFound):
 		j = job.Job{Node: st.nodeOf(), VMID: int(st.VMID.ValueInt64()), ID: id}

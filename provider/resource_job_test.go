@@ -122,6 +122,9 @@ data "agentlab_job_artifacts" "build" {
 					if len(f.cancelled) != 1 || f.cancelled[0] != firstID {
 						return fmt.Errorf("cancelled = %v; want [%s]", f.cancelled, firstID)
 					}
+					if why := f.cancelWhy[firstID]; why != "the agentlab_job was destroyed or replaced" {
+						return fmt.Errorf("the replaced job was cancelled for %q; want the provider to say it was replaced", why)
+					}
 					if n := len(e.sandboxes(t)); n != 1 {
 						return fmt.Errorf("%d VMs in the simulator; want the new job's only", n)
 					}
@@ -246,8 +249,26 @@ resource "agentlab_job" "bad" {
 `),
 				ExpectError: regexp.MustCompile(`(?s)repo: must not start.*ref: "a\.\.b" is not.*Invalid duration.*artifacts\[0\].*env\.1BAD`),
 			},
+			{
+				// Registered, then its sandbox fails: the job is cancelled,
+				// saying why.
+				Config: e.configReaper(f, `
+resource "agentlab_job" "bad" {
+  repo          = "https://git.example/x.git"
+  ref           = "main"
+  task          = "true"
+  template_vmid = 4242
+}
+`),
+				ExpectError: regexp.MustCompile(`Template not found`),
+			},
 		},
 	})
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.cancelled) != 1 || f.cancelWhy[f.cancelled[0]] != "its sandbox could not be made: Template not found" {
+		t.Errorf("cancelled %v for %v; want one job, cancelled because its sandbox could not be made", f.cancelled, f.cancelWhy)
+	}
 }
 
 func TestAccJobArtifacts_checksumMismatchLeavesNothing(t *testing.T) {

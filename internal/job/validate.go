@@ -156,6 +156,22 @@ func checkEnv(env map[string]string) []error {
 	return errs
 }
 
+// MaxCancelWhyBytes is the longest explanation a cancel may carry.
+const MaxCancelWhyBytes = 256
+
+// CancelledReason is the reason a job cancelled for why ends with:
+// "cancelled", or "cancelled: why". A why that is not one line of plain
+// text, at most MaxCancelWhyBytes long, is a *FieldError on "reason".
+func CancelledReason(why string) (string, error) {
+	if why == "" {
+		return "cancelled", nil
+	}
+	if err := plainText("reason", why, MaxCancelWhyBytes); err != nil {
+		return "", err
+	}
+	return "cancelled: " + why, nil
+}
+
 // plainText refuses control characters and invalid UTF-8.
 func plainText(field, s string, max int) error {
 	if len(s) > max {

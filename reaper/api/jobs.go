@@ -22,7 +22,7 @@ type Jobs interface {
 	Get(ctx context.Context, id string) (job.Job, error)
 	Watch(ctx context.Context, id string, since job.Status, hold time.Duration) (job.Job, error)
 	List(ctx context.Context) ([]job.Job, error)
-	Cancel(ctx context.Context, id string) (job.Job, error)
+	Cancel(ctx context.Context, id, why string) (job.Job, error)
 	Artifacts(ctx context.Context, id string) ([]job.Artifact, error)
 	OpenArtifact(ctx context.Context, id, name string) (*os.File, job.Artifact, error)
 	ReadLog(ctx context.Context, id string, offset int64, limit int) ([]byte, int64, bool, error)
@@ -40,7 +40,7 @@ const MaxLogRead = 1 << 20
 //	                                         (a long poll, at most job.MaxLongPoll); X-Job-Wait
 //	PUT    /v1/jobs/{id}/sandbox             {"node","vmid","workspace"}
 //	POST   /v1/jobs/{id}/status              {"status":"provisioning"|"booting"}
-//	DELETE /v1/jobs/{id}                     cancel; the sandbox is destroyed unless keep_sandbox
+//	DELETE /v1/jobs/{id}?reason=WHY         cancel (reason "cancelled: WHY", WHY optional); the sandbox is destroyed unless keep_sandbox
 //	GET    /v1/jobs/{id}/log?offset=N        text/plain from N; X-Log-Offset, X-Log-Complete
 //	GET    /v1/jobs/{id}/artifacts           {"artifacts":[{"name","size","sha256"}]}
 //	GET    /v1/jobs/{id}/artifacts/{name...} the bytes; X-Checksum-Sha256
@@ -56,7 +56,7 @@ func (s *Server) jobRoutes(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("GET /v1/jobs/{id}", s.getJob)
 	mux.HandleFunc("DELETE /v1/jobs/{id}", func(w http.ResponseWriter, r *http.Request) {
-		j, err := s.Jobs.Cancel(r.Context(), r.PathValue("id"))
+		j, err := s.Jobs.Cancel(r.Context(), r.PathValue("id"), r.URL.Query().Get("reason"))
 		s.jobAnswer(w, r, j, err)
 	})
 	mux.HandleFunc("PUT /v1/jobs/{id}/sandbox", func(w http.ResponseWriter, r *http.Request) {

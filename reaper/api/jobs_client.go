@@ -81,11 +81,16 @@ func (c *Client) Jobs(ctx context.Context) ([]job.Job, error) {
 	return resp.Jobs, err
 }
 
-// CancelJob ends the job as failed (reason "cancelled") unless it already
-// ended, and destroys its sandbox unless keep_sandbox.
-func (c *Client) CancelJob(ctx context.Context, id string) (job.Job, error) {
+// CancelJob ends the job as failed unless it already ended, with the
+// reason "cancelled: why" ("cancelled" when why is empty; see
+// job.CancelledReason), and destroys its sandbox unless keep_sandbox.
+func (c *Client) CancelJob(ctx context.Context, id, why string) (job.Job, error) {
 	var j job.Job
-	err := c.do(ctx, http.MethodDelete, jobPath(id), nil, &j)
+	p := jobPath(id)
+	if why != "" {
+		p += "?reason=" + url.QueryEscape(why)
+	}
+	err := c.do(ctx, http.MethodDelete, p, nil, &j)
 	return j, err
 }
 

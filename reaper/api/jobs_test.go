@@ -124,13 +124,32 @@ func TestJobAPI(t *testing.T) {
 		t.Errorf("tampered artifact: %v; want ErrChecksum", err)
 	}
 
-	// Cancelling an ended job changes nothing; a running one fails.
-	if j, err := c.CancelJob(ctx, id); err != nil || j.Status != job.StatusSucceeded {
+	// Cancelling an ended job changes nothing; a running one fails, with
+	// the reason the canceller gave, if any; a reason that is not one
+	// line of text is refused and cancels nothing.
+	if j, err := c.CancelJob(ctx, id, ""); err != nil || j.Status != job.StatusSucceeded {
 		t.Errorf("cancel ended = %s, %v", j.Status, err)
 	}
-	reg2, _ := c.RegisterJob(ctx, job.RegisterRequest{Repo: "https://x/r.git", Ref: "main", Task: "make"})
-	if j, err := c.CancelJob(ctx, reg2.Job.ID); err != nil || j.Status != job.StatusFailed || j.Reason != "cancelled" {
-		t.Errorf("cancel = %s %q, %v; want failed cancelled", j.Status, j.Reason, err)
+	for _, tt := range []struct {
+		why, reason string
+		wantErr     error
+	}{
+		{"", "cancelled", nil},
+		{"its sandbox could not be made: Template not found", "cancelled: its sandbox could not be made: Template not found", nil},
+		{"two\nlines", "", job.ErrInvalid},
+		{strings.Repeat("x", job.MaxCancelWhyBytes+1), "", job.ErrInvalid},
+	} {
+		reg2, _ := c.RegisterJob(ctx, job.RegisterRequest{Repo: "https://x/r.git", Ref: "main", Task: "make"})
+		j, err := c.CancelJob(ctx, reg2.Job.ID, tt.why)
+		if tt.wantErr != nil {
+			if after, _ := c.Job(ctx, reg2.Job.ID); !errors.Is(err, tt.wantErr) || after.Status.Ended() {
+				t.Errorf("cancel with reason %.20q = %v, job %s; want %v and the job running", tt.why, err, after.Status, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || j.Status != job.StatusFailed || j.Reason != tt.reason {
+			t.Errorf("cancel with reason %q = %s %q, %v; want failed %q", tt.why, j.Status, j.Reason, err, tt.reason)
+		}
 	}
 }
 

@@ -185,7 +185,7 @@ func TestJobBadInput(t *testing.T) {
 	}
 	// A cancelled job's token is refused too; its spec cannot be fetched.
 	reg, _ := e.svc.Register(context.Background(), job.RegisterRequest{Repo: "file:///r", Ref: "main", Task: "true"})
-	e.svc.Cancel(context.Background(), reg.Job.ID)
+	e.svc.Cancel(context.Background(), reg.Job.ID, "")
 	if code, body := e.do(t, http.MethodGet, "/v1/job/spec", reg.BootstrapToken, ""); code != 409 {
 		t.Errorf("spec of a cancelled job = %d %s; want 409", code, body)
 	}

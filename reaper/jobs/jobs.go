@@ -262,16 +262,20 @@ func (s *Service) SetStatus(ctx context.Context, id string, st job.Status) (job.
 	return s.view(ctx, j)
 }
 
-// Cancel ends a job that has not ended as failed, reason "cancelled", and
-// has its sandbox destroyed (unless keep_sandbox).
-func (s *Service) Cancel(ctx context.Context, id string) (job.Job, error) {
+// Cancel ends a job that has not ended as failed, reason "cancelled" (or
+// "cancelled: why"), and has its sandbox destroyed (unless keep_sandbox).
+func (s *Service) Cancel(ctx context.Context, id, why string) (job.Job, error) {
+	reason, err := job.CancelledReason(why)
+	if err != nil {
+		return job.Job{}, err
+	}
 	var ended bool
 	j, err := s.loadUpdate(ctx, id, func(j *reaper.Job) error {
 		if j.Status.Ended() {
 			return nil
 		}
 		ended = true
-		s.end(j, job.StatusFailed, nil, "cancelled")
+		s.end(j, job.StatusFailed, nil, reason)
 		return nil
 	})
 	if err != nil {

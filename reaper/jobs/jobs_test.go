@@ -172,7 +172,7 @@ func TestEndings(t *testing.T) {
 			e.pve.destroyed = nil
 		}, job.StatusLost, "vanished", -1, false},
 		{"cancelled", func(t *testing.T, e *env, id string) {
-			e.svc.Cancel(ctx, id)
+			e.svc.Cancel(ctx, id, "")
 		}, job.StatusFailed, "cancelled", -1, true},
 	}
 	for _, tt := range tests {
