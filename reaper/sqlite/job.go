@@ -36,7 +36,11 @@ func (db *DB) CreateJob(ctx context.Context, j reaper.Job) error {
 
 // Job returns one job, or an error wrapping job.ErrNotFound.
 func (db *DB) Job(ctx context.Context, id string) (reaper.Job, error) {
-	return getJob(ctx, db.db, `WHERE id = ?`, id)
+	j, err := getJob(ctx, db.db, `WHERE id = ?`, id)
+	if errors.Is(err, job.ErrNotFound) {
+		return reaper.Job{}, fmt.Errorf("%s: %w", id, job.ErrNotFound)
+	}
+	return j, err
 }
 
 // JobByToken returns the job whose job token has the given hex sha256, or
@@ -90,6 +94,9 @@ func (db *DB) UpdateJob(ctx context.Context, id string, fn func(*reaper.Job) err
 	}
 	defer tx.Rollback()
 	j, err := getJob(ctx, tx, `WHERE id = ?`, id)
+	if errors.Is(err, job.ErrNotFound) {
+		return reaper.Job{}, fmt.Errorf("%s: %w", id, job.ErrNotFound)
+	}
 	if err != nil {
 		return reaper.Job{}, err
 	}
@@ -222,7 +229,7 @@ type queryer interface {
 func getJob(ctx context.Context, q queryer, where string, args ...any) (reaper.Job, error) {
 	j, err := scanJob(q.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs `+where, args...))
 	if errors.Is(err, sql.ErrNoRows) {
-		return reaper.Job{}, fmt.Errorf("job: %w", job.ErrNotFound)
+		return reaper.Job{}, job.ErrNotFound
 	}
 	return j, err
 }
