@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -595,6 +596,29 @@ resource "agentlab_job" "reader" {
   depends_on    = [agentlab_job.writer]
 }
 
+# Two more jobs on the same workspace, with no depends_on: Terraform starts
+# them at once, and each waits for the workspace in turn.
+resource "agentlab_job" "one" {
+  repo          = %[1]q
+  ref           = "main"
+  task          = "echo one >> \"$AGENTLAB_WORKSPACE/turns.txt\"; mkdir -p out; cp \"$AGENTLAB_WORKSPACE/turns.txt\" out/turns.txt"
+  template_vmid = 9000
+  workspace_id  = agentlab_workspace.shared.id
+  artifacts     = ["out/**"]
+}
+
+resource "agentlab_job" "two" {
+  repo          = %[1]q
+  ref           = "main"
+  task          = "echo two >> \"$AGENTLAB_WORKSPACE/turns.txt\"; mkdir -p out; cp \"$AGENTLAB_WORKSPACE/turns.txt\" out/turns.txt"
+  template_vmid = 9000
+  workspace_id  = agentlab_workspace.shared.id
+  artifacts     = ["out/**"]
+}
+
+output "turns" {
+  value = [for j in [agentlab_job.one, agentlab_job.two] : [j.status, [for a in j.artifact_list : a.sha256 if a.name == "out/turns.txt"]]]
+}
 output "writer_status" { value = agentlab_job.writer.status }
 output "reader_status" { value = agentlab_job.reader.status }
 output "reader_note"   { value = [for a in agentlab_job.reader.artifact_list : a.sha256 if a.name == "out/note.txt"] }
@@ -609,5 +633,27 @@ output "reader_note"   { value = [for a in agentlab_job.reader.artifact_list : a
 	notes, _ := out["reader_note"].([]any)
 	if len(notes) != 1 || notes[0] != sha("from the first job\n") {
 		t.Fatalf("reader's out/note.txt sha256 = %v; want %s", notes, sha("from the first job\n"))
+	}
+	// one and two ran one after the other: the first saw its own line, the
+	// second both.
+	var got []string
+	turns, _ := out["turns"].([]any)
+	for _, tr := range turns {
+		pair, _ := tr.([]any)
+		if len(pair) != 2 || pair[0] != "succeeded" {
+			t.Fatalf("jobs one and two: %v; want both succeeded (the second waits for the workspace)", turns)
+		}
+		sums, _ := pair[1].([]any)
+		for _, s := range sums {
+			got = append(got, s.(string))
+		}
+	}
+	slices.Sort(got)
+	ok := false
+	for _, order := range [][]string{{sha("one\n"), sha("one\ntwo\n")}, {sha("two\n"), sha("two\none\n")}} {
+		ok = ok || slices.Equal(got, slices.Sorted(slices.Values(order)))
+	}
+	if !ok {
+		t.Errorf("turns.txt sha256s %v; want one job to see only its line and the other both, in that order", got)
 	}
 }

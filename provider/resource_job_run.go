@@ -114,8 +114,9 @@ func (r *jobResource) Create(ctx context.Context, req resource.CreateRequest, re
 	wsVolume := workspaceVolume(plan.WorkspaceID)
 	guestURL := r.data.settings.ReaperGuestURL
 	extras := sandboxExtras{
-		JobID: id,
-		Seed:  chainSeed(secretSeed, func(c *cloudinit.Config) { jobSeed(c, guestURL, reg.BootstrapToken) }),
+		JobID:       id,
+		Seed:        chainSeed(secretSeed, func(c *cloudinit.Config) { jobSeed(c, guestURL, reg.BootstrapToken) }),
+		AwaitHolder: func(ctx context.Context, holder pve.VMRef) error { return r.awaitHolder(ctx, rc, holder) },
 		Cloned: func(ctx context.Context, ref pve.VMRef) error {
 			if _, err := rc.SetJobStatus(ctx, id, job.StatusProvisioning); err != nil {
 				return fmt.Errorf("telling the reaper job %s is provisioning: %w", id, err)
@@ -193,54 +194,95 @@ func (r *jobResource) Create(ctx context.Context, req resource.CreateRequest, re
 // job to let go of its workspace.
 const workspaceFreeWait = 3 * time.Minute
 
-// waitWorkspaceFree waits while workspace id is held by the sandbox of a job
-// that has ended and whose sandbox the reaper is about to destroy, so jobs
-// that share a workspace can run one after the other. Any other holder is
-// left for the attach to report.
+// Jobs that share a workspace run one after the other, in whatever order
+// Terraform starts them: a job whose workspace another job's sandbox holds
+// waits until that job has ended and the reaper has destroyed its sandbox
+// (before it clones its own, and again when two jobs reach the attach at
+// once). Any other holder, a sandbox that is not a job's or one kept with
+// keep_sandbox, is left for the attach to report.
+
+// waitWorkspaceFree waits while workspace id is held by another job's
+// sandbox (see awaitHolder).
 func (r *jobResource) waitWorkspaceFree(ctx context.Context, rc *api.Client, id string) {
-	clk := r.data.waitClock()
-	deadline := clk.Now().Add(workspaceFreeWait)
 	c := r.data.client
 	ws, err := sandboxWorkspace(ctx, c, id)
 	if err != nil {
 		return
 	}
-	for {
-		atts, err := workspace.Attachments(ctx, c, ws)
-		if err != nil {
+	atts, err := workspace.Attachments(ctx, c, ws)
+	if err != nil {
+		return
+	}
+	for _, a := range atts {
+		if pve.IsDriveKey(a.Key) && r.awaitHolder(ctx, rc, a.VM) != nil {
 			return
 		}
-		held := false
-		for _, a := range atts {
-			if !pve.IsDriveKey(a.Key) {
-				continue
-			}
-			m, err := lease.Decode(a.Config.Description())
-			if err != nil || m.JobID == "" {
-				return
-			}
-			j, err := rc.Job(ctx, m.JobID)
-			if err != nil || !j.Status.Ended() || j.KeepSandbox {
-				return
-			}
-			held = true
+	}
+}
+
+// errNotJobHolder: the VM that holds the workspace is not the sandbox of a
+// job that will let it go.
+var errNotJobHolder = errors.New("the workspace's holder is not the sandbox of a job that ends")
+
+// awaitHolder waits until holder, a VM that holds a workspace this job
+// needs, is gone: it must be the sandbox of a job (its metadata says which)
+// not kept with keep_sandbox; the wait lasts until that job ends (at most
+// its timeout and the boot allowance) and the reaper destroys its sandbox
+// (at most workspaceFreeWait more). It returns nil once the VM is gone.
+func (r *jobResource) awaitHolder(ctx context.Context, rc *api.Client, holder pve.VMRef) error {
+	c := r.data.client
+	cfg, err := c.Config(ctx, holder)
+	if pve.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	m, err := lease.Decode(cfg.Description())
+	if err != nil || m.JobID == "" {
+		return errNotJobHolder
+	}
+	j, err := rc.Job(ctx, m.JobID)
+	if err != nil {
+		return err
+	}
+	if !j.Status.Ended() {
+		limit, err := time.ParseDuration(j.Timeout)
+		if err != nil {
+			limit = job.MaxTimeout
+		}
+		tflog.Info(ctx, "waiting for the job whose sandbox holds the workspace", map[string]any{"job": j.ID, "vmid": holder.VMID})
+		if j, err = r.waitJob(ctx, rc, j.ID, limit+jobBootAllowance); err != nil {
+			return err
+		}
+	}
+	if j.KeepSandbox {
+		return errNotJobHolder
+	}
+	clk := r.data.waitClock()
+	deadline := clk.Now().Add(workspaceFreeWait)
+	for {
+		_, err := c.Config(ctx, holder)
+		switch {
+		case pve.IsNotFound(err):
+			return nil
+		case err != nil:
+			return err
 		}
 		remaining := deadline.Sub(clk.Now())
-		if !held || remaining <= 0 {
-			return
+		if remaining <= 0 {
+			return fmt.Errorf("the sandbox of job %s still holds the workspace %s after the job ended", j.ID, workspaceFreeWait)
 		}
 		t := clk.NewTimer(min(time.Second, remaining))
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return
+			return ctx.Err()
 		case <-t.C:
 		}
 	}
 }
 
-// waitJob follows job id on the reaper (long polls) until it ends or limit
-// has passed on the provider's clock, logging each status change.
 func (r *jobResource) waitJob(ctx context.Context, rc *api.Client, id string, limit time.Duration) (job.Job, error) {
 	return job.Wait(ctx, rc, id, job.WaitOptions{Limit: limit, Clock: r.data.waitClock(),
 		OnChange: func(j job.Job) {

@@ -19,6 +19,7 @@ import (
 	"github.com/agentlab/terraform-provider-agentlab/internal/profile"
 	"github.com/agentlab/terraform-provider-agentlab/internal/pve"
 	"github.com/agentlab/terraform-provider-agentlab/internal/volume"
+	"github.com/agentlab/terraform-provider-agentlab/internal/workspace"
 )
 
 // cleanupTimeout bounds the removal of a half-made sandbox. It runs on a
@@ -89,6 +90,10 @@ type sandboxExtras struct {
 	// Cloned, when set, is called once the VM exists, before it is set up;
 	// an error fails the creation (and removes the VM).
 	Cloned func(ctx context.Context, ref pve.VMRef) error
+	// AwaitHolder, when set, is called when the workspace is held by
+	// another VM: nil once that VM let go of it (the attach is tried
+	// again), an error when it will not (the attach's error stands).
+	AwaitHolder func(ctx context.Context, holder pve.VMRef) error
 }
 
 // createOutcome is the result of creating a sandbox.
@@ -226,7 +231,7 @@ func (r *sandboxResource) create(ctx context.Context, plan sandboxModel, x sandb
 	}
 	var state sandboxModel
 	if err == nil {
-		state, err = r.provision(ctx, ref, plan, meta, heartbeatToken, x.Seed)
+		state, err = r.provision(ctx, ref, plan, meta, heartbeatToken, x)
 	}
 	if err != nil {
 		if cerr := r.cleanup(ctx, ref, plan.ISOStorage.ValueString()); cerr != nil {
@@ -243,7 +248,7 @@ func (r *sandboxResource) create(ctx context.Context, plan sandboxModel, x sandb
 }
 
 // provision turns a fresh clone into a running sandbox and returns its state.
-func (r *sandboxResource) provision(ctx context.Context, ref pve.VMRef, plan sandboxModel, meta lease.Metadata, heartbeatToken string, seedExtra func(*cloudinit.Config)) (sandboxModel, error) {
+func (r *sandboxResource) provision(ctx context.Context, ref pve.VMRef, plan sandboxModel, meta lease.Metadata, heartbeatToken string, x sandboxExtras) (sandboxModel, error) {
 	c := r.data.client
 	cfg, err := c.Config(ctx, ref)
 	if err != nil {
@@ -277,8 +282,8 @@ func (r *sandboxResource) provision(ctx context.Context, ref pve.VMRef, plan san
 		Heartbeat:  &cloudinit.Heartbeat{URL: r.data.settings.ReaperGuestURL, Token: heartbeatToken, ReportBoot: true},
 		Workspace:  cloudinitWorkspace(plan.WorkspaceID),
 	}
-	if seedExtra != nil {
-		seedExtra(&seedCfg)
+	if x.Seed != nil {
+		x.Seed(&seedCfg)
 	}
 	seed, err := seedCfg.Render()
 	if err != nil {
@@ -330,8 +335,15 @@ func (r *sandboxResource) provision(ctx context.Context, ref pve.VMRef, plan san
 	}
 
 	if id := plan.WorkspaceID; !id.IsNull() && !id.IsUnknown() {
-		if err := attachWorkspace(ctx, c, ref, id.ValueString()); err != nil {
-			return plan, fmt.Errorf("attaching the workspace: %w", err)
+		for {
+			err := attachWorkspace(ctx, c, ref, id.ValueString())
+			if err == nil {
+				break
+			}
+			var held *workspace.AttachedError
+			if x.AwaitHolder == nil || !errors.As(err, &held) || held.VM == ref || x.AwaitHolder(ctx, held.VM) != nil {
+				return plan, fmt.Errorf("attaching the workspace: %w", err)
+			}
 		}
 	}
 

@@ -109,12 +109,22 @@ func attachWorkspace(ctx context.Context, c *pve.Client, ref pve.VMRef, id strin
 			if ae.Pending {
 				held = "is being attached to"
 			}
-			return fmt.Errorf("workspace %s %s sandbox %s (%q); two sandboxes never hold a workspace at "+
-				"once: remove workspace_id from that sandbox (or destroy it) first, then apply again: %w", id, held, ae.VM, ae.Name, err)
+			return &heldError{ae: ae, msg: fmt.Sprintf("workspace %s %s sandbox %s (%q); two sandboxes never hold a workspace "+
+				"at once: remove workspace_id from that sandbox (or destroy it) first, then apply again", id, held, ae.VM, ae.Name)}
 		}
 		return err
 	})
 }
+
+// heldError is an attach refused because another sandbox holds the
+// workspace: msg says what to do, and it unwraps to the AttachedError.
+type heldError struct {
+	ae  *workspace.AttachedError
+	msg string
+}
+
+func (e *heldError) Error() string { return e.msg }
+func (e *heldError) Unwrap() error { return e.ae }
 
 // whileStopped runs fn with the VM stopped, starting it again afterwards
 // when it was running.
