@@ -227,7 +227,7 @@ func (r *jobResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *
 			"status": schema.StringAttribute{MarkdownDescription: "Where the job stands: `requested`, `provisioning`, `booting`, `running`, then `succeeded`, `failed`, `timed_out` or `lost` (the sandbox vanished or its runner stopped reporting).", Computed: true, PlanModifiers: keepStr},
 			"reason": schema.StringAttribute{MarkdownDescription: "Why a job `failed`, `timed_out` or was `lost`, as the reaper recorded it; empty otherwise.", Computed: true, PlanModifiers: keepStr},
 			"exit_code": schema.Int64Attribute{
-				MarkdownDescription: "The task's exit code once the job ended; null before, and for jobs that ended without one (lost, cancelled).",
+				MarkdownDescription: "The task's exit code once the job ended; null before, and for jobs that ended without one (lost, cancelled, or a task that never ran because the checkout failed).",
 				Computed:            true, PlanModifiers: []planmodifier.Int64{int64planmodifier.UseStateForUnknown()},
 			},
 			"started_at":  schema.StringAttribute{MarkdownDescription: "When the runner started the task (RFC 3339); null before.", Computed: true, PlanModifiers: keepStr},

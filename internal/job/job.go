@@ -141,6 +141,9 @@ type Finished struct {
 	// deliver its results (clone failed, an upload failed): the job fails
 	// with it as the reason.
 	Error string `json:"error,omitempty"`
+	// NotRun says the task never ran (the checkout failed): the job has no
+	// exit code. A runner sets ExitCode too, for reapers that predate it.
+	NotRun bool `json:"not_run,omitempty"`
 }
 
 // Headers of GET /v1/jobs/{id}/log and of artifact downloads.

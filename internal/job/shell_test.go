@@ -26,7 +26,7 @@ func TestShellScript(t *testing.T) {
 		t.Fatal(err)
 	}
 	script := `. "$1"
-printf '%s\0' "$AGENTLAB_JOB_ID" "$AGENTLAB_REPO" "$AGENTLAB_REF" "$AGENTLAB_TASK" "$AGENTLAB_TIMEOUT" "$AGENTLAB_ARTIFACTS" "$AGENTLAB_JOB_TOKEN" "$AGENTLAB_WORKSPACE"
+printf '%s\0' "$AGENTLAB_JOB_ID" "$AGENTLAB_REPO" "$AGENTLAB_REF" "$AGENTLAB_TASK" "$AGENTLAB_TIMEOUT" "$AGENTLAB_ARTIFACTS" "$AGENTLAB_JOB_TOKEN" "$AGENTLAB_WORKSPACE" "$AGENTLAB_FINISH_FIELDS"
 printf '%s\0' "$PATH"
 (agentlab_task_env; printf '%s\0' "$A" "$B" "$PATH")`
 	out, err := exec.Command(sh, "-c", script, "sh", file).Output()
@@ -34,7 +34,7 @@ printf '%s\0' "$PATH"
 		t.Fatal(err)
 	}
 	got := strings.Split(strings.TrimSuffix(string(out), "\x00"), "\x00")
-	want := []string{spec.ID, spec.Repo, spec.Ref, spec.Task, "90", "out/*\n*.log", "tok", "", os.Getenv("PATH"), "it's", "$(x)\nnewline", "/nope"}
+	want := []string{spec.ID, spec.Repo, spec.Ref, spec.Task, "90", "out/*\n*.log", "tok", "", "not_run", os.Getenv("PATH"), "it's", "$(x)\nnewline", "/nope"}
 	if len(got) != len(want) {
 		t.Fatalf("got %d values %q; want %d", len(got), got, len(want))
 	}

@@ -59,12 +59,19 @@ call() {
 	request "$method" "$path" -f "$@"
 }
 
-# finish CODE TIMED_OUT [ERROR]: reports the end; retried until the reaper
-# answers, for the job's outcome must not be lost to a network blip. The
-# error keeps only characters that need no escaping in JSON.
+# finish CODE TIMED_OUT [ERROR [NOT_RUN]]: reports the end; retried until
+# the reaper answers, for the job's outcome must not be lost to a network
+# blip. The error keeps only characters that need no escaping in JSON.
+# NOT_RUN true says the task never ran: the job has no exit code. It is
+# sent only to a reaper whose spec lists not_run in AGENTLAB_FINISH_FIELDS
+# (an older one refuses fields it does not know, and records CODE).
 finish() {
 	error=$(printf '%s' "${3:-}" | tr -cd 'A-Za-z0-9._/:,=+@~ -')
-	body=$(printf '{"exit_code":%d,"timed_out":%s,"error":"%s"}' "$1" "$2" "$error")
+	extra=''
+	case " ${AGENTLAB_FINISH_FIELDS:-} " in
+	*" not_run "*) extra=",\"not_run\":${4:-false}" ;;
+	esac
+	body=$(printf '{"exit_code":%d,"timed_out":%s,"error":"%s"%s}' "$1" "$2" "$error" "$extra")
 	tries=0
 	until call POST /v1/job/finished -H 'Content-Type: application/json' --data-binary "$body" >/dev/null; do
 		tries=$((tries + 1))
@@ -172,7 +179,7 @@ checkout() {
 if ! checkout >>"$log" 2>&1; then
 	say "cannot check out $AGENTLAB_REF of $AGENTLAB_REPO" 2>>"$log"
 	flush
-	finish 1 false "cannot check out ref $AGENTLAB_REF of the repository, see the log"
+	finish 1 false "cannot check out ref $AGENTLAB_REF of the repository, see the log" true
 	kill "$reporter" 2>/dev/null
 	exit 0 # the outcome is reported: the runner did its part
 fi

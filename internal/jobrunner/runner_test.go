@@ -195,7 +195,7 @@ func TestRunner(t *testing.T) {
 		{
 			name:   "unknown ref",
 			req:    job.RegisterRequest{Ref: "no-such-branch", Task: "echo never"},
-			status: job.StatusFailed, exit: 1, log: []string{"cannot check out"}, reason: "cannot check out ref no-such-branch",
+			status: job.StatusFailed, exit: -1, log: []string{"cannot check out"}, reason: "cannot check out ref no-such-branch",
 		},
 		{
 			name: "odd artifact name fails the job, the good one is kept",

@@ -39,7 +39,7 @@ const MaxLogChunkBytes = 1 << 20
 //	POST /v1/job/heartbeat         the runner is alive
 //	PUT  /v1/job/artifacts/{name}  the body is the artifact: 201 {"name","size","sha256"};
 //	                               400 bad name or truncated, 413 over artifacts.max_bytes
-//	POST /v1/job/finished          {"exit_code":N,"timed_out":bool,"error":"..."}; the token then stops working
+//	POST /v1/job/finished          {"exit_code":N,"timed_out":bool,"error":"...","not_run":bool}; the token then stops working
 func (s *Server) SetJobs(j Jobs) { s.jobs = j }
 
 // jobPrefix starts every job endpoint.

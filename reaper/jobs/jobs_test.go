@@ -147,6 +147,9 @@ func TestEndings(t *testing.T) {
 		{"failed exit code", func(t *testing.T, e *env, id string) {
 			e.svc.Finished(ctx, id, job.Finished{ExitCode: 3})
 		}, job.StatusFailed, "exited with code 3", 3, true},
+		{"task never ran", func(t *testing.T, e *env, id string) {
+			e.svc.Finished(ctx, id, job.Finished{ExitCode: 1, NotRun: true, Error: "cannot check out ref main of the repository, see the log"})
+		}, job.StatusFailed, "runner: cannot check out ref main", -1, true},
 		{"runner timer", func(t *testing.T, e *env, id string) {
 			e.svc.Finished(ctx, id, job.Finished{ExitCode: 124, TimedOut: true})
 		}, job.StatusTimedOut, "longer than its timeout", 124, true},

@@ -101,8 +101,9 @@ func (s *Service) AppendLog(ctx context.Context, id string, data []byte) (int64,
 }
 
 // Finished records the task's end: succeeded for exit code 0, timed_out
-// when the runner's timer fired, failed otherwise. The job token stops
-// working and the sandbox is ended.
+// when the runner's timer fired, failed otherwise (and without an exit
+// code when the task never ran). The job token stops working and the
+// sandbox is ended.
 func (s *Service) Finished(ctx context.Context, id string, f job.Finished) (job.Job, error) {
 	j, err := s.store.UpdateJob(ctx, id, func(j *reaper.Job) error {
 		st, reason := job.StatusSucceeded, ""
@@ -115,11 +116,17 @@ func (s *Service) Finished(ctx context.Context, id string, f job.Finished) (job.
 		if f.Error != "" && !f.TimedOut {
 			st, reason = job.StatusFailed, "runner: "+truncate(f.Error, 500)
 		}
+		var code *int
+		switch {
+		case !f.NotRun:
+			code = &f.ExitCode
+		case f.Error == "":
+			st, reason = job.StatusFailed, "runner: the task did not run"
+		}
 		if err := job.Transition(j.Status, st); err != nil {
 			return err
 		}
-		code := f.ExitCode
-		s.end(j, st, &code, reason)
+		s.end(j, st, code, reason)
 		if j.StartedAt.IsZero() {
 			j.StartedAt = j.FinishedAt
 		}
