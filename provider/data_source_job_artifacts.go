@@ -2,8 +2,11 @@ package provider
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -63,7 +66,9 @@ func (d *jobArtifactsDataSource) Schema(_ context.Context, _ datasource.SchemaRe
 			},
 			"download_dir": schema.StringAttribute{
 				MarkdownDescription: "A directory to download the artifacts into, keeping their relative paths; " +
-					"created when missing. Existing files of the same names are replaced. Defaults to no download.",
+					"created when missing. Existing files of the same names are replaced, except those that already hold " +
+					"the artifact's bytes (same size and sha256): Terraform reads the data source at every plan, and only " +
+					"what is missing or changed is fetched again. Defaults to no download.",
 				Optional: true,
 			},
 			"artifacts": schema.ListNestedAttribute{
@@ -136,6 +141,9 @@ func downloadArtifact(ctx context.Context, rc *api.Client, id string, a job.Arti
 		return "", fmt.Errorf("refusing the artifact name %q: not a relative path inside the directory", a.Name)
 	}
 	dst := filepath.Join(dir, filepath.FromSlash(a.Name))
+	if holds(dst, a) {
+		return dst, nil // every plan reads the data source: fetch only what changed
+	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return "", err
 	}
@@ -173,4 +181,23 @@ func downloadArtifact(ctx context.Context, rc *api.Client, id string, a job.Arti
 	}
 	done = true
 	return dst, nil
+}
+
+// holds reports whether path is a regular file with a's bytes: its size and
+// its sha256 (hashed again, so a file changed since is fetched again).
+func holds(path string, a job.Artifact) bool {
+	fi, err := os.Lstat(path)
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() != a.Size {
+		return false
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return false
+	}
+	return hex.EncodeToString(h.Sum(nil)) == a.SHA256
 }

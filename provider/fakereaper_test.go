@@ -38,6 +38,8 @@ type fakeReaper struct {
 	// reason each was given.
 	cancelled []string
 	cancelWhy map[string]string
+	// downloads counts artifact downloads.
+	downloads int
 	seq       int
 }
 
@@ -144,6 +146,7 @@ func (f *fakeReaper) serve(w http.ResponseWriter, r *http.Request) {
 			f.fail(w, http.StatusNotFound, "no artifact "+name)
 			return
 		}
+		f.downloads++
 		sum := sha256.Sum256(b)
 		w.Header().Set(job.HeaderChecksum, hex.EncodeToString(sum[:]))
 		if f.corrupt {

@@ -271,6 +271,66 @@ resource "agentlab_job" "bad" {
 	}
 }
 
+// TestAccJobArtifacts_downloadsOnce: every plan reads the data source, and
+// only a file that is missing or differs from the artifact is fetched again.
+func TestAccJobArtifacts_downloadsOnce(t *testing.T) {
+	e := newAccEnv(t)
+	f := newFakeReaper(t)
+	f.outcome["https://git.example/ok.git"] = fakeOutcome{status: job.StatusSucceeded,
+		files: map[string]string{"a.txt": "alpha", "out/b.txt": "beta"}}
+	dir := t.TempDir()
+	config := e.configReaper(f, fmt.Sprintf(`
+resource "agentlab_job" "build" {
+  repo          = "https://git.example/ok.git"
+  ref           = "main"
+  task          = "true"
+  template_vmid = 9000
+}
+
+data "agentlab_job_artifacts" "build" {
+  job_id       = agentlab_job.build.id
+  download_dir = %q
+}
+`, dir))
+	downloads := func(want int) error {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.downloads != want {
+			return fmt.Errorf("%d artifact downloads; want %d", f.downloads, want)
+		}
+		return nil
+	}
+	resource.ParallelTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: e.factories(),
+		CheckDestroy:             e.checkNothingLeft(t),
+		Steps: []resource.TestStep{
+			{
+				Config: config,
+				Check:  func(*terraform.State) error { return downloads(2) },
+			},
+			{
+				// The plans and refreshes since fetched nothing; a file
+				// changed on disk is fetched again, the other is not.
+				PreConfig: func() {
+					if err := downloads(2); err != nil {
+						t.Error(err)
+					}
+					if err := os.WriteFile(filepath.Join(dir, "a.txt"), []byte("tampered"), 0o644); err != nil {
+						t.Fatal(err)
+					}
+				},
+				Config: config,
+				Check: func(*terraform.State) error {
+					if b, err := os.ReadFile(filepath.Join(dir, "a.txt")); err != nil || string(b) != "alpha" {
+						return fmt.Errorf("a.txt = %q, %v; want the artifact's bytes again", b, err)
+					}
+					return downloads(3)
+				},
+			},
+		},
+	})
+}
+
 func TestAccJobArtifacts_checksumMismatchLeavesNothing(t *testing.T) {
 	e := newAccEnv(t)
 	f := newFakeReaper(t)
