@@ -271,15 +271,10 @@ resource "agentlab_job" "bad" {
 	}
 }
 
-// TestAccJobArtifacts_downloadsOnce: every plan reads the data source, and
-// only a file that is missing or differs from the artifact is fetched again.
-func TestAccJobArtifacts_downloadsOnce(t *testing.T) {
-	e := newAccEnv(t)
-	f := newFakeReaper(t)
-	f.outcome["https://git.example/ok.git"] = fakeOutcome{status: job.StatusSucceeded,
-		files: map[string]string{"a.txt": "alpha", "out/b.txt": "beta"}}
-	dir := t.TempDir()
-	config := e.configReaper(f, fmt.Sprintf(`
+// okJobDownloadedTo is a job on the fake's ok repository whose artifacts
+// the data source downloads into dir.
+func okJobDownloadedTo(dir string) string {
+	return fmt.Sprintf(`
 resource "agentlab_job" "build" {
   repo          = "https://git.example/ok.git"
   ref           = "main"
@@ -291,7 +286,18 @@ data "agentlab_job_artifacts" "build" {
   job_id       = agentlab_job.build.id
   download_dir = %q
 }
-`, dir))
+`, dir)
+}
+
+// TestAccJobArtifacts_downloadsOnce: every plan reads the data source, and
+// only a file that is missing or differs from the artifact is fetched again.
+func TestAccJobArtifacts_downloadsOnce(t *testing.T) {
+	e := newAccEnv(t)
+	f := newFakeReaper(t)
+	f.outcome["https://git.example/ok.git"] = fakeOutcome{status: job.StatusSucceeded,
+		files: map[string]string{"a.txt": "alpha", "out/b.txt": "beta"}}
+	dir := t.TempDir()
+	config := e.configReaper(f, okJobDownloadedTo(dir))
 	downloads := func(want int) error {
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -358,19 +364,7 @@ resource "agentlab_job" "build" {
 				},
 			},
 			{
-				Config: e.configReaper(f, fmt.Sprintf(`
-resource "agentlab_job" "build" {
-  repo          = "https://git.example/ok.git"
-  ref           = "main"
-  task          = "true"
-  template_vmid = 9000
-}
-
-data "agentlab_job_artifacts" "build" {
-  job_id       = agentlab_job.build.id
-  download_dir = %q
-}
-`, dir)),
+				Config:      e.configReaper(f, okJobDownloadedTo(dir)),
 				ExpectError: regexp.MustCompile(`(?s)Downloading an artifact failed.*checksum mismatch`),
 			},
 			{
