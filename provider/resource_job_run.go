@@ -214,7 +214,7 @@ func (r *jobResource) waitWorkspaceFree(ctx context.Context, rc *api.Client, id 
 		return
 	}
 	for _, a := range atts {
-		if pve.IsDriveKey(a.Key) && r.awaitHolder(ctx, rc, a.VM) != nil {
+		if pve.IsDriveKey(a.Key) && r.awaitJobSandbox(ctx, rc, a.VM, a.Config) != nil {
 			return
 		}
 	}
@@ -230,14 +230,20 @@ var errNotJobHolder = errors.New("the workspace's holder is not the sandbox of a
 // its timeout and the boot allowance) and the reaper destroys its sandbox
 // (at most workspaceFreeWait more). It returns nil once the VM is gone.
 func (r *jobResource) awaitHolder(ctx context.Context, rc *api.Client, holder pve.VMRef) error {
-	c := r.data.client
-	cfg, err := c.Config(ctx, holder)
+	cfg, err := r.data.client.Config(ctx, holder)
 	if pve.IsNotFound(err) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
+	return r.awaitJobSandbox(ctx, rc, holder, cfg)
+}
+
+// awaitJobSandbox is awaitHolder with the holder's config already read
+// (cfg), as listing the workspace's attachments reads it.
+func (r *jobResource) awaitJobSandbox(ctx context.Context, rc *api.Client, holder pve.VMRef, cfg pve.VMConfig) error {
+	c := r.data.client
 	m, err := lease.Decode(cfg.Description())
 	if err != nil || m.JobID == "" {
 		return errNotJobHolder
